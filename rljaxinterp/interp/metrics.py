@@ -1,0 +1,45 @@
+"""Per-state scalar metrics of a model output, the quantities patching sweeps measure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from rljaxinterp.models.base import ModelOutput
+
+Metric = Callable[[ModelOutput], jax.Array]
+
+
+def value(out: ModelOutput) -> jax.Array:
+    return out.value
+
+
+def logit_diff(action_a: int, action_b: int) -> Metric:
+    return lambda out: out.logits[..., action_a] - out.logits[..., action_b]
+
+
+def action_log_prob(action: int | jax.Array, legal_mask: jax.Array | None = None) -> Metric:
+    def metric(out: ModelOutput) -> jax.Array:
+        logits = out.logits if legal_mask is None else jnp.where(legal_mask, out.logits, -jnp.inf)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return jnp.take_along_axis(logp, jnp.asarray(action)[..., None] * jnp.ones_like(logp[..., :1], int), -1)[..., 0]
+
+    return metric
+
+
+def policy_kl(reference_logits: jax.Array, legal_mask: jax.Array | None = None) -> Metric:
+    """KL(reference policy || patched policy), over legal actions when a mask is given."""
+
+    def log_policy(logits):
+        if legal_mask is not None:
+            logits = jnp.where(legal_mask, logits, -1e9)
+        return jax.nn.log_softmax(logits, axis=-1)
+
+    ref = log_policy(reference_logits)
+
+    def metric(out: ModelOutput) -> jax.Array:
+        return jnp.sum(jnp.exp(ref) * (ref - log_policy(out.logits)), axis=-1)
+
+    return metric

@@ -1,0 +1,45 @@
+"""A multilayer perceptron over the flattened observation."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rljaxinterp.models.base import ModelOutput
+from rljaxinterp.models.sites import site
+
+
+def value_head_activation(name: str):
+    if name == "tanh":
+        return jnp.tanh
+    if name == "none":
+        return lambda v: v
+    raise ValueError(f"value_activation={name!r} is not allowed; use 'tanh' (games) or 'none'")
+
+
+class MLP(nn.Module):
+    """Sites: ``input``, ``layer{i}.pre``, ``layer{i}.post``, ``logits``, ``value``.
+
+    ``obs_ndim`` says how many trailing axes of the input form one observation, so the
+    same network runs on a single state or any batch of them.
+    """
+
+    num_actions: int
+    obs_ndim: int
+    hidden: Sequence[int] = (64, 64)
+    value_activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> ModelOutput:
+        batch_shape = obs.shape[: obs.ndim - self.obs_ndim]
+        x = site(self, "input", obs.reshape(*batch_shape, -1).astype(jnp.float32))
+        for i, width in enumerate(self.hidden):
+            x = site(self, f"layer{i}.pre", nn.Dense(width, name=f"layer{i}")(x))
+            x = site(self, f"layer{i}.post", nn.relu(x))
+        logits = site(self, "logits", nn.Dense(self.num_actions, name="policy_head")(x))
+        value = nn.Dense(1, name="value_head")(x)[..., 0]
+        value = site(self, "value", value_head_activation(self.value_activation)(value))
+        return ModelOutput(logits=logits, value=value)
