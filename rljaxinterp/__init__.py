@@ -1,0 +1,3 @@
+"""rljaxinterp: mechanistic interpretability of reinforcement-learning agents, in pure JAX."""
+
+__version__ = "0.1.0"
