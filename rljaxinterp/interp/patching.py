@@ -55,7 +55,8 @@ def patching_sweep(
     Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``),
     by last axis (``"unit"``) or by leading positions (``"position"``), averaged over states
     when ``reduce`` (else with a trailing state axis). ``metric`` maps a model output to one
-    number per state.
+    number per state; a metric returning a dict of such arrays is swept in the same pass
+    and gives ``{site: {metric name: effect}}``.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r} is not allowed; use one of {DIRECTIONS}")
@@ -69,12 +70,13 @@ def patching_sweep(
     _, source_cache = run_with_cache(model, params, source_obs)
     chosen = select_sites(source_cache, sites)
     base_metric = metric(base_out)
-    n_states = base_metric.size
+    first = jax.tree.leaves(base_metric)[0]
+    batch_ndim, n_states = first.ndim, first.size
 
     effects = {}
     for name in chosen:
         value = source_cache[name]
-        shape = value.shape[base_metric.ndim :]
+        shape = value.shape[batch_ndim:]
         n_groups, mask_of = _element_groups(shape, granularity)
         size = max(1, math.prod(shape))
         batch = chunk_size or max(1, min(n_groups, 2**23 // max(1, n_states * size)))
@@ -83,8 +85,8 @@ def patching_sweep(
         def sweep(value=value, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name):
             def one(i):
                 out = run_with_interventions(model, params, base_obs, patch(name, value, mask_of(i)))
-                delta = metric(out) - base_metric
-                return delta.mean() if reduce else delta
+                delta = jax.tree.map(jnp.subtract, metric(out), base_metric)
+                return jax.tree.map(lambda d: d.mean() if reduce else d, delta)
 
             return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
 
@@ -92,5 +94,5 @@ def patching_sweep(
         group_shape = {
             "element": shape, "unit": shape[-1:], "position": shape[:-1],
         }[granularity if shape else "element"]
-        effects[name] = result.reshape(*group_shape, *result.shape[1:])
+        effects[name] = jax.tree.map(lambda r: r.reshape(*group_shape, *r.shape[1:]), result)
     return effects

@@ -1,0 +1,72 @@
+"""Figures for patching results: per-unit heatmaps and effects drawn on the board."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _by_unit(effect: np.ndarray) -> np.ndarray:
+    """Collapse every axis but the last (positions) by summing, keeping units."""
+    effect = np.asarray(effect)
+    if effect.ndim == 0:
+        return effect[None]
+    return effect.reshape(-1, effect.shape[-1]).sum(0) if effect.ndim > 1 else effect
+
+
+def plot_effects_by_unit(effects: Mapping[str, np.ndarray], path: Path, title: str) -> Path:
+    """One row per site, one column per neuron/channel (summed over squares)."""
+    rows = {name: _by_unit(e) for name, e in effects.items()}
+    width = max(len(r) for r in rows.values())
+    grid = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows.values()):
+        grid[i, : len(row)] = row
+    bound = np.nanmax(np.abs(grid)) or 1.0
+    fig, ax = plt.subplots(figsize=(min(18, 2 + 0.18 * width), 1 + 0.35 * len(rows)))
+    im = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_xlabel("unit (neuron / channel), summed over squares")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_effects_on_board(
+    effects: Mapping[str, np.ndarray], board_shape: tuple[int, int], path: Path, title: str
+) -> Path | None:
+    """For every site laid out on the board, the effect per square (summed over units)."""
+    boards = {}
+    for name, e in effects.items():
+        e = np.asarray(e)
+        if e.shape[:2] == tuple(board_shape):
+            boards[name] = e.reshape(*board_shape, -1).sum(-1)
+        elif e.ndim >= 1 and e.shape[0] == math.prod(board_shape) and name not in ("logits",):
+            boards[name] = e.reshape(e.shape[0], -1).sum(-1).reshape(board_shape)  # one token per square
+    if not boards:
+        return None
+    cols = min(6, len(boards))
+    rows = math.ceil(len(boards) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, board) in zip(axes.flat, boards.items()):
+        bound = np.abs(board).max() or 1.0
+        ax.imshow(board, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        for (r, c), v in np.ndenumerate(board):
+            ax.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=7)
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,148 @@
+"""The main job on its embedded default: a tic-tac-toe agent, its activations over every
+reachable position, and an activation-patching sweep over every site, written to a folder.
+
+When the AlphaZero agent is available the network is trained first (a few dozen seconds
+here), so the sweep interprets a strong player rather than random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rljaxinterp import interp
+from rljaxinterp.envs.boards import tic_tac_toe_reachable
+from rljaxinterp.interp.plots import plot_effects_by_unit, plot_effects_on_board
+from rljaxinterp.models import make_model
+
+BOARD = (3, 3)
+
+
+def fresh_folder(out: Path) -> Path:
+    """``out`` itself if it holds no results yet, else the first free ``out-N``: earlier
+    results are never overwritten."""
+    candidate, n = out, 1
+    while (candidate / "results.json").exists():
+        candidate, n = out.with_name(f"{out.name}-{n}"), n + 1
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
+def agent(out: Path, seed: int, train: bool):
+    """(model, params, description): a trained AlphaZero network when that agent exists."""
+    if train:
+        try:
+            from rljaxinterp.agents.quickstart_agent import train_quickstart_agent
+        except ImportError:
+            train_quickstart_agent = None
+        if train_quickstart_agent is not None:
+            return train_quickstart_agent(out / "agent", seed)
+    model = make_model("conv", 9, (3, 3, 2), channels=16, blocks=2, value_hidden=32)
+    params = model.init(jax.random.key(seed), jnp.zeros((1, 3, 3, 2)))["params"]
+    return model, params, "untrained ResTower (2 blocks x 16 channels), random initialisation"
+
+
+def activation_stats(cache: dict) -> dict:
+    return {
+        name: {
+            "mean": float(jnp.mean(a)),
+            "std": float(jnp.std(a)),
+            "fraction_nonzero": float(jnp.mean(a != 0)),
+        }
+        for name, a in cache.items()
+    }
+
+
+def top_elements(effects: dict, k: int = 10) -> list[dict]:
+    rows = [
+        {"site": site, "element": [int(i) for i in idx], "effect": float(v)}
+        for site, e in effects.items()
+        if site not in ("input", "value", "logits")
+        for idx, v in np.ndenumerate(np.asarray(e))
+    ]
+    return sorted(rows, key=lambda r: -abs(r["effect"]))[:k]
+
+
+def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
+    out = fresh_folder(Path(out))
+    timings = {}
+    t0 = time.perf_counter()
+    model, params, description = agent(out, seed, train)
+    timings["agent_s"] = time.perf_counter() - t0
+    print(f"agent: {description}")
+
+    states, boards = tic_tac_toe_reachable()
+    obs = states.observation.astype(jnp.float32)
+    legal = states.legal_action_mask
+    print(f"positions: {obs.shape[0]} reachable tic-tac-toe positions")
+
+    t = time.perf_counter()
+    clean_out, cache = jax.jit(lambda p, o: interp.run_with_cache(model, p, o))(params, obs)
+    jax.block_until_ready(cache)
+    timings["cache_s"] = time.perf_counter() - t
+    print(f"cache: {len(cache)} sites over {obs.shape[0]} positions in {timings['cache_s']:.2f} s")
+
+    # Corrupted run: every position is paired with another reachable position at random.
+    corrupted = obs[jax.random.permutation(jax.random.key(seed + 1), obs.shape[0])]
+    kl = interp.metrics.policy_kl(clean_out.logits, legal)
+    metrics = {"value": interp.metrics.value, "policy_kl": kl}
+    t = time.perf_counter()
+    per_site = interp.patching_sweep(
+        model, params, obs, corrupted, lambda out: {name: m(out) for name, m in metrics.items()}
+    )
+    effects = {name: {site: np.asarray(e[name]) for site, e in per_site.items()} for name in metrics}
+    timings["sweep_s"] = time.perf_counter() - t
+    n = sum(int(np.size(e)) for e in effects["value"].values())
+    print(f"patching sweep: {n} single-element patches x {obs.shape[0]} positions, "
+          f"metrics {', '.join(metrics)}, in {timings['sweep_s']:.1f} s")
+
+    files = []
+    for name in metrics:
+        shown = {s: e for s, e in effects[name].items() if s not in ("value",)}
+        files.append(plot_effects_by_unit(
+            shown, out / f"patching_{name}_by_unit.png",
+            f"Noising patch effect on {name} (mean over {obs.shape[0]} positions)"))
+        board = plot_effects_on_board(
+            shown, BOARD, out / f"patching_{name}_on_board.png",
+            f"Effect on {name} of patching each square (summed over channels)")
+        if board:
+            files.append(board)
+
+    results = {
+        "env": "tic_tac_toe",
+        "agent": description,
+        "num_positions": int(obs.shape[0]),
+        "corruption": "each position paired with a uniformly drawn other reachable position (noising)",
+        "sites": {name: list(shape) for name, shape in interp.sites(model, obs[:1]).items()},
+        "activation_stats": activation_stats(cache),
+        "patching": {
+            name: {site: np.asarray(e).tolist() for site, e in per_site.items()}
+            for name, per_site in effects.items()
+        },
+        "top_elements": {name: top_elements(per_site) for name, per_site in effects.items()},
+        "timings_s": timings,
+        "files": [f.name for f in files],
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"results written to {out}/ (results.json, {', '.join(f.name for f in files)})")
+    return out
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("quickstart", help="train (when available) and interpret a tic-tac-toe agent")
+    p.add_argument("--out", default="runs/quickstart", help="results folder (never overwritten)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-train", action="store_true", help="interpret an untrained network")
+    p.set_defaults(run=lambda a: run_quickstart(Path(a.out), a.seed, not a.no_train) and 0)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_parser(commands)
