@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
+from rljaxinterp.interp.cache import sites as sites_of
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 
@@ -43,7 +44,7 @@ def patching_sweep(
     params: Params,
     clean_obs: jax.Array,
     corrupted_obs: jax.Array,
-    metric: Metric | Callable[[jax.Array], Metric],
+    metric: Metric,
     sites: SiteSelection = None,
     direction: str = "noising",
     granularity: str = "element",
@@ -66,17 +67,36 @@ def patching_sweep(
             f"and {corrupted_obs.shape}"
         )
     base_obs, source_obs = (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
-    base_out, _ = run_with_cache(model, params, base_obs, sites=[])
     _, source_cache = run_with_cache(model, params, source_obs)
     chosen = select_sites(source_cache, sites)
+    return sweep_sources(
+        model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce
+    )
+
+
+def sweep_sources(
+    model: nn.Module,
+    params: Params,
+    base_obs: jax.Array,
+    sources: dict[str, jax.Array],
+    metric: Metric,
+    granularity: str = "element",
+    chunk_size: int | None = None,
+    reduce: bool = True,
+) -> dict[str, jax.Array]:
+    """The sweep itself: set each element (group) of each site in ``sources`` to the given
+    value (broadcast against batch + site shape) in the base run, one patch at a time."""
+    base_out, _ = run_with_cache(model, params, base_obs, sites=[])
     base_metric = metric(base_out)
     first = jax.tree.leaves(base_metric)[0]
     batch_ndim, n_states = first.ndim, first.size
+    batch_shape = first.shape
+    site_shapes = sites_of(model, base_obs, params)
 
     effects = {}
-    for name in chosen:
-        value = source_cache[name]
-        shape = value.shape[batch_ndim:]
+    for name, value in sources.items():
+        shape = site_shapes[name]
+        value = jnp.broadcast_to(value, (*batch_shape, *shape))
         n_groups, mask_of = _element_groups(shape, granularity)
         size = max(1, math.prod(shape))
         batch = chunk_size or max(1, min(n_groups, 2**23 // max(1, n_states * size)))

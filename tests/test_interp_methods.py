@@ -1,0 +1,120 @@
+"""Attribution patching, path patching, ablations, circuits and probes against exact references."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rljaxinterp import interp
+from rljaxinterp.interp.ablation import ablation_sweep, circuit_faithfulness
+from rljaxinterp.interp.attribution_patching import agreement, attribution_patching
+from rljaxinterp.interp.path_patching import path_patching
+from rljaxinterp.interp.probes import fit_probes, site_features
+from rljaxinterp.models import ModelOutput, make_model, site
+
+
+class LinearNet(nn.Module):
+    """A user-defined model: two linear layers with named sites and no nonlinearity."""
+
+    @nn.compact
+    def __call__(self, obs):
+        x = site(self, "input", obs.reshape(obs.shape[0], -1))
+        h = site(self, "hidden", nn.Dense(8, name="dense")(x))
+        value = site(self, "value", nn.Dense(1, name="head")(h)[:, 0])
+        return ModelOutput(logits=h[:, :4], value=value)
+
+
+@pytest.fixture(scope="module")
+def data():
+    clean = jax.random.normal(jax.random.key(1), (32, 3, 3, 2))
+    corrupted = jax.random.normal(jax.random.key(2), (32, 3, 3, 2))
+    return clean, corrupted
+
+
+@pytest.fixture(scope="module")
+def mlp(data):
+    model = make_model("mlp", 9, (3, 3, 2), hidden=(12, 10))
+    return model, model.init(jax.random.key(0), data[0])["params"]
+
+
+def test_attribution_patching_is_exact_on_a_linear_model(data):
+    clean, corrupted = data
+    model = LinearNet()
+    params = model.init(jax.random.key(0), clean)["params"]
+    exact = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, sites=["input", "hidden"])
+    approx = attribution_patching(model, params, clean, corrupted, interp.metrics.value, sites=["input", "hidden"])
+    for name in exact:
+        np.testing.assert_allclose(approx[name], exact[name], atol=1e-5)
+    assert agreement(exact, approx)["correlation"] > 0.9999
+
+
+def test_attribution_patching_approximates_a_relu_network(data, mlp):
+    model, params = mlp
+    clean, corrupted = data
+    # a small perturbation keeps the first-order estimate accurate
+    near = clean + 0.01 * (corrupted - clean)
+    exact = interp.patching_sweep(model, params, clean, near, interp.metrics.value, sites=["layer0.post"])
+    approx = attribution_patching(model, params, clean, near, interp.metrics.value, sites=["layer0.post"])
+    assert agreement(exact, approx, top_k=3)["correlation"] > 0.99
+
+
+def test_path_patching_through_the_only_receiver_equals_activation_patching(data, mlp):
+    model, params = mlp
+    clean, corrupted = data
+    exact = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, sites=["layer0.post"])
+    path = path_patching(model, params, clean, corrupted, interp.metrics.value, "layer0.post", "layer1.pre")
+    np.testing.assert_allclose(path, exact["layer0.post"], atol=1e-5)
+    # through a receiver the sender does not reach, nothing flows
+    none = path_patching(model, params, clean, corrupted, interp.metrics.value, "layer1.post", "layer0.pre")
+    np.testing.assert_allclose(none, 0.0, atol=1e-7)
+
+
+def test_ablation_sweep_matches_manual_ablation(data, mlp):
+    model, params = mlp
+    clean, _ = data
+    effects = ablation_sweep(model, params, clean, interp.metrics.value, "zero", sites=["layer1.post"])["layer1.post"]
+    base = model.apply({"params": params}, clean).value
+    for unit in (0, 4):
+        out = interp.run_with_interventions(model, params, clean, interp.zero_ablate("layer1.post", interp.unit_mask((10,), unit)))
+        np.testing.assert_allclose(effects[unit], (out.value - base).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        ablation_sweep(model, params, clean, interp.metrics.value, "resample")
+    with pytest.raises(ValueError, match="'median' is not allowed"):
+        ablation_sweep(model, params, clean, interp.metrics.value, "median")
+
+
+def test_circuit_keeping_everything_keeps_all_behaviour(data, mlp):
+    model, params = mlp
+    clean, _ = data
+    everything = circuit_faithfulness(model, params, clean, interp.metrics.value, {"layer0.post": jnp.ones(12)})
+    assert everything["fraction_kept"] == pytest.approx(1.0, abs=1e-5)
+    nothing = circuit_faithfulness(model, params, clean, interp.metrics.value, {"layer0.post": jnp.zeros(12)})
+    assert nothing["fraction_kept"] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ridge", "logistic", "sparse"])
+def test_probe_recovers_a_planted_linear_feature_and_fails_on_shuffled_labels(kind):
+    x = jax.random.normal(jax.random.key(0), (1500, 20))
+    w = jax.random.normal(jax.random.key(1), (20,))
+    noise = jax.random.normal(jax.random.key(2), (1500, 6))
+    concepts = {"linear": x @ w, "sign": (x @ w > 0).astype(jnp.float32)}
+    scores = fit_probes({"planted": x, "noise": noise}, concepts, kind=kind, l2=1e-3)
+    table = scores.table()
+    assert table["planted"]["linear"] > 0.999
+    assert table["planted"]["sign"] > 0.95
+    assert table["noise"]["sign"] < 0.6 and table["noise"]["linear"] < 0.05
+    control = fit_probes({"planted": x, "noise": noise}, concepts, kind=kind, l2=1e-3, shuffle_labels=True).table()
+    assert control["planted"]["sign"] < 0.6 and control["planted"]["linear"] < 0.05
+
+
+def test_probes_read_model_sites(data, mlp):
+    model, params = mlp
+    feats = site_features(model, params, data[0], sites=["input", "layer0.post"])
+    assert feats["input"].shape == (32, 18)
+    # the value is a function of layer1.post; a probe on the input reads back a linear function of it
+    target = data[0].reshape(32, -1) @ jnp.arange(18.0)
+    scores = fit_probes(feats, {"input_sum": target}, l2=1e-4, test_fraction=0.25)
+    assert scores.table()["input"]["input_sum"] > 0.999
+    with pytest.raises(ValueError, match="probe kind 'svm' is not allowed"):
+        fit_probes(feats, {"t": target}, kind="svm")
