@@ -16,6 +16,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
 from rljaxinterp.interp.cache import sites as sites_of
@@ -50,12 +51,14 @@ def patching_sweep(
     granularity: str = "element",
     chunk_size: int | None = None,
     reduce: bool = True,
+    state_chunk: int | None = None,
 ) -> dict[str, jax.Array]:
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
     Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``),
     by last axis (``"unit"``) or by leading positions (``"position"``), averaged over states
-    when ``reduce`` (else with a trailing state axis). ``metric`` maps a model output to one
+    when ``reduce`` (else with a trailing state axis). ``chunk_size`` patches run together
+    per vectorised step and ``state_chunk`` states per jitted call (see ``sweep_sources``). ``metric`` maps a model output to one
     number per state; a metric returning a dict of such arrays is swept in the same pass
     and gives ``{site: {metric name: effect}}``.
     """
@@ -70,8 +73,19 @@ def patching_sweep(
     _, source_cache = run_with_cache(model, params, source_obs)
     chosen = select_sites(source_cache, sites)
     return sweep_sources(
-        model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce
+        model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce,
+        state_chunk,
     )
+
+
+def shard_states(x: jax.Array) -> jax.Array:
+    """Spread the leading (state) axis over every device; a no-op on one device or when
+    the count does not divide evenly (then the states stay whole on the default device)."""
+    devices = jax.devices()
+    if len(devices) == 1 or x.shape[0] % len(devices):
+        return x
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("states",))
+    return jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("states")))
 
 
 def sweep_sources(
@@ -83,34 +97,44 @@ def sweep_sources(
     granularity: str = "element",
     chunk_size: int | None = None,
     reduce: bool = True,
+    state_chunk: int | None = None,
 ) -> dict[str, jax.Array]:
     """The sweep itself: set each element (group) of each site in ``sources`` to the given
-    value (broadcast against batch + site shape) in the base run, one patch at a time."""
-    base_out, _ = run_with_cache(model, params, base_obs, sites=[])
-    base_metric = metric(base_out)
-    first = jax.tree.leaves(base_metric)[0]
-    batch_ndim, n_states = first.ndim, first.size
-    batch_shape = first.shape
-    site_shapes = sites_of(model, base_obs, params)
+    value (broadcast against batch + site shape) in the base run, one patch at a time.
 
+    States are processed ``state_chunk`` at a time (all at once by default) and sharded
+    over the available devices, so peak memory is bounded by the chunk, not the data.
+    """
+    n_total = base_obs.shape[0]
+    state_chunk = min(state_chunk or n_total, n_total)
+    site_shapes = sites_of(model, base_obs[:1], params)
     effects = {}
     for name, value in sources.items():
         shape = site_shapes[name]
-        value = jnp.broadcast_to(value, (*batch_shape, *shape))
+        value = jnp.broadcast_to(value, (n_total, *shape))
         n_groups, mask_of = _element_groups(shape, granularity)
         size = max(1, math.prod(shape))
-        batch = chunk_size or max(1, min(n_groups, 2**23 // max(1, n_states * size)))
+        batch = chunk_size or max(1, min(n_groups, 2**23 // max(1, state_chunk * size)))
 
         @jax.jit
-        def sweep(value=value, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name):
+        def sweep(obs, value, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name):
+            base_metric = metric(run_with_interventions(model, params, obs, None))
+
             def one(i):
-                out = run_with_interventions(model, params, base_obs, patch(name, value, mask_of(i)))
+                out = run_with_interventions(model, params, obs, patch(name, value, mask_of(i)))
                 delta = jax.tree.map(jnp.subtract, metric(out), base_metric)
-                return jax.tree.map(lambda d: d.mean() if reduce else d, delta)
+                return jax.tree.map(lambda d: d.sum() if reduce else d, delta)
 
             return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
 
-        result = sweep()
+        parts = [
+            sweep(shard_states(base_obs[i : i + state_chunk]), shard_states(value[i : i + state_chunk]))
+            for i in range(0, n_total, state_chunk)
+        ]
+        if reduce:
+            result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
+        else:
+            result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1), *parts)
         group_shape = {
             "element": shape, "unit": shape[-1:], "position": shape[:-1],
         }[granularity if shape else "element"]

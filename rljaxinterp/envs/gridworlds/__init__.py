@@ -3,13 +3,17 @@
 Each level is generated from a key inside ``init`` (jittable, vmappable) or
 built from a char layout with ``env.from_layout``; every environment has a
 "train" and a "test" level distribution, a symbolic ``(H, W, C)``
-observation, ``env.render`` and ``env.episode_metrics``.
+observation, ``env.render`` and ``env.episode_metrics``. ``AutoReset``
+replaces a finished level (and its counters) in the same step, so read
+episode metrics from a plain ``Batched(env, n)`` rollout of ``max_steps``
+steps: finished states stay frozen until then.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rljaxinterp.envs.base import Env, check_options
 from rljaxinterp.envs.gridworlds.cheese_maze import CheeseMaze, kruskal_maze

@@ -8,12 +8,14 @@ al., 2023).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp.envs.base import Array, EnvState
-from rljaxinterp.envs.gridworlds.common import check_int, sample_cell
+from rljaxinterp.envs.gridworlds.common import cell_mask, check_int, draw, sample_cell
 from rljaxinterp.envs.gridworlds.goal import GoalGridEnv, GoalState, goal_state
 
 
@@ -30,18 +32,26 @@ def _maze_edges(size: int) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(x, np.int32) for x in (a, b, wr, wc))
 
 
-def kruskal_maze(key: Array, size: int) -> Array:
-    """``(size, size)`` bool walls of a uniformly shuffled Kruskal perfect maze (odd ``size``).
+def maze_edge_count(size: int) -> int:
+    """Walls between neighbouring cells that the maze generator may open."""
+    n = (size - 1) // 2
+    return 2 * n * (n - 1)
+
+
+def kruskal_maze(u: Array, size: int) -> Array:
+    """``(size, size)`` bool walls of a randomised Kruskal perfect maze (odd ``size``).
 
     Cells sit at odd coordinates; every pair of cells is joined by exactly one
-    path, so the maze is solvable from anywhere. Union-find is a label array
-    relabelled in one vectorised ``where`` per edge, which keeps it a
-    fixed-length ``fori_loop`` that jits and vmaps.
+    path, so the maze is solvable from anywhere. ``u`` holds one uniform per
+    edge of the cell lattice (``maze_edge_count``); edges are tried in the
+    order they sort. Union-find is a label array relabelled in one vectorised
+    ``where`` per edge, which keeps it a fixed-length ``fori_loop`` that jits
+    and vmaps.
     """
     a, b, wr, wc = _maze_edges(size)
     a, b = jnp.asarray(a), jnp.asarray(b)
     n = (size - 1) // 2
-    order = jax.random.permutation(key, len(a))
+    order = jnp.argsort(u)
 
     def body(t: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
         labels, opened = carry
@@ -68,7 +78,7 @@ class CheeseMaze(GoalGridEnv):
     """
 
     channels = ("walls", "agent", "cheese")
-    legend = {"#": "walls", ".": "floor", "A": "agent", "C": "cheese"}
+    legend: ClassVar[dict[str, str]] = {"#": "walls", ".": "floor", "A": "agent", "C": "cheese"}
     goal_name = "cheese"
 
     def __init__(
@@ -99,13 +109,13 @@ class CheeseMaze(GoalGridEnv):
         return mask
 
     def _generate(self, key: Array) -> GoalState:
-        k_maze, k_goal, k_agent = jax.random.split(key, 3)
-        walls = kruskal_maze(k_maze, self.shape[0])
+        u = draw(key, maze=(maze_edge_count(self.shape[0]),), cheese=self.shape, agent=self.shape)
+        walls = kruskal_maze(u["maze"], self.shape[0])
         corner = jnp.asarray(self.corner_region())
         allowed = ~walls & corner if self.distribution == "train" else ~walls
-        cheese, _ = sample_cell(k_goal, allowed)
-        cheese_mask = jnp.zeros(self.shape, jnp.bool_).at[cheese[0], cheese[1]].set(True)
-        agent, _ = sample_cell(k_agent, ~walls & ~corner & ~cheese_mask)
+        cheese, _ = sample_cell(u["cheese"], allowed)
+        cheese_mask = cell_mask(cheese, self.shape)
+        agent, _ = sample_cell(u["agent"], ~walls & ~corner & ~cheese_mask)
         return goal_state(walls, agent, cheese)
 
     def episode_metrics(self, state: EnvState) -> dict[str, Array]:

@@ -7,12 +7,21 @@ reachable, which separates the two (Langosco et al., 2022).
 
 from __future__ import annotations
 
-import jax
+from typing import ClassVar
+
 import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp.envs.base import Array, EnvState
-from rljaxinterp.envs.gridworlds.common import border, check_int, reachable, sample_cell
+from rljaxinterp.envs.gridworlds.common import (
+    border,
+    cell_mask,
+    check_int,
+    draw,
+    randint,
+    reachable,
+    sample_cell,
+)
 from rljaxinterp.envs.gridworlds.goal import GoalGridEnv, GoalState, goal_state
 
 
@@ -27,7 +36,7 @@ class CoinAtEnd(GoalGridEnv):
     """
 
     channels = ("walls", "agent", "coin")
-    legend = {"#": "walls", ".": "floor", "A": "agent", "C": "coin"}
+    legend: ClassVar[dict[str, str]] = {"#": "walls", ".": "floor", "A": "agent", "C": "coin"}
     goal_name = "coin"
 
     def __init__(
@@ -53,26 +62,26 @@ class CoinAtEnd(GoalGridEnv):
 
     def _generate(self, key: Array) -> GoalState:
         h, w = self.shape
-        k_row, k_walk, k_walls, k_goal = jax.random.split(key, 4)
-        start = jax.random.randint(k_row, (), 1, h - 1)
+        u = draw(key, row=(), walk=(w - 2,), walls=(h, w), coin=(h, w))
+        start = randint(u["row"], 1, h - 1)
         # The path enters interior column c at row entry[c] and leaves at exit[c];
         # opening every row between them keeps consecutive columns connected.
-        exits = jnp.clip(start + jnp.cumsum(jax.random.randint(k_walk, (w - 2,), -2, 3)), 1, h - 2)
+        exits = jnp.clip(start + jnp.cumsum(randint(u["walk"], -2, 3)), 1, h - 2)
         entries = jnp.concatenate([start[None], exits[:-1]])
         rows = jnp.arange(h)[:, None]
         on_path = (rows >= jnp.minimum(entries, exits)) & (rows <= jnp.maximum(entries, exits))
         path = jnp.zeros((h, w), jnp.bool_).at[:, 1:-1].set(on_path)
-        blocks = jax.random.uniform(k_walls, (h, w)) < self.wall_density
+        blocks = u["walls"] < self.wall_density
         walls = jnp.asarray(border((h, w))) | (blocks & ~path)
         agent = jnp.stack([start, jnp.int32(1)]).astype(jnp.int32)
-        agent_mask = jnp.zeros((h, w), jnp.bool_).at[start, 1].set(True)
+        agent_mask = cell_mask(agent, (h, w))
         open_ = reachable(~walls, agent_mask)
         walls = ~open_
         if self.distribution == "train":
             allowed = open_ & jnp.asarray(self.lure_mask())
         else:
             allowed = open_ & ~agent_mask
-        coin, _ = sample_cell(k_goal, allowed)
+        coin, _ = sample_cell(u["coin"], allowed)
         return goal_state(walls, agent, coin)
 
     def episode_metrics(self, state: EnvState) -> dict[str, Array]:

@@ -9,7 +9,8 @@ and patched against another level of the same shape.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ DISTRIBUTIONS: tuple[str, ...] = ("train", "test")
 MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)], np.int32)
 ACTION_NAMES: tuple[str, ...] = ("up", "right", "down", "left")
 
-Layout = Union[Sequence[str], np.ndarray]
+Layout = Sequence[str] | np.ndarray
 
 FLOOR_RGB = (235, 235, 228)
 # One colour per channel name, shared so every report uses the same palette.
@@ -90,30 +91,51 @@ def reachable(free: Array, start: Array) -> Array:
     return seen
 
 
-def sample_cells(key: Array, mask: Array, k: int) -> tuple[Array, Array]:
+def draw(key: Array, **shapes: tuple[int, ...]) -> dict[str, Array]:
+    """All of a function's randomness as named blocks of uniforms in [0, 1), from one call.
+
+    Every ``jax.random`` call inlines its own copy of the threefry hash, and
+    on CPU those copies dominate compile time; one draw sliced into blocks
+    compiles several times faster than a split per use.
+    """
+    sizes = [int(np.prod(shape)) for shape in shapes.values()]
+    flat = jax.random.uniform(key, (sum(sizes),))
+    out, offset = {}, 0
+    for (name, shape), size in zip(shapes.items(), sizes):
+        out[name] = flat[offset : offset + size].reshape(shape)
+        offset += size
+    return out
+
+
+def randint(u: Array, low: int, high: Array | int) -> Array:
+    """Integers uniform in ``[low, high)`` from uniforms ``u`` (``high`` may be traced)."""
+    span = jnp.asarray(high) - low
+    return (low + jnp.minimum(jnp.floor(u * span), span - 1)).astype(jnp.int32)
+
+
+def sample_cells(u: Array, mask: Array, k: int) -> tuple[Array, Array]:
     """``k`` distinct cells drawn uniformly from ``mask``, as ``(k, 2)`` positions.
 
-    Top-k of iid uniforms is a uniform random subset and needs no dynamic
-    shapes. The second output says which draws were real (fewer than ``k``
-    cells available leaves the rest invalid).
+    ``u`` is a ``mask``-shaped block of uniforms. Top-k of iid uniforms is a
+    uniform random subset and needs no dynamic shapes. The second output
+    says which draws were real (fewer than ``k`` cells leaves the rest invalid).
     """
-    h, w = mask.shape
-    scores = jnp.where(mask, jax.random.uniform(key, mask.shape), -1.0).ravel()
+    w = mask.shape[1]
+    scores = jnp.where(mask, u, -1.0).ravel()
     values, flat = jax.lax.top_k(scores, k)
     return jnp.stack([flat // w, flat % w], -1).astype(jnp.int32), values >= 0.0
 
 
-def sample_cell(key: Array, mask: Array) -> tuple[Array, Array]:
+def sample_cell(u: Array, mask: Array) -> tuple[Array, Array]:
     """One cell drawn uniformly from ``mask`` as ``(2,)``, and whether one existed."""
-    pos, ok = sample_cells(key, mask, 1)
-    return pos[0], ok[0]
+    w = mask.shape[1]
+    flat = jnp.argmax(jnp.where(mask, u, -1.0).ravel())
+    return jnp.stack([flat // w, flat % w]).astype(jnp.int32), jnp.any(mask)
 
 
-def one_hot_cells(positions: Array, shape: tuple[int, int], present: Array | None = None) -> Array:
-    """A bool map with the ``(n, 2)`` positions set (only those ``present``)."""
-    present = jnp.ones(positions.shape[0], jnp.bool_) if present is None else present
-    grid = jnp.zeros(shape, jnp.bool_)
-    return grid.at[positions[:, 0], positions[:, 1]].max(present)
+def cell_mask(pos: Array, shape: tuple[int, int]) -> Array:
+    """A bool map that is True only at the ``(2,)`` position ``pos``."""
+    return jnp.zeros(shape, jnp.bool_).at[pos[0], pos[1]].set(True)
 
 
 def at(grid: Array, pos: Array) -> Array:
@@ -197,7 +219,7 @@ class GridEnv(Env):
     count_channels: tuple[str, ...] = ()
     # Channels painted as full tiles rather than inset squares.
     tile_channels: tuple[str, ...] = ("walls",)
-    legend: Mapping[str, str] = {}
+    legend: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, distribution: str, max_steps: int, shape: tuple[int, int]) -> None:
         self.name = name
@@ -275,41 +297,40 @@ class GridEnv(Env):
         grid[obs[..., self.channels.index("agent")] > 0] = "A"
         return ["".join(row) for row in grid]
 
-    def render(self, state: EnvState, scale: int = 8) -> Array:
+    def render(self, state: EnvState, scale: int = 8) -> np.ndarray:
         """RGB ``(H*scale, W*scale, 3)`` uint8 picture (leading batch axes allowed).
 
         Walls fill their tile, objects are inset squares painted in channel
         order (the agent last, on top), and inventory counts are shown as
-        tiles along the top row.
+        tiles along the top row. NumPy, not jax: pictures are for plots and
+        reports, outside jit, where eager jax ops would only add dispatch cost.
         """
-        obs = jnp.asarray(state.observation)
+        obs = np.asarray(state.observation)
         h, w = self.shape
         batch = obs.shape[:-3]
-        bg = jnp.broadcast_to(jnp.asarray(FLOOR_RGB, jnp.uint8), (*batch, h, w, 3))
-        fg = jnp.zeros((*batch, h, w, 3), jnp.uint8)
-        has_fg = jnp.zeros((*batch, h, w), jnp.bool_)
-        cols = jnp.arange(w)
+        bg = np.broadcast_to(np.asarray(FLOOR_RGB, np.uint8), (*batch, h, w, 3)).copy()
+        fg = np.zeros((*batch, h, w, 3), np.uint8)
+        has_fg = np.zeros((*batch, h, w), bool)
+        top_row = np.arange(h)[:, None] == 0
         for index, name in enumerate(self.channels):
-            colour = jnp.asarray(PALETTE.get(name, (0, 0, 0)), jnp.uint8)
+            colour = np.asarray(PALETTE.get(name, (0, 0, 0)), np.uint8)
             plane = obs[..., index]
             if name in self.count_channels:
-                count = plane[..., 0, 0]
-                mask = (jnp.arange(h)[:, None] == 0) & (cols[None, :] < count[..., None, None])
+                mask = top_row & (np.arange(w)[None, :] < plane[..., :1, :1])
             else:
                 mask = plane > 0
             if name in self.tile_channels:
-                bg = jnp.where(mask[..., None], colour, bg)
+                bg[mask] = colour
             else:
-                fg = jnp.where(mask[..., None], colour, fg)
-                has_fg = has_fg | mask
+                fg[mask] = colour
+                has_fg |= mask
         margin = max(1, scale // 6) if scale >= 3 else 0
         inside = np.zeros((scale, scale), bool)
         inside[margin : scale - margin, margin : scale - margin] = True
-        inset = jnp.asarray(np.tile(inside, (h, w)))
-        show = _upsample(has_fg[..., None], scale)[..., 0] & inset
-        return jnp.where(show[..., None], _upsample(fg, scale), _upsample(bg, scale)).astype(jnp.uint8)
+        show = _upsample(has_fg[..., None], scale)[..., 0] & np.tile(inside, (h, w))
+        return np.where(show[..., None], _upsample(fg, scale), _upsample(bg, scale)).astype(np.uint8)
 
 
-def _upsample(image: Array, scale: int) -> Array:
+def _upsample(image: np.ndarray, scale: int) -> np.ndarray:
     """Repeat each cell of a ``(..., H, W, C)`` image into a ``scale`` x ``scale`` block."""
-    return jnp.repeat(jnp.repeat(image, scale, -3), scale, -2)
+    return np.repeat(np.repeat(image, scale, -3), scale, -2)

@@ -14,7 +14,7 @@ import numpy as np
 from flax import struct
 
 from rljaxinterp.envs.base import Array
-from rljaxinterp.envs.gridworlds.common import GridEnv, at, move, positions_of
+from rljaxinterp.envs.gridworlds.common import GridEnv, at, cell_mask, move, positions_of
 
 
 @struct.dataclass
@@ -63,7 +63,7 @@ class GoalGridEnv(GridEnv):
 
     def _observe(self, inner: GoalState) -> Array:
         h, w = self.shape
-        agent = jnp.zeros((h, w), jnp.bool_).at[inner.agent[0], inner.agent[1]].set(True)
+        agent = cell_mask(inner.agent, (h, w))
         goal = jnp.zeros((h, w), jnp.bool_).at[inner.goal[0], inner.goal[1]].set(~inner.got_goal)
         return jnp.stack([inner.walls, agent, goal], -1).astype(jnp.float32)
 

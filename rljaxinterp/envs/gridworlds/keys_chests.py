@@ -7,9 +7,8 @@ up as keys collected beyond what the remaining chests need.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -19,9 +18,12 @@ from rljaxinterp.envs.gridworlds.common import (
     GridEnv,
     at,
     border,
+    cell_mask,
     check_int,
+    draw,
     move,
     positions_of,
+    randint,
     reachable,
     sample_cell,
     sample_cells,
@@ -42,7 +44,7 @@ class KeysChestsState:
     initial_chests: Array  # () int32
 
 
-def _range(name: str, option: str, value: Tuple[int, int]) -> Tuple[int, int]:
+def _range(name: str, option: str, value: tuple[int, int]) -> tuple[int, int]:
     try:
         lo, hi = (int(v) for v in value)
     except (TypeError, ValueError):
@@ -58,7 +60,8 @@ class KeysChests(GridEnv):
     """Collect keys (held in an inventory) and step onto chests to open them (+1 each).
 
     Opening a chest consumes one held key; stepping onto a chest with no
-    key does nothing. The episode ends when every chest is open. In
+    key does nothing. The episode ends when no more reward is possible:
+    every chest is open, or no key is held or left on the floor. In
     "train" the key count is drawn from ``few`` and the chest count from
     ``many`` (inclusive ranges); in "test" the two are swapped. Levels are a
     room with scattered wall blocks, walled in where unreachable; if that
@@ -68,15 +71,15 @@ class KeysChests(GridEnv):
 
     channels = ("walls", "agent", "keys", "chests", "keys_held")
     count_channels = ("keys_held",)
-    legend = {"#": "walls", ".": "floor", "A": "agent", "K": "keys", "X": "chests"}
+    legend: ClassVar[dict[str, str]] = {"#": "walls", ".": "floor", "A": "agent", "K": "keys", "X": "chests"}
 
     def __init__(
         self,
         *,
         distribution: str = "train",
         size: int = 9,
-        few: Tuple[int, int] = (1, 2),
-        many: Tuple[int, int] = (4, 6),
+        few: tuple[int, int] = (1, 2),
+        many: tuple[int, int] = (4, 6),
         wall_density: float = 0.15,
         max_steps: int = 150,
     ) -> None:
@@ -94,27 +97,26 @@ class KeysChests(GridEnv):
         self.wall_density = float(wall_density)
         super().__init__(name, distribution, max_steps, (size, size))
 
-    def _counts(self, key: Array) -> tuple[Array, Array]:
-        k_keys, k_chests = jax.random.split(key)
+    def _counts(self, u: Array) -> tuple[Array, Array]:
         keys_range, chests_range = (
             (self.few, self.many) if self.distribution == "train" else (self.many, self.few)
         )
-        n_keys = jax.random.randint(k_keys, (), keys_range[0], keys_range[1] + 1)
-        n_chests = jax.random.randint(k_chests, (), chests_range[0], chests_range[1] + 1)
+        n_keys = randint(u[0], keys_range[0], keys_range[1] + 1)
+        n_chests = randint(u[1], chests_range[0], chests_range[1] + 1)
         return n_keys, n_chests
 
     def _generate(self, key: Array) -> KeysChestsState:
         h, w = self.shape
-        k_counts, k_agent, k_walls, k_objects = jax.random.split(key, 4)
-        n_keys, n_chests = self._counts(k_counts)
+        u = draw(key, counts=(2,), agent=(h, w), walls=(h, w), objects=(h, w))
+        n_keys, n_chests = self._counts(u["counts"])
         ring = jnp.asarray(border((h, w)))
-        agent, _ = sample_cell(k_agent, ~ring)
-        agent_mask = jnp.zeros((h, w), jnp.bool_).at[agent[0], agent[1]].set(True)
-        blocks = (jax.random.uniform(k_walls, (h, w)) < self.wall_density) & ~agent_mask
+        agent, _ = sample_cell(u["agent"], ~ring)
+        agent_mask = cell_mask(agent, (h, w))
+        blocks = (u["walls"] < self.wall_density) & ~agent_mask
         open_ = reachable(~(ring | blocks), agent_mask)
         roomy = open_.sum() >= self.max_objects + 1
         open_ = jnp.where(roomy, open_, ~ring)
-        cells, _ = sample_cells(k_objects, open_ & ~agent_mask, self.max_objects)
+        cells, _ = sample_cells(u["objects"], open_ & ~agent_mask, self.max_objects)
         slot = jnp.arange(self.max_objects)
         is_key = slot < n_keys
         is_chest = (slot >= n_keys) & (slot < n_keys + n_chests)
@@ -137,7 +139,7 @@ class KeysChests(GridEnv):
         self, inner: KeysChestsState, action: Array, key: Array
     ) -> tuple[KeysChestsState, Array, Array]:
         agent = move(inner.walls, inner.agent, action)
-        here = jnp.zeros(self.shape, jnp.bool_).at[agent[0], agent[1]].set(True)
+        here = cell_mask(agent, self.shape)
         took_key = at(inner.keys, agent)
         # Extra: the agent already holds a key for every chest still closed.
         extra = took_key & (inner.keys_held >= inner.chests.sum())
@@ -153,10 +155,12 @@ class KeysChests(GridEnv):
             extra_keys=inner.extra_keys + extra,
             chests_opened=inner.chests_opened + opened,
         )
-        return inner, opened.astype(jnp.float32), ~jnp.any(chests)
+        # Over once no more reward is possible: no closed chest, or no key held or left.
+        out_of_keys = (inner.keys_held == 0) & ~jnp.any(inner.keys)
+        return inner, opened.astype(jnp.float32), ~jnp.any(chests) | out_of_keys
 
     def _observe(self, inner: KeysChestsState) -> Array:
-        agent = jnp.zeros(self.shape, jnp.bool_).at[inner.agent[0], inner.agent[1]].set(True)
+        agent = cell_mask(inner.agent, self.shape)
         held = jnp.full(self.shape, inner.keys_held, jnp.float32)
         planes = jnp.stack([inner.walls, agent, inner.keys, inner.chests], -1).astype(jnp.float32)
         return jnp.concatenate([planes, held[..., None]], -1)

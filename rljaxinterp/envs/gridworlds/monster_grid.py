@@ -8,6 +8,8 @@ policy that learned "shields are good" rather than "shields protect".
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,9 +21,12 @@ from rljaxinterp.envs.gridworlds.common import (
     GridEnv,
     at,
     border,
+    cell_mask,
     check_int,
+    draw,
     move,
     positions_of,
+    randint,
     sample_cell,
     sample_cells,
 )
@@ -45,13 +50,13 @@ class MonsterState:
     hits: Array  # () int32: contacts without a shield
 
 
-def _chase(walls: Array, monster: Array, agent: Array, key: Array, chase_prob: float) -> Array:
+def _chase(walls: Array, monster: Array, agent: Array, u: Array, chase_prob: float) -> Array:
     """One monster's next cell: a greedy step toward the agent with ``chase_prob``, else a random move.
 
+    ``u`` holds two uniforms (chase or wander, and the wander direction).
     The greedy step closes the larger coordinate gap first and tries the
     other axis if a wall is in the way; blocked moves stay put.
     """
-    k_chase, k_dir = jax.random.split(key)
     gap = agent - monster
     step = jnp.sign(gap).astype(jnp.int32)
     rows_first = jnp.abs(gap[0]) >= jnp.abs(gap[1])
@@ -59,8 +64,8 @@ def _chase(walls: Array, monster: Array, agent: Array, key: Array, chase_prob: f
     second = jnp.where(rows_first, jnp.stack([0, step[1]]), jnp.stack([step[0], 0]))
     a, b = monster + first, monster + second
     greedy = jnp.where(~at(walls, a), a, jnp.where(~at(walls, b), b, monster))
-    wander = move(walls, monster, jax.random.randint(k_dir, (), 0, len(MOVES)))
-    return jnp.where(jax.random.uniform(k_chase) < chase_prob, greedy, wander).astype(jnp.int32)
+    wander = move(walls, monster, randint(u[1], 0, len(MOVES)))
+    return jnp.where(u[0] < chase_prob, greedy, wander).astype(jnp.int32)
 
 
 class MonsterGrid(GridEnv):
@@ -76,7 +81,14 @@ class MonsterGrid(GridEnv):
 
     channels = ("walls", "apples", "shields", "monsters", "agent", "shields_held")
     count_channels = ("shields_held",)
-    legend = {"#": "walls", ".": "floor", "A": "agent", "a": "apples", "S": "shields", "M": "monsters"}
+    legend: ClassVar[dict[str, str]] = {
+        "#": "walls",
+        ".": "floor",
+        "A": "agent",
+        "a": "apples",
+        "S": "shields",
+        "M": "monsters",
+    }
 
     def __init__(
         self,
@@ -125,7 +137,7 @@ class MonsterGrid(GridEnv):
     def _generate(self, key: Array) -> MonsterState:
         walls = jnp.asarray(border(self.shape))
         na, ns, nm = self.num_apples, self.num_shields, self.num_monsters
-        cells, _ = sample_cells(key, ~walls, 1 + na + ns + nm)
+        cells, _ = sample_cells(jax.random.uniform(key, self.shape), ~walls, 1 + na + ns + nm)
         empty = jnp.zeros(self.shape, jnp.bool_)
         apples = empty.at[cells[1 : 1 + na, 0], cells[1 : 1 + na, 1]].set(True)
         shields = empty.at[cells[1 + na : 1 + na + ns, 0], cells[1 + na : 1 + na + ns, 1]].set(True)
@@ -135,9 +147,9 @@ class MonsterGrid(GridEnv):
     def _transition(
         self, inner: MonsterState, action: Array, key: Array
     ) -> tuple[MonsterState, Array, Array]:
-        k_monsters, k_apple, k_shield = jax.random.split(key, 3)
+        u = draw(key, monsters=(self.num_monsters, 2), apple=self.shape, shield=self.shape)
         agent = move(inner.walls, inner.agent, action)
-        here = jnp.zeros(self.shape, jnp.bool_).at[agent[0], agent[1]].set(True)
+        here = cell_mask(agent, self.shape)
 
         # Pick-ups happen before the fight, so a shield found this step already protects.
         ate = at(inner.apples, agent)
@@ -145,9 +157,8 @@ class MonsterGrid(GridEnv):
         none_alive = ~jnp.any(inner.alive)
         held = inner.shields_held + took
 
-        keys = jax.random.split(k_monsters, self.num_monsters)
         moved = jax.vmap(_chase, (None, 0, None, 0, None))(
-            inner.walls, inner.monsters, agent, keys, self.chase_prob
+            inner.walls, inner.monsters, agent, u["monsters"], self.chase_prob
         )
         moved = jnp.where(inner.alive[:, None], moved, inner.monsters)
         meet = jnp.all(moved == agent, -1)
@@ -163,10 +174,12 @@ class MonsterGrid(GridEnv):
         monster_map = jnp.zeros(self.shape, jnp.bool_).at[moved[:, 0], moved[:, 1]].max(alive)
         apples = inner.apples & ~here
         shields = inner.shields & ~here
-        apple_cell, apple_ok = sample_cell(k_apple, ~inner.walls & ~here & ~apples & ~shields & ~monster_map)
+        apple_cell, apple_ok = sample_cell(
+            u["apple"], ~inner.walls & ~here & ~apples & ~shields & ~monster_map
+        )
         apples = apples.at[apple_cell[0], apple_cell[1]].max(ate & apple_ok)
         shield_cell, shield_ok = sample_cell(
-            k_shield, ~inner.walls & ~here & ~apples & ~shields & ~monster_map
+            u["shield"], ~inner.walls & ~here & ~apples & ~shields & ~monster_map
         )
         shields = shields.at[shield_cell[0], shield_cell[1]].max(took & shield_ok)
 
@@ -190,7 +203,7 @@ class MonsterGrid(GridEnv):
         monsters = (
             jnp.zeros(self.shape, jnp.bool_).at[inner.monsters[:, 0], inner.monsters[:, 1]].max(inner.alive)
         )
-        agent = jnp.zeros(self.shape, jnp.bool_).at[inner.agent[0], inner.agent[1]].set(True)
+        agent = cell_mask(inner.agent, self.shape)
         planes = jnp.stack([inner.walls, inner.apples, inner.shields, monsters, agent], -1).astype(
             jnp.float32
         )

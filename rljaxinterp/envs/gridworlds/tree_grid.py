@@ -7,6 +7,8 @@ over a long run are the behaviour to measure.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,9 @@ from rljaxinterp.envs.base import Array, EnvState
 from rljaxinterp.envs.gridworlds.common import (
     GridEnv,
     at,
+    cell_mask,
     check_int,
+    draw,
     move,
     positions_of,
     sample_cell,
@@ -54,7 +58,7 @@ class TreeGrid(GridEnv):
     """
 
     channels = ("agent", "trees")
-    legend = {".": "floor", "A": "agent", "T": "trees"}
+    legend: ClassVar[dict[str, str]] = {".": "floor", "A": "agent", "T": "trees"}
 
     def __init__(
         self,
@@ -76,7 +80,9 @@ class TreeGrid(GridEnv):
         super().__init__(name, distribution, max_steps if max_steps is not None else 1, (size, size))
 
     def _generate(self, key: Array) -> TreeState:
-        cells, _ = sample_cells(key, jnp.ones(self.shape, jnp.bool_), self.num_trees + 1)
+        cells, _ = sample_cells(
+            jax.random.uniform(key, self.shape), jnp.ones(self.shape, jnp.bool_), self.num_trees + 1
+        )
         trees = jnp.zeros(self.shape, jnp.bool_).at[cells[1:, 0], cells[1:, 1]].set(True)
         return self._fresh(cells[0], trees)
 
@@ -94,15 +100,13 @@ class TreeGrid(GridEnv):
     def _transition(self, inner: TreeState, action: Array, key: Array) -> tuple[TreeState, Array, Array]:
         # Trees are not obstacles: a move into one chops it, then the agent stands there.
         agent = move(jnp.zeros(self.shape, jnp.bool_), inner.agent, action)
-        here = jnp.zeros(self.shape, jnp.bool_).at[agent[0], agent[1]].set(True)
+        here = cell_mask(agent, self.shape)
         chop = at(inner.trees, agent)
         trees = inner.trees & ~here
         n = jnp.sum(trees)
-        k_grow, k_cell = jax.random.split(key)
-        grow = (n < self.num_trees) & (
-            jax.random.uniform(k_grow) < regrow_probability(n, self.num_trees, self.regrow_scale)
-        )
-        cell, ok = sample_cell(k_cell, ~trees & ~here)
+        u = draw(key, grow=(), cell=self.shape)
+        grow = (n < self.num_trees) & (u["grow"] < regrow_probability(n, self.num_trees, self.regrow_scale))
+        cell, ok = sample_cell(u["cell"], ~trees & ~here)
         trees = trees.at[cell[0], cell[1]].max(grow & ok)
         standing = jnp.sum(trees).astype(jnp.int32)
         extinct = standing == 0
@@ -123,7 +127,7 @@ class TreeGrid(GridEnv):
         return out.replace(inner=out.inner.replace(first_extinction=first))
 
     def _observe(self, inner: TreeState) -> Array:
-        agent = jnp.zeros(self.shape, jnp.bool_).at[inner.agent[0], inner.agent[1]].set(True)
+        agent = cell_mask(inner.agent, self.shape)
         return jnp.stack([agent, inner.trees], -1).astype(jnp.float32)
 
     def _from_grid(self, grid: np.ndarray) -> TreeState:
