@@ -1,0 +1,101 @@
+"""The one frozen, JSON-round-trippable description of an AlphaZero run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+POLICIES = ("gumbel", "muzero")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaZeroConfig:
+    """Everything that determines a run; two runs with equal configs are bit-identical.
+
+    ``exploration`` is the probability of playing a uniformly random legal move in
+    self-play (the search's improved policy stays the policy target): pure self-play
+    collapses onto the network's favourite lines. ``value_target_mix`` interpolates the
+    value target between the (bootstrapped) game outcome (0) and the root search value (1).
+    """
+
+    env: str = "tic_tac_toe"
+    model: str = "mlp"
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"hidden": [128, 128]})
+    policy: str = "gumbel"
+    num_simulations: int = 32
+    max_num_considered_actions: int = 16
+    games: int = 256
+    unroll_length: int = 9
+    exploration: float = 0.3
+    value_target_mix: float = 0.0
+    cut_exploration: bool = True
+    learning_rate: float = 1e-3
+    final_learning_rate_fraction: float = 0.1  # cosine decay over the run to this fraction
+    updates_per_iteration: int = 32
+    minibatch_size: int = 256
+    replay_size: int = 16384
+    seed: int = 0
+    checkpoint_every: int = 10
+    iterations: int = 150
+
+    def __post_init__(self) -> None:
+        # JSON form is canonical (tuples -> lists), so a config read back compares equal.
+        object.__setattr__(self, "model_kwargs", json.loads(json.dumps(dict(self.model_kwargs))))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad value and its allowed range."""
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"AlphaZeroConfig.{name}={getattr(self, name)!r} is not allowed; {allowed}")
+
+        def is_int(name: str) -> bool:
+            v = getattr(self, name)
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(name: str) -> bool:
+            v = getattr(self, name)
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        from rljaxinterp.envs import available
+        from rljaxinterp.models import KINDS
+
+        need(isinstance(self.env, str) and self.env in available(), "env",
+             "use a registered two-player game, e.g. tic_tac_toe, connect_four, othello, go_9x9, chess")
+        need(self.model in KINDS, "model", f"allowed: {', '.join(KINDS)}")
+        need(self.policy in POLICIES, "policy", f"allowed: {', '.join(POLICIES)}")
+        for name, lo in [("num_simulations", 1), ("max_num_considered_actions", 1), ("games", 1),
+                         ("unroll_length", 1), ("updates_per_iteration", 0), ("minibatch_size", 1),
+                         ("replay_size", 1), ("seed", 0), ("checkpoint_every", 1), ("iterations", 0)]:
+            need(is_int(name) and getattr(self, name) >= lo, name, f"need an integer >= {lo}")
+        need(is_num("exploration") and 0.0 <= self.exploration <= 1.0, "exploration", "need 0 <= value <= 1")
+        need(is_num("value_target_mix") and 0.0 <= self.value_target_mix <= 1.0, "value_target_mix",
+             "need 0 <= value <= 1")
+        need(isinstance(self.cut_exploration, bool), "cut_exploration", "need True or False")
+        need(is_num("learning_rate") and 0.0 < self.learning_rate <= 1.0, "learning_rate",
+             "need 0 < value <= 1")
+        need(is_num("final_learning_rate_fraction") and 0.0 <= self.final_learning_rate_fraction <= 1.0,
+             "final_learning_rate_fraction", "need 0 <= value <= 1")
+        need(self.seed < 2**31, "seed", "need 0 <= seed < 2**31")
+        need(self.replay_size >= self.games * self.unroll_length, "replay_size",
+             f"need >= games * unroll_length = {self.games * self.unroll_length} (one iteration's positions)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlphaZeroConfig:
+        data = dict(data)
+        if data.get("agent", "alphazero") != "alphazero":
+            raise ValueError(f"this is a {data['agent']!r} config, not an AlphaZero one")
+        data.pop("agent", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown AlphaZeroConfig field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> AlphaZeroConfig:
+        return dataclasses.replace(self, **changes)

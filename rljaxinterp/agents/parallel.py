@@ -1,0 +1,58 @@
+"""Data-parallel AlphaZero over devices with ``jax.sharding``.
+
+The self-play games (the live env states) are split along their batch axis over a 1-D
+``games`` mesh; params, optimiser state and the replay buffer are replicated. The same
+``Agent.iteration`` is jitted with those shardings and XLA's partitioner does the rest: each
+device searches its own games, the new positions are gathered into the replicated buffer,
+and the (cheap) updates run replicated. Self-play dominates the cost, so this is where the
+devices help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rljaxinterp.agents.alphazero import TrainState, make_agent
+from rljaxinterp.agents.config import AlphaZeroConfig
+
+AXIS = "games"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    return Mesh(np.array(list(devices or jax.devices())), (AXIS,))
+
+
+def state_shardings(state: TrainState, mesh: Mesh) -> TrainState:
+    """Games sharded along their first axis, everything else replicated."""
+    replicated = NamedSharding(mesh, P())
+    games = NamedSharding(mesh, P(AXIS))
+    shardings = jax.tree.map(lambda _: replicated, state)
+    return shardings.replace(env_state=jax.tree.map(lambda _: games, state.env_state))
+
+
+def make_sharded_iteration(config: AlphaZeroConfig, devices: Sequence[jax.Device] | None = None
+                           ) -> tuple[Callable[[TrainState], TrainState],
+                                      Callable[[TrainState, jax.Array], tuple[TrainState, dict]]]:
+    """Returns ``(place, iteration)``: ``place(state)`` puts a state on the mesh, and
+    ``iteration(state, key)`` is the usual jitted iteration, partitioned over the games."""
+    mesh = make_mesh(devices)
+    n = mesh.devices.size
+    if config.games % n:
+        raise ValueError(f"AlphaZeroConfig.games={config.games} must be a multiple of the "
+                         f"number of devices ({n}) to shard the games evenly")
+    agent = make_agent(config)
+    abstract = jax.eval_shape(agent.init, jax.random.PRNGKey(config.seed))
+    shardings = state_shardings(abstract, mesh)
+    replicated = NamedSharding(mesh, P())
+    iteration = jax.jit(agent.iteration, in_shardings=(shardings, replicated),
+                        out_shardings=(shardings, replicated))
+
+    def place(state: TrainState) -> TrainState:
+        return jax.device_put(state, shardings)
+
+    return place, iteration
