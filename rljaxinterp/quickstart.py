@@ -105,6 +105,8 @@ def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
     files = []
     for name in metrics:
         shown = {s: e for s, e in effects[name].items() if s not in ("value",)}
+        if np.size(shown.get("input", ())) == int(np.prod(obs.shape[1:])):  # a flattened board
+            shown["input"] = np.reshape(shown["input"], obs.shape[1:])
         files.append(plot_effects_by_unit(
             shown, out / f"patching_{name}_by_unit.png",
             f"Noising patch effect on {name} (mean over {obs.shape[0]} positions)"))

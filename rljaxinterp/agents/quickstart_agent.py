@@ -22,6 +22,6 @@ def train_quickstart_agent(folder: Path, seed: int = 0):
         f"AlphaZero tic-tac-toe, {config.model} {dict(config.model_kwargs)}, {run.steps[-1]} iterations "
         f"(run folder {folder}); raw network: unbeatable={strength['unbeatable']} (losing lines by seat "
         f"{losses}), optimal move in {100 * strength['optimal_move_share']:.1f}% of non-terminal positions, "
-        f"value sign right in {100 * strength['value_sign_agreement']:.1f}%"
+        f"value sign right on {100 * strength['decisive_sign_agreement']:.1f}% of won or lost positions"
     )
     return run.model, params, description

@@ -56,7 +56,7 @@ def plot_effects_on_board(
         return None
     cols = min(6, len(boards))
     rows = math.ceil(len(boards) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 2.4 * cols), 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, board) in zip(axes.flat, boards.items()):
