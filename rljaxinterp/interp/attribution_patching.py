@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
-from rljaxinterp.interp.patching import DIRECTIONS
+from rljaxinterp.interp.patching import base_and_source
 
 
 def attribution_patching(
@@ -29,9 +29,7 @@ def attribution_patching(
 ) -> dict[str, jax.Array]:
     """Estimated effect of patching each element of each site, shaped like the site and
     averaged over states: comparable element by element with ``patching_sweep``."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction={direction!r} is not allowed; use one of {DIRECTIONS}")
-    base_obs, source_obs = (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
+    base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     _, source_cache = run_with_cache(model, params, source_obs)
     chosen = select_sites(source_cache, sites)
     batch_ndim = run_with_cache(model, params, base_obs, sites=[])[0].value.ndim

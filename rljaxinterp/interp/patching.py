@@ -27,6 +27,18 @@ DIRECTIONS = ("noising", "denoising")
 GRANULARITIES = ("element", "unit", "position")
 
 
+def base_and_source(clean_obs: jax.Array, corrupted_obs: jax.Array, direction: str) -> tuple[jax.Array, jax.Array]:
+    """(the run that is patched, the run that activations are taken from)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r} is not allowed; use one of {DIRECTIONS}")
+    if clean_obs.shape != corrupted_obs.shape:
+        raise ValueError(
+            f"clean and corrupted observations must have the same shape; got {clean_obs.shape} "
+            f"and {corrupted_obs.shape}"
+        )
+    return (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
+
+
 def _element_groups(shape: tuple[int, ...], granularity: str) -> tuple[int, Callable[[jax.Array], jax.Array]]:
     """How many groups a site splits into and a function from group index to mask."""
     if granularity == "element" or len(shape) == 0:
@@ -62,14 +74,7 @@ def patching_sweep(
     number per state; a metric returning a dict of such arrays is swept in the same pass
     and gives ``{site: {metric name: effect}}``.
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction={direction!r} is not allowed; use one of {DIRECTIONS}")
-    if clean_obs.shape != corrupted_obs.shape:
-        raise ValueError(
-            f"clean and corrupted observations must have the same shape; got {clean_obs.shape} "
-            f"and {corrupted_obs.shape}"
-        )
-    base_obs, source_obs = (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
+    base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     _, source_cache = run_with_cache(model, params, source_obs)
     chosen = select_sites(source_cache, sites)
     return sweep_sources(

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from rljaxinterp.interp.cache import Params, run_with_cache, select_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions, run_with_interventions_and_cache
 from rljaxinterp.interp.metrics import Metric
-from rljaxinterp.interp.patching import DIRECTIONS
+from rljaxinterp.interp.patching import base_and_source
 
 
 def path_patching(
@@ -34,9 +34,7 @@ def path_patching(
 
     Shaped like the sender site.
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction={direction!r} is not allowed; use one of {DIRECTIONS}")
-    base_obs, source_obs = (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
+    base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     base_out, base_cache = run_with_cache(model, params, base_obs)
     select_sites(base_cache, [sender, receiver])
     _, source_cache = run_with_cache(model, params, source_obs, sites=[sender])
