@@ -9,12 +9,14 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from rljaxinterp import quickstart
+    from rljaxinterp.interp import commands as interp_commands
     from rljaxinterp.interp import report
 
     parser = argparse.ArgumentParser(prog="rljaxinterp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     quickstart.add_parser(commands)
     report.add_parser(commands)
+    interp_commands.add_parsers(commands)
     try:  # agents register `train` and `eval` once they exist
         from rljaxinterp.agents import commands as agent_commands
     except ImportError:

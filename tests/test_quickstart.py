@@ -45,3 +45,34 @@ def test_results_are_never_overwritten(tmp_path):
 def test_cli_has_quickstart():
     args = build_parser().parse_args(["quickstart", "--out", "x", "--no-train"])
     assert args.out == "x" and args.no_train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from rljaxinterp.agents.configs import default_config
+    from rljaxinterp.agents.runs import train
+
+    folder = tmp_path_factory.mktemp("runs") / "ttt"
+    config = default_config("tic_tac_toe", iterations=4, checkpoint_every=2, games=16, num_simulations=4,
+                            max_num_considered_actions=4, updates_per_iteration=1, minibatch_size=32,
+                            replay_size=512, model_kwargs={"hidden": [16]})
+    train(config, folder, progress=False)
+    return folder
+
+
+def test_cli_sweep_probe_and_report_on_a_run(tiny_run, tmp_path):
+    from rljaxinterp.cli import main
+
+    assert main(["sweep", str(tiny_run), "--method", "patching", "--out", str(tmp_path / "s")]) == 0
+    sweep = json.loads((tmp_path / "s" / "effects.json").read_text())
+    assert sweep["states"] == 4520 and set(sweep["effects"]) >= {"layer0.post", "logits"}
+    assert main(["sweep", str(tiny_run), "--method", "resample", "--out", str(tmp_path / "r")]) == 0
+    assert main(["probe", str(tiny_run), "--out", str(tmp_path / "p")]) == 0
+    probes = json.loads((tmp_path / "p" / "probes.json").read_text())
+    # the centre square is a linear function of the input, and the first layer is linear in it
+    assert probes["test"]["layer0.pre"]["centre_empty"] > 0.99
+    assert probes["shuffled_labels"]["layer0.pre"]["centre_empty"] < 0.75
+    assert main(["report", str(tiny_run), "--out", str(tmp_path / "rep")]) == 0
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Findings" in report and "`can_win_now`" in report
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["steps"] == [0, 2, 4]

@@ -177,14 +177,14 @@ def write_report(run, out: Path, probe_kind: str = "ridge", seed: int = 0) -> Pa
 
 def add_parser(commands) -> None:
     p = commands.add_parser("report", help="write the interpretability report of a tic-tac-toe run")
-    p.add_argument("run", help="run folder written by `rljaxinterp train alphazero`")
+    p.add_argument("run_dir", metavar="RUN", help="run folder written by `rljaxinterp train alphazero`")
     p.add_argument("--out", default=None, help="report folder (default: <run>/report)")
     p.add_argument("--probe", default="ridge", choices=["ridge", "logistic", "sparse"])
 
     def run(args):
         from rljaxinterp.agents.runs import load_run
 
-        path = write_report(load_run(args.run), Path(args.out or Path(args.run) / "report"), args.probe)
+        path = write_report(load_run(args.run_dir), Path(args.out or Path(args.run_dir) / "report"), args.probe)
         print(f"report written to {path}")
 
     p.set_defaults(run=run)
