@@ -222,3 +222,21 @@ def test_bad_input_names_the_bad_value_and_what_is_allowed(setup):
 def test_unknown_model_kind_lists_kinds():
     with pytest.raises(ValueError, match="unknown model kind 'rnn'; allowed: mlp, conv, transformer"):
         make_model("rnn", 9, OBS_SHAPE)
+
+
+def test_state_chunks_with_per_state_metric_data_equal_one_pass(setup):
+    kind, model, params, clean, corrupted = setup
+    reference = model.apply({"params": params}, clean).logits
+    legal = jnp.arange(9) % 2 == 0
+    legal = jnp.broadcast_to(legal, reference.shape)
+    whole = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.policy_kl(reference, legal),
+                                  granularity="unit")
+    chunked = interp.patching_sweep(
+        model, params, clean, corrupted, interp.metrics.policy_kl_to_reference, granularity="unit",
+        state_chunk=4, metric_data={"reference_logits": reference, "legal_mask": legal},
+    )
+    for site in whole:
+        np.testing.assert_allclose(chunked[site], whole[site], rtol=1e-5, atol=1e-7)
+    per_state = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, granularity="unit",
+                                      state_chunk=4, reduce=False, sites=["logits"])
+    assert per_state["logits"].shape == (9, clean.shape[0])

@@ -43,3 +43,9 @@ def policy_kl(reference_logits: jax.Array, legal_mask: jax.Array | None = None) 
         return jnp.sum(jnp.exp(ref) * (ref - log_policy(out.logits)), axis=-1)
 
     return metric
+
+
+def policy_kl_to_reference(out: ModelOutput, data: dict) -> jax.Array:
+    """``policy_kl`` with its per-state inputs as data, so sweeps can chunk states:
+    ``data = {"reference_logits": ..., "legal_mask": ...}``."""
+    return policy_kl(data["reference_logits"], data["legal_mask"])(out)

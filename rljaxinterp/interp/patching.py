@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -25,6 +26,16 @@ from rljaxinterp.interp.metrics import Metric
 
 DIRECTIONS = ("noising", "denoising")
 GRANULARITIES = ("element", "unit", "position")
+
+
+PATCH_BUDGET = 2**20  # activation elements per vectorised group of patches
+
+
+def _chunk(n_groups: int, elements_per_patch: int) -> int:
+    """Patches run together: the largest divisor of ``n_groups`` within the budget, so
+    ``lax.map`` needs no separately compiled remainder."""
+    limit = max(1, min(n_groups, PATCH_BUDGET // max(1, elements_per_patch)))
+    return max(d for d in range(1, limit + 1) if n_groups % d == 0)
 
 
 def base_and_source(clean_obs: jax.Array, corrupted_obs: jax.Array, direction: str) -> tuple[jax.Array, jax.Array]:
@@ -64,6 +75,7 @@ def patching_sweep(
     chunk_size: int | None = None,
     reduce: bool = True,
     state_chunk: int | None = None,
+    metric_data: Any = None,
 ) -> dict[str, jax.Array]:
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
@@ -79,7 +91,7 @@ def patching_sweep(
     chosen = select_sites(source_cache, sites)
     return sweep_sources(
         model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce,
-        state_chunk,
+        state_chunk, metric_data,
     )
 
 
@@ -103,43 +115,57 @@ def sweep_sources(
     chunk_size: int | None = None,
     reduce: bool = True,
     state_chunk: int | None = None,
+    metric_data: Any = None,
 ) -> dict[str, jax.Array]:
     """The sweep itself: set each element (group) of each site in ``sources`` to the given
     value (broadcast against batch + site shape) in the base run, one patch at a time.
 
-    States are processed ``state_chunk`` at a time (all at once by default) and sharded
-    over the available devices, so peak memory is bounded by the chunk, not the data.
+    States are processed ``state_chunk`` at a time (all at once by default; a few hundred keeps
+    activations cache-sized on a CPU) and sharded over the available devices, so peak memory
+    is bounded by the chunk, not the data. A metric that needs per-state data (reference
+    logits, legal masks) takes it as a second argument from ``metric_data``, a pytree with a
+    leading state axis that is chunked with the states.
     """
     n_total = base_obs.shape[0]
     state_chunk = min(state_chunk or n_total, n_total)
+    state_chunk = -(-state_chunk // jax.device_count()) * jax.device_count()  # whole shards
+    n_chunks = -(-n_total // state_chunk)
+    padded = n_chunks * state_chunk
+    # Pad to whole chunks (one compilation per site) and weight padding rows by zero.
+    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - n_total, axis=0)]) if padded > n_total else x  # noqa: E731
+    valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
+    obs_all = pad(base_obs)
+    data_all = jax.tree.map(pad, metric_data)
+    measure = metric if metric_data is None else None
     site_shapes = sites_of(model, base_obs[:1], params)
     effects = {}
     for name, value in sources.items():
         shape = site_shapes[name]
-        value = jnp.broadcast_to(value, (n_total, *shape))
+        value = pad(jnp.broadcast_to(value, (n_total, *shape)))
         n_groups, mask_of = _element_groups(shape, granularity)
-        size = max(1, math.prod(shape))
-        batch = chunk_size or max(1, min(n_groups, 2**23 // max(1, state_chunk * size)))
+        batch = chunk_size or _chunk(n_groups, state_chunk * max(1, math.prod(shape)))
 
         @jax.jit
-        def sweep(obs, value, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name):
-            base_metric = metric(run_with_interventions(model, params, obs, None))
+        def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name):
+            score = measure or (lambda out: metric(out, data))
+            base_metric = score(run_with_interventions(model, params, obs, None))
 
             def one(i):
                 out = run_with_interventions(model, params, obs, patch(name, value, mask_of(i)))
-                delta = jax.tree.map(jnp.subtract, metric(out), base_metric)
-                return jax.tree.map(lambda d: d.sum() if reduce else d, delta)
+                delta = jax.tree.map(jnp.subtract, score(out), base_metric)
+                return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
 
             return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
 
-        parts = [
-            sweep(shard_states(base_obs[i : i + state_chunk]), shard_states(value[i : i + state_chunk]))
-            for i in range(0, n_total, state_chunk)
-        ]
+        parts = []
+        for c in range(n_chunks):
+            rows = slice(c * state_chunk, (c + 1) * state_chunk)
+            data = jax.tree.map(lambda x: shard_states(x[rows]), data_all)
+            parts.append(sweep(shard_states(obs_all[rows]), shard_states(value[rows]), shard_states(valid[rows]), data))
         if reduce:
             result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
         else:
-            result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1), *parts)
+            result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
         group_shape = {
             "element": shape, "unit": shape[-1:], "position": shape[:-1],
         }[granularity if shape else "element"]

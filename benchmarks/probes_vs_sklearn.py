@@ -1,0 +1,177 @@
+"""Linear probes for every site x concept x checkpoint: ``fit_probes`` against scikit-learn.
+
+Features: every site of a ResTower over the non-terminal reachable tic-tac-toe positions;
+concepts: the whole tic-tac-toe concept library; checkpoints: a few random parameter sets
+(stand-ins for training checkpoints). Per checkpoint:
+
+* JAX: one ``fit_probes`` call covering all sites x concepts (timed as shipped, which
+  compiles on every call, and wrapped in ``jax.jit`` so the checkpoints share one
+  compilation; compile time is reported separately).
+* scikit-learn: a Python loop over sites (``StandardScaler`` fitted on the training split,
+  once per site) and concepts (one estimator each), on the *same* train/test split, which
+  is rebuilt the way ``fit_probes`` draws it from its key.
+  - ``ridge``: ``Ridge(alpha=l2)`` on standardised features; score = accuracy of
+    ``prediction > 0.5`` for binary concepts, R^2 otherwise (as ``fit_probes``).
+  - ``logistic``: ``LogisticRegression(C=1/l2)`` for binary concepts (``fit_probes`` minimises
+    mean log-loss + l2/(2n)|w|^2, i.e. C = 1/l2), and ``Ridge(alpha=l2/2)`` for real-valued
+    ones (``fit_probes`` fits them by least squares with the same penalty). ``fit_probes``
+    uses 300 Adam steps, scikit-learn converges with lbfgs, so scores can differ slightly.
+
+Prints the time ratio (target >= 10x) and the largest score difference.
+Needs ``pip install torch==2.13.0 scikit-learn`` (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import jax
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
+
+from rljaxinterp import envs
+from rljaxinterp.interp import concepts as concept_lib
+from rljaxinterp.interp.probes import fit_probes, site_features
+from rljaxinterp.models import make_model
+
+
+def split_like_fit_probes(key, n: int, test_fraction: float):
+    """The indices ``fit_probes`` uses (same key -> same permutation)."""
+    split_key, _ = jax.random.split(key)
+    perm = np.asarray(jax.random.permutation(split_key, n))
+    n_test = max(1, int(round(test_fraction * n)))
+    return perm[n_test:], perm[:n_test]  # train, test
+
+
+def sklearn_probes(features, concepts, kind, train, test, l2, max_iter):
+    names = list(concepts)
+    y_all = {c: np.asarray(concepts[c], np.float64) for c in names}
+    out = np.zeros((len(features), len(names)))
+    for i, x in enumerate(features.values()):
+        x = np.asarray(x, np.float64)
+        scaler = StandardScaler().fit(x[train])
+        xtr, xte = scaler.transform(x[train]), scaler.transform(x[test])
+        for j, c in enumerate(names):
+            y = y_all[c]
+            ytr, yte = y[train], y[test]
+            binary = bool(np.all((y == 0) | (y == 1)))
+            if kind == "logistic" and binary:
+                if len(np.unique(ytr)) < 2:  # a constant concept: fit_probes predicts ~the constant
+                    pred = np.full(len(test), ytr[0])
+                else:
+                    clf = LogisticRegression(C=1.0 / l2, max_iter=max_iter).fit(xtr, ytr)
+                    pred = clf.predict_proba(xte)[:, 1]
+            else:
+                alpha = l2 if kind == "ridge" else l2 / 2
+                pred = Ridge(alpha=alpha).fit(xtr, ytr).predict(xte)
+            if binary:
+                out[i, j] = np.mean((pred > 0.5) == (yte > 0.5))
+            else:
+                out[i, j] = 1.0 - np.mean((pred - yte) ** 2) / max(np.var(yte), 1e-12)
+    return out
+
+
+def sklearn_multitarget_ridge(features, concepts, train, test, l2):
+    """The vectorised scikit-learn way for ridge: one multi-output fit per site."""
+    y = np.stack([np.asarray(concepts[c], np.float64) for c in concepts], 1)
+    for x in features.values():
+        x = np.asarray(x, np.float64)
+        scaler = StandardScaler().fit(x[train])
+        Ridge(alpha=l2).fit(scaler.transform(x[train]), y[train]).predict(scaler.transform(x[test]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoints", type=int, default=3)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--kinds", nargs="+", default=["ridge", "logistic"], choices=["ridge", "logistic"])
+    parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--test-fraction", type=float, default=0.25)
+    parser.add_argument("--max-iter", type=int, default=1000, help="LogisticRegression max_iter")
+    args = parser.parse_args()
+
+    states, _ = envs.tic_tac_toe_reachable()
+    keep = np.flatnonzero(~np.asarray(states.terminated))
+    states = jax.tree.map(lambda x: x[keep], states)
+    obs = states.observation
+    concepts = {k: np.asarray(v) for k, v in concept_lib.compute("tic_tac_toe", states).items()}
+    n = obs.shape[0]
+    model = make_model("conv", 9, obs.shape[1:], channels=args.channels, blocks=args.blocks)
+    feats_fn = jax.jit(lambda p, o: site_features(model, p, o))
+    checkpoints = [model.init(jax.random.key(100 + i), obs[:1])["params"] for i in range(args.checkpoints)]
+    features = [jax.block_until_ready(feats_fn(p, obs)) for p in checkpoints]
+    n_sites, n_concepts = len(features[0]), len(concepts)
+    key = jax.random.key(0)
+    train, test = split_like_fit_probes(key, n, args.test_fraction)
+    print(f"{n} non-terminal positions, {n_sites} sites (widths up to "
+          f"{max(f.shape[1] for f in features[0].values())}) x {n_concepts} concepts x {args.checkpoints} "
+          f"checkpoints = {n_sites * n_concepts * args.checkpoints} probes per kind; train {len(train)}, "
+          f"test {len(test)}")
+
+    rows = []
+    print(f"{'kind':9s} {'fit_probes s':>12s} {'jit compile s':>13s} {'jit steady s':>12s} {'sklearn s':>9s} "
+          f"{'ratio':>7s} {'ratio jit':>9s} {'max|dscore|':>11s} {'mean|dscore|':>12s}")
+    for kind in args.kinds:
+        fit = lambda f, kind=kind: fit_probes(f, concepts, kind=kind, key=key,  # noqa: E731
+                                              test_fraction=args.test_fraction, l2=args.l2)
+        # As shipped: one call per checkpoint (each call traces and compiles again).
+        t = time.perf_counter()
+        plain = [jax.block_until_ready(fit(f)) for f in features]
+        plain_s = time.perf_counter() - t
+        # Wrapped in jax.jit: compiled once, reused by every checkpoint.
+        # fit_probes draws its split with NumPy from the key; evaluate that part eagerly.
+        def fit_traced(f, fit=fit):
+            with jax.ensure_compile_time_eval():
+                return fit(f)
+
+        jitted = jax.jit(fit_traced)
+        t = time.perf_counter()
+        compiled = jitted.lower(features[0]).compile()
+        compile_s = time.perf_counter() - t
+        jax.block_until_ready(compiled(features[0]))
+        t = time.perf_counter()
+        jit_scores = [jax.block_until_ready(compiled(f)) for f in features]
+        jit_s = time.perf_counter() - t
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t = time.perf_counter()
+            sk = [sklearn_probes(f, concepts, kind, train, test, args.l2, args.max_iter) for f in features]
+            sk_s = time.perf_counter() - t
+        row = dict(kind=kind, states=n, sites=n_sites, concepts=n_concepts, checkpoints=args.checkpoints,
+                   fit_probes_s=plain_s, jit_compile_s=compile_s, jit_steady_s=jit_s, sklearn_loop_s=sk_s,
+                   ratio=sk_s / plain_s, ratio_jit=sk_s / jit_s)
+        if kind == "ridge":
+            t = time.perf_counter()
+            for f in features:
+                sklearn_multitarget_ridge(f, concepts, train, test, args.l2)
+            row["sklearn_multitarget_ridge_s"] = time.perf_counter() - t
+
+        diffs = np.stack([np.abs(np.asarray(p.test) - s) for p, s in zip(plain, sk)])
+        jit_same = max(float(np.abs(np.asarray(a.test) - np.asarray(b.test)).max()) for a, b in zip(plain, jit_scores))
+        binary = np.asarray(plain[0].baseline) > 0  # baseline is majority accuracy for binary, 0 for R^2
+        worst = np.unravel_index(np.argmax(diffs), diffs.shape)
+        row |= dict(max_abs_score_diff=float(diffs.max()), mean_abs_score_diff=float(diffs.mean()),
+                    max_abs_accuracy_diff=float(diffs[:, :, binary].max()) if binary.any() else None,
+                    max_abs_r2_diff=float(diffs[:, :, ~binary].max()) if (~binary).any() else None,
+                    worst=dict(checkpoint=int(worst[0]), site=plain[0].sites[worst[1]],
+                               concept=plain[0].concepts[worst[2]]),
+                    jit_vs_plain_max_diff=jit_same, target_ratio=10.0)
+        rows.append(row)
+        print(f"{kind:9s} {plain_s:12.2f} {compile_s:13.2f} {jit_s:12.3f} {sk_s:9.2f} {row['ratio']:6.1f}x "
+              f"{row['ratio_jit']:8.1f}x {row['max_abs_score_diff']:11.2e} {row['mean_abs_score_diff']:12.2e}"
+              + (f"   (sklearn multi-target Ridge, one fit per site: {row['sklearn_multitarget_ridge_s']:.2f} s)"
+                 if kind == "ridge" else ""), flush=True)
+        print(f"          max |accuracy diff| {row['max_abs_accuracy_diff']}, max |R^2 diff| "
+              f"{row['max_abs_r2_diff']}, worst at {row['worst']}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
