@@ -71,35 +71,42 @@ def _score(pred, y, binary):
 
 
 def _fit_one(x, y, binary, train, test, kind, l2, l1, steps, lr):
+    """One gradient-trained probe (logistic for binary concepts, least squares otherwise)."""
     xs = _standardise(x, train)
     xtr, ytr = xs[train], y[train]
-    if kind == "ridge":
-        y_mean = ytr.mean()
-        w = _ridge(xtr, ytr - y_mean, l2)
-        predict = lambda z: z @ w + y_mean  # noqa: E731
-    else:
-        def loss(p):
-            logits = xtr @ p["w"] + p["b"]
-            data = jnp.where(
-                binary, optax.sigmoid_binary_cross_entropy(logits, ytr).mean(), jnp.mean((logits - ytr) ** 2)
-            )
-            return data + 0.5 * l2 / xtr.shape[0] * jnp.sum(p["w"] ** 2)
 
-        opt = optax.adam(lr)
-        p = {"w": jnp.zeros(x.shape[1]), "b": jnp.zeros(())}
+    def loss(p):
+        logits = xtr @ p["w"] + p["b"]
+        data = jnp.where(
+            binary, optax.sigmoid_binary_cross_entropy(logits, ytr).mean(), jnp.mean((logits - ytr) ** 2)
+        )
+        return data + 0.5 * l2 / xtr.shape[0] * jnp.sum(p["w"] ** 2)
 
-        def step(carry, _):
-            p, s = carry
-            g = jax.grad(loss)(p)
-            u, s = opt.update(g, s, p)
-            p = optax.apply_updates(p, u)
-            if kind == "sparse":  # proximal step of the L1 penalty
-                p["w"] = jnp.sign(p["w"]) * jnp.maximum(jnp.abs(p["w"]) - lr * l1, 0.0)
-            return (p, s), None
+    opt = optax.adam(lr)
+    p = {"w": jnp.zeros(x.shape[1]), "b": jnp.zeros(())}
 
-        (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
-        predict = lambda z: jnp.where(binary, jax.nn.sigmoid(z @ p["w"] + p["b"]), z @ p["w"] + p["b"])  # noqa: E731
+    def step(carry, _):
+        p, s = carry
+        g = jax.grad(loss)(p)
+        u, s = opt.update(g, s, p)
+        p = optax.apply_updates(p, u)
+        if kind == "sparse":  # proximal step of the L1 penalty
+            p["w"] = jnp.sign(p["w"]) * jnp.maximum(jnp.abs(p["w"]) - lr * l1, 0.0)
+        return (p, s), None
+
+    (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
+    predict = lambda z: jnp.where(binary, jax.nn.sigmoid(z @ p["w"] + p["b"]), z @ p["w"] + p["b"])  # noqa: E731
     return _score(predict(xs[test]), y[test], binary), _score(predict(xtr), ytr, binary)
+
+
+def _fit_ridge_all(x, y, binary, train, test, l2):
+    """Every concept of one site from one factorisation: the right-hand side is a matrix."""
+    xs = _standardise(x, train)
+    xtr, ytr = xs[train], y[train]
+    y_mean = ytr.mean(0)
+    w = _ridge(xtr, ytr - y_mean, l2)
+    score = jax.vmap(_score, in_axes=(1, 1, 0))
+    return score(xs[test] @ w + y_mean, y[test], binary), score(xtr @ w + y_mean, ytr, binary)
 
 
 def fit_probes(
@@ -141,9 +148,12 @@ def fit_probes(
     width = max(f.shape[1] for f in features.values())
     x = jnp.stack([jnp.pad(features[s], ((0, 0), (0, width - features[s].shape[1]))) for s in site_names])
 
-    fit = lambda xi, yi, bi: _fit_one(xi, yi, bi, train, test, kind, l2, l1, steps, learning_rate)  # noqa: E731
-    per_concept = jax.vmap(fit, in_axes=(None, 1, 0))
-    test_scores, train_scores = jax.jit(jax.vmap(per_concept, in_axes=(0, None, None)))(x, jnp.asarray(y), binary)
+    if kind == "ridge":
+        per_site = lambda xi, yy, bb: _fit_ridge_all(xi, yy, bb, train, test, l2)  # noqa: E731
+    else:
+        fit = lambda xi, yi, bi: _fit_one(xi, yi, bi, train, test, kind, l2, l1, steps, learning_rate)  # noqa: E731
+        per_site = jax.vmap(fit, in_axes=(None, 1, 0))
+    test_scores, train_scores = jax.jit(jax.vmap(per_site, in_axes=(0, None, None)))(x, jnp.asarray(y), binary)
     majority = np.maximum(y[test].mean(0), 1 - y[test].mean(0))
     baseline = np.where(binary, majority, 0.0)
     return ProbeScores(test_scores, train_scores, jnp.asarray(baseline), site_names, concept_names)
