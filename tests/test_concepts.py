@@ -31,13 +31,18 @@ def test_tic_tac_toe_concepts_on_hand_written_boards():
     np.testing.assert_array_equal(c["game_value"], [0, 1, 0, 1])  # board 2: the fork loses to O's win at 1
 
 
-def test_game_value_concept_agrees_with_immediate_wins_everywhere():
-    states, _ = tic_tac_toe_reachable()
-    c = concepts.compute("tic_tac_toe", states, ["can_win_now", "game_value", "winning"])
+def test_game_value_concept_agrees_with_immediate_wins_and_the_solver_everywhere():
+    from rljaxinterp.agents import minimax
+
+    states, boards = tic_tac_toe_reachable()
+    c = concepts.compute("tic_tac_toe", states, ["can_win_now", "game_value", "winning", "losing"])
     can_win = np.asarray(c["can_win_now"])
     assert can_win.sum() > 0
     assert np.all(np.asarray(c["game_value"])[can_win] == 1)
-    np.testing.assert_array_equal(c["winning"], np.asarray(c["game_value"]) > 0)
+    solved = np.array([minimax.value(tuple(b)) for b in boards])
+    np.testing.assert_array_equal(c["game_value"], solved)
+    np.testing.assert_array_equal(c["winning"], solved == 1)
+    np.testing.assert_array_equal(c["losing"], solved == -1)
 
 
 def test_connect_four_concepts_on_a_hand_written_board():

@@ -91,6 +91,12 @@ def test_circuit_keeping_everything_keeps_all_behaviour(data, mlp):
     assert everything["fraction_kept"] == pytest.approx(1.0, abs=1e-5)
     nothing = circuit_faithfulness(model, params, clean, interp.metrics.value, {"layer0.post": jnp.zeros(12)})
     assert nothing["fraction_kept"] == pytest.approx(0.0, abs=1e-5)
+    keep = jnp.zeros(12).at[3].set(1.0)
+    partial = circuit_faithfulness(model, params, clean, interp.metrics.value, {"layer0.post": keep})
+    _, cache = interp.run_with_cache(model, params, clean)
+    mean = cache["layer0.post"].mean(0)
+    circuit = interp.run_with_interventions(model, params, clean, interp.patch("layer0.post", mean, 1.0 - keep))
+    assert partial["circuit"] == pytest.approx(float(circuit.value.mean()), abs=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["ridge", "logistic", "sparse"])
@@ -111,10 +117,38 @@ def test_probe_recovers_a_planted_linear_feature_and_fails_on_shuffled_labels(ki
 def test_probes_read_model_sites(data, mlp):
     model, params = mlp
     feats = site_features(model, params, data[0], sites=["input", "layer0.post"])
-    assert feats["input"].shape == (32, 18)
-    # the value is a function of layer1.post; a probe on the input reads back a linear function of it
+    assert feats["input"].shape == (32, 18) and feats["layer0.post"].shape == (32, 12)
+    # a linear function of the observation is read back exactly from the input site
     target = data[0].reshape(32, -1) @ jnp.arange(18.0)
     scores = fit_probes(feats, {"input_sum": target}, l2=1e-4, test_fraction=0.25)
     assert scores.table()["input"]["input_sum"] > 0.999
     with pytest.raises(ValueError, match="probe kind 'svm' is not allowed"):
         fit_probes(feats, {"t": target}, kind="svm")
+
+
+def test_position_granularity_and_denoising(data):
+    clean, corrupted = data
+    model = make_model("conv", 9, (3, 3, 2), channels=4, blocks=1, value_hidden=4)
+    params = model.init(jax.random.key(0), clean)["params"]
+    site = "block0.conv1.post"
+    _, source = interp.run_with_cache(model, params, corrupted)
+    effects = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, sites=[site],
+                                    granularity="position")[site]
+    assert effects.shape == (3, 3)
+    base = model.apply({"params": params}, clean).value
+    mask = jnp.zeros((3, 3, 4)).at[1, 2].set(1.0)
+    out = interp.run_with_interventions(model, params, clean, interp.patch(site, source[site], mask))
+    np.testing.assert_allclose(effects[1, 2], (out.value - base).mean(), atol=1e-6)
+    # denoising patches clean activations into the corrupted run: the whole last block restores clean
+    last = "block0.resid_post"
+    logit0 = interp.metrics.logit_diff(0, 1)
+    restored = interp.patching_sweep(model, params, clean, corrupted, logit0, sites=[last],
+                                     direction="denoising", granularity="element")[last]
+    _, clean_cache = interp.run_with_cache(model, params, clean)
+    full = interp.run_with_interventions(model, params, corrupted, interp.patch(last, clean_cache[last]))
+    np.testing.assert_allclose(full.logits, model.apply({"params": params}, clean).logits, atol=1e-5)
+    one = jnp.zeros((3, 3, 4)).at[0, 1, 2].set(1.0)
+    single = interp.run_with_interventions(model, params, corrupted, interp.patch(last, clean_cache[last], one))
+    corrupted_out = model.apply({"params": params}, corrupted)
+    np.testing.assert_allclose(restored[0, 1, 2], (logit0(single) - logit0(corrupted_out)).mean(), atol=1e-5)
+    assert np.abs(restored).sum() > 0
