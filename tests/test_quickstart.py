@@ -76,3 +76,16 @@ def test_cli_sweep_probe_and_report_on_a_run(tiny_run, tmp_path):
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "## Findings" in report and "`can_win_now`" in report
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["steps"] == [0, 2, 4]
+
+
+def test_cli_eval_reports_every_opponent_in_both_seats(tiny_run, capsys):
+    from rljaxinterp.cli import main
+
+    assert main(["eval", str(tiny_run), "--games", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for player in ("raw", "search"):
+        for opponent in ("random", "pure_mcts", "checkpoint_0"):
+            seats = report[f"{player}_vs_{opponent}"]
+            assert {seat: sum(r.values()) for seat, r in seats.items()} == {"first": 4, "second": 4}
+    lines = report["tic_tac_toe"]["raw"]
+    assert set(lines) == {"first", "second"} and all(sum(r.values()) > 0 for r in lines.values())
