@@ -16,23 +16,21 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
 from rljaxinterp.agents.rl_common import (
+    NetworkAgent,
     ConfigMixin,
     build_env,
     build_network,
-    loop_friendly_apply,
     masked_logits,
     mean_or_nan,
     track_returns,
 )
-from rljaxinterp.envs import AutoReset, Env, EnvState
-from rljaxinterp.models import ModelOutput
+from rljaxinterp.envs import AutoReset, EnvState
 
 Params = Any
 
@@ -181,23 +179,10 @@ class DQNState:
 
 
 @dataclasses.dataclass(frozen=True)
-class DQN:
+class DQN(NetworkAgent):
     """The pure functions of one config; jit/vmap them as you like."""
 
     config: DQNConfig
-    env: Env  # single environment, no reset
-    model: nn.Module
-    optimizer: optax.GradientTransformation
-
-    # -- network ---------------------------------------------------------------------------
-    def policy_value(self, params: Params, observation: jax.Array) -> ModelOutput:
-        """Raw network on any batch shape; ``logits`` are the Q-values."""
-        return self.model.apply({"params": params}, observation)
-
-    def net(self, params: Params, observation: jax.Array) -> ModelOutput:
-        """The same network as run inside training loops (convs as matmuls; see
-        ``rl_common.loop_friendly_apply``)."""
-        return loop_friendly_apply(self.model, params, observation)
 
     def q_values(self, params: Params, observation: jax.Array, legal: jax.Array) -> jax.Array:
         return masked_logits(self.net(params, observation).logits, legal)

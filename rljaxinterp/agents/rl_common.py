@@ -14,10 +14,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from rljaxinterp import envs
 from rljaxinterp.envs import Env
-from rljaxinterp.models import KINDS, make_model
+from rljaxinterp.models import KINDS, ModelOutput, make_model
 
 MODEL_KINDS = ("auto",) + KINDS
 
@@ -189,3 +190,24 @@ def loop_friendly_apply(model: nn.Module, params: Any, observation: jax.Array):
     """``model.apply`` for training loops; see :func:`_conv_as_matmul`."""
     with nn.intercept_methods(_conv_as_matmul):
         return model.apply({"params": params}, observation)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkAgent:
+    """What PPO and DQN share: their config, the single (non-resetting) environment, the
+    network from the model layer and its optimiser."""
+
+    config: Any
+    env: Env
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+
+    def policy_value(self, params: Any, observation: jax.Array) -> ModelOutput:
+        """Raw network on any batch shape (the thing interpretability reads); Q-learning
+        agents read ``logits`` as Q-values."""
+        return self.model.apply({"params": params}, observation)
+
+    def net(self, params: Any, observation: jax.Array) -> ModelOutput:
+        """The same network as run inside training loops (convs as matmuls; see
+        ``loop_friendly_apply``)."""
+        return loop_friendly_apply(self.model, params, observation)

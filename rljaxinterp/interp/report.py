@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import interp
-from rljaxinterp.envs.boards import from_boards, tic_tac_toe_reachable
+from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.interp import concepts as concept_library
 from rljaxinterp.interp.dynamics import plot_probe_table, plot_what_when_where, probe_dynamics
 from rljaxinterp.interp.plots import plot_effects_by_unit
