@@ -40,6 +40,7 @@ from rljaxinterp.agents.runs import (
     _manager,
     _read_metrics,
     restore,
+    save_figure,
 )
 
 RLConfig = PPOConfig | DQNConfig
@@ -154,13 +155,7 @@ def plot_learning_curve(folder: str | os.PathLike) -> Path:
     ax.set_xlabel("environment steps"), ax.set_title("mean episode return (training policy)")
     ax2.plot(steps, [nan if r.get("loss") is None else r["loss"] for r in rows])
     ax2.set_xlabel("environment steps"), ax2.set_title("loss")
-    fig.tight_layout()
-    out = folder / CURVE_FILE
-    tmp = folder / (CURVE_FILE + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, folder / CURVE_FILE)
 
 
 def train(config: RLConfig, out_dir: str | os.PathLike, *, progress: bool = True,

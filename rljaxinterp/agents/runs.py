@@ -141,9 +141,15 @@ def plot_learning_curve(folder: str | os.PathLike) -> Path:
     ax2.plot(it, [r.get("selfplay_draw_rate") for r in rows], label="self-play draw rate")
     ax2.plot(it, [r.get("root_value") for r in rows], label="mean root value")
     ax2.set_xlabel("iteration"), ax2.set_title("self-play"), ax2.legend()
+    return save_figure(fig, folder / CURVE_FILE)
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Write a matplotlib figure atomically (temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    out = folder / CURVE_FILE
-    tmp = folder / (CURVE_FILE + ".tmp.png")
+    tmp = out.with_name(out.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, out)

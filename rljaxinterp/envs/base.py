@@ -69,6 +69,22 @@ class Env(abc.ABC):
         return f"{type(self).__name__}({self.name!r})"
 
 
+def single_agent_state(
+    observation: Array, inner: Any, num_actions: int, reward: Any, terminated: Any, truncated: Any, step_count: Any
+) -> EnvState:
+    """The ``EnvState`` of a one-player task: every action legal, one reward, player 0."""
+    return EnvState(
+        observation=observation,
+        legal_action_mask=jnp.ones(num_actions, jnp.bool_),
+        rewards=jnp.reshape(jnp.asarray(reward, jnp.float32), (1,)),
+        terminated=jnp.asarray(terminated, jnp.bool_),
+        truncated=jnp.asarray(truncated, jnp.bool_),
+        current_player=jnp.int32(0),
+        step_count=jnp.asarray(step_count, jnp.int32),
+        inner=inner,
+    )
+
+
 class EnvOptionError(TypeError, ValueError):
     """A keyword argument an environment does not accept.
 

@@ -15,6 +15,7 @@ from rljaxinterp.envs.base import (
     EnvState,
     check_options,
     describe,
+    single_agent_state,
     tree_select,
 )
 
@@ -82,15 +83,9 @@ class GymnaxTask(Env):
     def _wrap(
         self, obs: Array, inner: Any, reward: Array, terminated: Array, truncated: Array, step_count: Array
     ) -> EnvState:
-        return EnvState(
-            observation=jnp.atleast_1d(jnp.asarray(obs, jnp.float32)),
-            legal_action_mask=jnp.ones(self.num_actions, jnp.bool_),
-            rewards=jnp.reshape(jnp.asarray(reward, jnp.float32), (1,)),
-            terminated=jnp.asarray(terminated, jnp.bool_),
-            truncated=jnp.asarray(truncated, jnp.bool_),
-            current_player=jnp.int32(0),
-            step_count=jnp.asarray(step_count, jnp.int32),
-            inner=inner,
+        return single_agent_state(
+            jnp.atleast_1d(jnp.asarray(obs, jnp.float32)), inner, self.num_actions, reward, terminated, truncated,
+            step_count,
         )
 
     def init(self, key: Array) -> EnvState:

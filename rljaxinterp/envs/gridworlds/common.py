@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp.envs.base import Array, Env, EnvState, tree_select
+from rljaxinterp.envs.base import Array, Env, EnvState, single_agent_state, tree_select
 
 DISTRIBUTIONS: tuple[str, ...] = ("train", "test")
 
@@ -253,15 +253,8 @@ class GridEnv(Env):
     def _wrap(
         self, inner: Any, reward: Array, terminated: Array, truncated: Array, step_count: Array
     ) -> EnvState:
-        return EnvState(
-            observation=self._observe(inner),
-            legal_action_mask=jnp.ones(self.num_actions, jnp.bool_),
-            rewards=jnp.reshape(jnp.asarray(reward, jnp.float32), (1,)),
-            terminated=jnp.asarray(terminated, jnp.bool_),
-            truncated=jnp.asarray(truncated, jnp.bool_),
-            current_player=jnp.int32(0),
-            step_count=jnp.asarray(step_count, jnp.int32),
-            inner=inner,
+        return single_agent_state(
+            self._observe(inner), inner, self.num_actions, reward, terminated, truncated, step_count
         )
 
     def init(self, key: Array) -> EnvState:
