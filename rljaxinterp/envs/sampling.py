@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
 from rljaxinterp.envs.base import Env, EnvState
 
 
-def random_play_states(env: Env, games: int, moves: int, key: jax.Array) -> EnvState:
-    """Every state visited by ``games`` uniformly random legal games of up to ``moves`` moves,
-    flattened to one batch and without finished (terminal or truncated) states."""
+Player = Callable[[EnvState, jax.Array], jax.Array]
+
+
+def uniform_random(states: EnvState, key: jax.Array) -> jax.Array:
+    return jax.random.categorical(key, jnp.where(states.legal_action_mask, 0.0, -jnp.inf))
+
+
+def random_play_states(env: Env, games: int, moves: int, key: jax.Array, player: Player | None = None) -> EnvState:
+    """Every state visited by ``games`` games of up to ``moves`` moves, flattened to one
+    batch and without finished (terminal or truncated) states.
+
+    ``player(states, key) -> actions`` chooses every move (both sides of a board game);
+    uniformly random legal moves by default.
+    """
+    player = uniform_random if player is None else player
 
     def one_move(states, key):
         k_act, k_step = jax.random.split(key)
-        logits = jnp.where(states.legal_action_mask, 0.0, -jnp.inf)
-        actions = jax.random.categorical(k_act, logits)
+        actions = player(states, k_act)
         nxt = jax.vmap(env.step)(states, actions, jax.random.split(k_step, games))
         return nxt, states
 
