@@ -184,9 +184,13 @@ def test_student_trained_on_teacher_logits_matches_it_on_held_out_states(positio
     teacher = make_model("mlp", 9, (3, 3, 2), hidden=(64, 64))
     t_params = teacher.init(jax.random.key(5), obs[:1])["params"]
     student = make_model("mlp", 9, (3, 3, 2), **scale_width("mlp", {"hidden": [64, 64]}, 0.5))
-    result = distil(lambda o: teacher.apply({"params": t_params}, o), student, obs, legal, jax.random.key(0),
+    def sharp_teacher(o):  # a random net's policy is near uniform; sharpen it so top-1 is defined
+        out = teacher.apply({"params": t_params}, o)
+        return ModelOutput(logits=8.0 * out.logits, value=out.value)
+
+    result = distil(sharp_teacher, student, obs, legal, jax.random.key(0),
                     steps=800, learning_rate=3e-3)
     assert float(result.loss[-50:].mean()) < 0.2 * float(result.loss[:50].mean())
     assert result.held_out["top1_agreement"] > 0.9
-    assert result.held_out["policy_kl"] < 0.02
+    assert result.held_out["policy_kl"] < 0.05
     assert scale_width("conv", {"channels": 32, "blocks": 2}, 0.5) == {"channels": 16, "blocks": 2}
