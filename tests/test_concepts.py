@@ -92,3 +92,17 @@ def test_gridworld_concepts_on_a_hand_written_layout():
     assert (int(c["goal_row"][0]), int(c["goal_col"][0])) == (9, 8)
     assert int(c["goal_distance"][0]) == 13
     assert bool(c["goal_is_right"][0]) and not bool(c["goal_is_up"][0])
+
+
+def test_tic_tac_toe_square_concepts_on_a_hand_written_board():
+    """X on 0, 1, 8 and O on 4, 6, so O moves."""
+    from rljaxinterp.envs.boards import from_boards
+    from rljaxinterp.interp.concepts.tic_tac_toe import square_concepts
+
+    board = [0, 0, -1, -1, 1, -1, 1, -1, 0]  # X X . / . O . / O . X ; O to move
+    sq = {k: np.flatnonzero(np.asarray(v[0])).tolist() for k, v in square_concepts(from_boards("tic_tac_toe", [board])).items()}
+    assert sq["own_piece"] == [4, 6] and sq["opponent_piece"] == [0, 1, 8]
+    assert sq["empty"] == [2, 3, 5, 7]
+    assert sq["winning_move"] == [2]  # O: 6-4-2 diagonal
+    assert sq["blocking_move"] == [2]  # X threatens 0-1-2 only (0-4-8 is blocked by O)
+    assert sq["fork_move"] == []  # O at 3 makes 3-4-5 only; at 2 it simply wins (one line); 5/7: one line each

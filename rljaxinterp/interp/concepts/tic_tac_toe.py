@@ -90,3 +90,19 @@ _LINE_NAMES = ("row0", "row1", "row2", "col0", "col1", "col2", "diag", "anti")
 for _i, _name in enumerate(_LINE_NAMES):
     concepts.register(ENV, f"own_in_{_name}", _line_count(_i, 0))
     concepts.register(ENV, f"opponent_in_{_name}", _line_count(_i, 1))
+
+
+def square_concepts(state: EnvState) -> dict[str, jax.Array]:
+    """Per-square readings, each (states, 9) bool in square order: what a spatial factor
+    or attribution map is compared with."""
+    own, opp, empty = planes(state)
+    one_hot = jax.nn.one_hot(jnp.arange(9), 9, dtype=bool)
+
+    def completes(pieces):  # empty squares that finish a line of ``pieces``
+        on_line = (pieces[..., LINES].sum(-1) == 2) & (empty[..., LINES].sum(-1) == 1)  # (states, 8)
+        return jnp.any(on_line[..., :, None] & (LINES[:, :, None] == jnp.arange(9)).any(1) & empty[..., None, :], -2)
+
+    after = own[..., None, :] | one_hot
+    forks = (threats(after, empty[..., None, :] & ~one_hot).sum(-1) >= 2) & empty
+    return {"own_piece": own, "opponent_piece": opp, "empty": empty, "winning_move": completes(own),
+            "blocking_move": completes(opp), "fork_move": forks}
