@@ -105,4 +105,5 @@ def test_tic_tac_toe_square_concepts_on_a_hand_written_board():
     assert sq["empty"] == [2, 3, 5, 7]
     assert sq["winning_move"] == [2]  # O: 6-4-2 diagonal
     assert sq["blocking_move"] == [2]  # X threatens 0-1-2 only (0-4-8 is blocked by O)
-    assert sq["fork_move"] == []  # O at 3 makes 3-4-5 only; at 2 it simply wins (one line); 5/7: one line each
+    # O at 3 or 5 adds a threat on row 3-4-5 beside the open diagonal 2-4-6: two threats.
+    assert sq["fork_move"] == [3, 5]
