@@ -11,12 +11,12 @@ what-when-where plot) and one-square counterfactual patching drawn on the board.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from rljaxinterp.agents.configs import default_config
+from tic_tac_toe_agent import tic_tac_toe_agent
+
 from rljaxinterp.agents.evaluate import evaluate_run
-from rljaxinterp.agents.runs import load_run, train
+from rljaxinterp.agents.runs import load_run
 from rljaxinterp.interp.report import write_report
 
 
@@ -29,13 +29,7 @@ def main() -> None:
     parser.add_argument("--probe", default="ridge", choices=["ridge", "logistic", "sparse"])
     args = parser.parse_args()
 
-    kwargs = {"conv": {"channels": 32, "blocks": 2}, "mlp": {"hidden": [128, 128]},
-              "transformer": {"d_model": 32, "heads": 4, "layers": 2, "d_mlp": 64}}[args.model]
-    config = default_config("tic_tac_toe", model=args.model, model_kwargs=kwargs,
-                            iterations=args.iterations, checkpoint_every=args.checkpoint_every)
-    t0 = time.perf_counter()
-    train(config, args.out)
-    print(f"trained in {time.perf_counter() - t0:.0f} s")
+    tic_tac_toe_agent(args.out, args.model, args.iterations, args.checkpoint_every)
     strength = evaluate_run(args.out)
     print("strength of the final checkpoint:", strength)
     report = write_report(load_run(args.out), Path(args.out) / "report", args.probe)

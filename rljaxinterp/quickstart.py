@@ -25,11 +25,12 @@ BOARD = (3, 3)
 STATE_CHUNK = 1024  # positions per jitted call: keeps activations cache-sized on a CPU
 
 
-def fresh_folder(out: Path) -> Path:
-    """``out`` itself if it holds no results yet, else the first free ``out-N``: earlier
-    results are never overwritten."""
+def fresh_folder(out: Path, marker: str = "results.json") -> Path:
+    """``out`` itself if it holds no ``marker`` file yet, else the first free ``out-N``:
+    earlier results are never overwritten."""
+    out = Path(out)
     candidate, n = out, 1
-    while (candidate / "results.json").exists():
+    while (candidate / marker).exists():
         candidate, n = out.with_name(f"{out.name}-{n}"), n + 1
     candidate.mkdir(parents=True, exist_ok=True)
     return candidate

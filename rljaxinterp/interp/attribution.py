@@ -6,13 +6,15 @@ activation at ``site``. Attributing at a site means treating that activation as 
 the site is overwritten with the value being differentiated (a full ``patch``), so only the
 layers after it matter (Hilton et al. attribute at a hidden conv layer this way).
 
-States are processed ``state_chunk`` at a time inside one ``jit`` (``lax.map``), so memory
-stays bounded whatever the number of states; integrated gradients vmaps its path points
-within a chunk.
+States are processed ``state_chunk`` at a time by one compiled program, so memory stays
+bounded whatever the number of states; integrated gradients vmaps its path points within
+a chunk.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 
 INTEGRATION = ("gausslegendre", "riemann_trapezoid", "riemann_middle")
+DEFAULT_CHUNK = 256  # states per compiled call: activations x path points stay cache-sized
 
 
 def path_points(steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
@@ -61,17 +64,53 @@ def _scalar_fn(model: nn.Module, params: Params, metric: Metric, site: str | Non
     return f
 
 
-def _inputs(model, params, obs, site, state_chunk):
+@functools.partial(jax.jit, static_argnames=("model", "metric", "site", "how", "steps"))
+def _attribute(params, x, base, obs, data, *, model, metric, site, how, steps):
+    """One chunk of states, vmapped; compiled once per (model, metric, site, method, shape)."""
+    f = _scalar_fn(model, params, metric, site)
+    grad = jax.grad(f)
+    if how == "gradient":
+        return jax.vmap(grad)(x, obs, data)
+    if how == "occlusion":  # ``base`` holds the fill value; the last mask occludes nothing
+        positions = obs.shape[1:-1]
+        n_pos = math.prod(positions)
+        masks = jnp.eye(n_pos + 1, n_pos).reshape(n_pos + 1, *positions, 1)
+
+        def occlude(oi, bi, di):
+            scores = jax.vmap(f, in_axes=(0, None, None))(oi + masks * (bi - oi), oi, di)
+            return scores[:-1] - scores[-1]
+
+        return jax.vmap(occlude)(obs, base, data)
+    alphas, weights = (jnp.asarray(a, jnp.float32) for a in path_points(steps, how))
+
+    def integrate(xi, bi, oi, di):
+        points = bi + alphas.reshape(-1, *([1] * xi.ndim)) * (xi - bi)
+        g = jax.vmap(grad, in_axes=(0, None, None))(points, oi, di)
+        return (xi - bi) * jnp.tensordot(weights, g, axes=1), f(xi, oi, di) - f(bi, oi, di)
+
+    return jax.vmap(integrate)(x, base, obs, data)
+
+
+def _in_chunks(state_chunk: int | None, *arrays, **static) -> Any:
+    """Run ``_attribute`` over the states ``state_chunk`` at a time (the last chunk padded,
+    so every chunk reuses one compiled program). A Python loop of jitted chunks: on XLA's
+    CPU backend, convolutions inside ``lax.map``/``scan`` run several times slower."""
+    params, *per_state = arrays
+    n = jax.tree.leaves(per_state)[0].shape[0]
+    chunk = min(state_chunk or DEFAULT_CHUNK, n)
+    padded = -(-n // chunk) * chunk
+    pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - n, axis=0)]) if padded > n else a  # noqa: E731
+    per_state = jax.tree.map(pad, per_state)
+    parts = [_attribute(params, *jax.tree.map(lambda a: a[i:i + chunk], per_state), **static)
+             for i in range(0, padded, chunk)]
+    return jax.tree.map(lambda *p: jnp.concatenate(p)[:n], *parts)
+
+
+def _inputs(model, params, obs, site):
     if site is None:
-        return obs
-    _, cache = jax.jit(lambda o: run_with_cache(model, params, o, [site]))(obs)
+        return jnp.asarray(obs, jnp.float32)
+    _, cache = jax.jit(lambda p, o: run_with_cache(model, p, o, [site]))(params, obs)
     return cache[site]
-
-
-def _map_states(fn: Callable, args: tuple, state_chunk: int | None) -> jax.Array:
-    n = jax.tree.leaves(args)[0].shape[0]
-    chunk = min(state_chunk or 256, n)
-    return jax.jit(lambda a: jax.lax.map(lambda t: fn(*t), a, batch_size=chunk))(args)
 
 
 def _baseline_like(baseline: Any, x: jax.Array) -> jax.Array:
@@ -86,14 +125,14 @@ def _baseline_like(baseline: Any, x: jax.Array) -> jax.Array:
 def gradients(model: nn.Module, params: Params, obs: jax.Array, metric: Metric, site: str | None = None,
               state_chunk: int | None = None, metric_data: Any = None) -> jax.Array:
     """d metric / d (observation or site activation), per state."""
-    x = _inputs(model, params, obs, site, state_chunk)
-    grad = jax.grad(_scalar_fn(model, params, metric, site))
-    return _map_states(grad, (x, obs, metric_data), state_chunk)
+    x = _inputs(model, params, obs, site)
+    return _in_chunks(state_chunk, params, x, x, obs, metric_data, model=model, metric=metric, site=site,
+                      how="gradient", steps=0)
 
 
 def gradient_x_input(model: nn.Module, params: Params, obs: jax.Array, metric: Metric, site: str | None = None,
                      state_chunk: int | None = None, metric_data: Any = None) -> jax.Array:
-    x = _inputs(model, params, obs, site, state_chunk)
+    x = _inputs(model, params, obs, site)
     return x * gradients(model, params, obs, metric, site, state_chunk, metric_data)
 
 
@@ -115,19 +154,11 @@ def integrated_gradients(
     Completeness: the attributions of a state sum to ``metric(x) - metric(baseline)`` up
     to the quadrature error; ``return_delta`` also returns that gap per state.
     """
-    alphas, weights = (jnp.asarray(a, jnp.float32) for a in path_points(steps, method))
-    x = _inputs(model, params, obs, site, state_chunk)
+    path_points(steps, method)  # validates before any work
+    x = _inputs(model, params, obs, site)
     base = _baseline_like(baseline, x)
-    f = _scalar_fn(model, params, metric, site)
-    grad = jax.grad(f)
-
-    def one(xi, bi, oi, di):
-        points = bi + alphas.reshape(-1, *([1] * xi.ndim)) * (xi - bi)
-        g = jax.vmap(grad, in_axes=(0, None, None))(points, oi, di)
-        attr = (xi - bi) * jnp.tensordot(weights, g, axes=1)
-        return attr, f(xi, oi, di) - f(bi, oi, di)
-
-    attr, gap = _map_states(one, (x, base, obs, metric_data), state_chunk)
+    attr, gap = _in_chunks(state_chunk, params, x, base, obs, metric_data, model=model, metric=metric,
+                           site=site, how=method, steps=steps)
     if return_delta:
         return attr, attr.reshape(attr.shape[0], -1).sum(1) - gap
     return attr
@@ -136,17 +167,11 @@ def integrated_gradients(
 def occlusion(model: nn.Module, params: Params, obs: jax.Array, metric: Metric, fill: Any = 0.0,
               state_chunk: int | None = None, metric_data: Any = None) -> jax.Array:
     """Change of the metric when one square/cell (all channels of one position) is set to
-    ``fill``: shape ``(states, *positions)``, the observation's shape without its channels."""
-    positions = obs.shape[1:-1]
-    n_pos = int(np.prod(positions))
-    # The last row occludes nothing: the unedited run is evaluated in the same batch, so an
-    # occlusion that leaves the input unchanged gives exactly zero.
-    masks = jnp.eye(n_pos + 1, n_pos).reshape(n_pos + 1, *positions, 1)
-    fill = jnp.asarray(fill, jnp.float32)
-    f = _scalar_fn(model, params, metric, None)
-
-    def one(oi, di):
-        scores = jax.vmap(f, in_axes=(0, None, None))(oi + masks * (fill - oi), oi, di)
-        return scores[:-1] - scores[-1]
-
-    return _map_states(one, (obs.astype(jnp.float32), metric_data), state_chunk).reshape(obs.shape[0], *positions)
+    ``fill``: shape ``(states, *positions)``, the observation's shape without its channels.
+    The unedited run is evaluated in the same batch, so occluding a square with the value
+    it already holds gives exactly zero."""
+    x = jnp.asarray(obs, jnp.float32)
+    fill = jnp.broadcast_to(jnp.asarray(fill, jnp.float32), x.shape)
+    effect = _in_chunks(state_chunk, params, x, fill, x, metric_data, model=model, metric=metric, site=None,
+                        how="occlusion", steps=0)
+    return effect.reshape(x.shape[:-1])

@@ -70,3 +70,41 @@ def plot_effects_on_board(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def draw_board(ax, heat: np.ndarray, own: np.ndarray | None = None, opponent: np.ndarray | None = None,
+               title: str = "", bound: float | None = None, cmap: str = "RdBu_r") -> None:
+    """A board-shaped heatmap with the pieces on top: filled dots are the side to move's,
+    rings the opponent's (observations are from the mover's point of view)."""
+    heat = np.asarray(heat, float)
+    bound = bound if bound is not None else (np.abs(heat).max() or 1.0)
+    vmin = -bound if cmap == "RdBu_r" else 0.0
+    ax.imshow(heat, cmap=cmap, vmin=vmin, vmax=bound)
+    for pieces, face in ((own, "black"), (opponent, "none")):
+        if pieces is not None:
+            r, c = np.nonzero(np.asarray(pieces))
+            ax.scatter(c, r, s=160, facecolors=face, edgecolors="black", linewidths=1.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+
+
+def plot_board_rows(rows: list[list[dict]], path: Path, title: str, row_labels: list[str] | None = None,
+                    cmap: str = "RdBu_r") -> Path:
+    """A grid of boards: ``rows[i][j]`` holds ``draw_board`` arguments (heat, own, opponent, title)."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.5 * n_cols + 1.0, 1.6 * n_rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, row in enumerate(rows):
+        bound = max((np.abs(np.asarray(b["heat"])).max() for b in row), default=1.0) or 1.0
+        for j, board in enumerate(row):
+            axes[i, j].axis("on")
+            draw_board(axes[i, j], bound=bound, cmap=cmap, **board)
+        if row_labels:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,30 @@
+"""The tic-tac-toe AlphaZero the tic-tac-toe experiments interpret: a residual conv tower
+(so sites keep the 3x3 board layout), a checkpoint every 10 iterations. Trained into the
+given folder, or resumed / reused when the folder already holds this run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rljaxinterp.agents.configs import default_config
+from rljaxinterp.agents.runs import Run, load_run, train
+
+MODEL_KWARGS = {"conv": {"channels": 32, "blocks": 2}, "mlp": {"hidden": [128, 128]},
+                "transformer": {"d_model": 32, "heads": 4, "layers": 2, "d_mlp": 64}}
+
+
+def tic_tac_toe_agent(folder: str | Path, model: str = "conv", iterations: int = 150,
+                      checkpoint_every: int = 10) -> Run:
+    config = default_config("tic_tac_toe", model=model, model_kwargs=MODEL_KWARGS[model],
+                            iterations=iterations, checkpoint_every=checkpoint_every)
+    t0 = time.perf_counter()
+    train(config, folder)
+    print(f"agent ready in {folder} ({time.perf_counter() - t0:.0f} s)")
+    return load_run(folder)
+
+
+if __name__ == "__main__":
+    import sys
+
+    tic_tac_toe_agent(sys.argv[1] if len(sys.argv) > 1 else "runs/ttt_conv")
