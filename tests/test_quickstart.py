@@ -89,3 +89,22 @@ def test_cli_eval_reports_every_opponent_in_both_seats(tiny_run, capsys):
             assert {seat: sum(r.values()) for seat, r in seats.items()} == {"first": 4, "second": 4}
     lines = report["tic_tac_toe"]["raw"]
     assert set(lines) == {"first", "second"} and all(sum(r.values()) > 0 for r in lines.values())
+
+
+def test_cli_attribute_factorise_and_steer_on_a_run(tiny_run, tmp_path):
+    from rljaxinterp.cli import main
+
+    assert main(["attribute", str(tiny_run), "--out", str(tmp_path / "a")]) == 0
+    attr = json.loads((tmp_path / "a" / "attributions.json").read_text())
+    assert attr["states"] == 4520 and attr["shape"] == [3, 3, 2] and (tmp_path / "a" / "attributions.png").exists()
+    assert main(["attribute", str(tiny_run), "--method", "occlusion", "--out", str(tmp_path / "o")]) == 0
+    assert main(["factorise", str(tiny_run), "--site", "layer0.post", "--rank", "3", "--iterations", "50",
+                 "--out", str(tmp_path / "f")]) == 0
+    factors = json.loads((tmp_path / "f" / "factors.json").read_text())
+    assert len(factors["components"]) == 3 and 0 <= factors["relative_error"] < 1
+    assert main(["steer", str(tiny_run), "--site", "layer0.post", "--concept", "centre_own",
+                 "--coefficients", "0", "1", "--out", str(tmp_path / "st")]) == 0
+    steer = json.loads((tmp_path / "st" / "steering.json").read_text())
+    assert abs(steer["policy_kl"][0]) < 1e-6 and steer["policy_kl"][1] > 1e-4
+    with pytest.raises(SystemExit, match="unknown concept 'nope'"):
+        main(["steer", str(tiny_run), "--site", "layer0.post", "--concept", "nope", "--out", str(tmp_path / "x")])
