@@ -30,12 +30,15 @@ from scipy.stats import rankdata
 from tic_tac_toe_agent import tic_tac_toe_agent
 
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
-from rljaxinterp.interp import metrics, run_with_interventions, zero_ablate
+from rljaxinterp.interp import concepts, metrics, run_with_interventions, zero_ablate
 from rljaxinterp.interp.attribution import integrated_gradients
 from rljaxinterp.interp.concepts.tic_tac_toe import square_concepts
 from rljaxinterp.interp.factorisation import nmf, nonnegative_parts, per_position, top_rows
 from rljaxinterp.interp.plots import plot_board_rows
 from rljaxinterp.quickstart import fresh_folder
+
+
+SQUARE_NAMES = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"]
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -85,15 +88,26 @@ def main() -> None:
 
     # 3. readings against per-square concepts, chosen on one half and checked on the other
     sq = {k: np.asarray(v) for k, v in square_concepts(states).items()}
+    whole = {k: np.asarray(v).reshape(n) > 0.5 for k, v in concepts.compute("tic_tac_toe", states).items()
+             if set(np.unique(np.asarray(v))) <= {0, 1}}  # binary position-level concepts
     perm = np.random.default_rng(args.seed).permutation(n)
     half_a, half_b = perm[: n // 2], perm[n // 2:]
     base_value = np.asarray(run_with_interventions(model, params, obs, None).value)
     factors = []
     for f in range(args.rank):
         w = weights[..., f]
-        aucs_a = {c: auc(w[half_a].ravel(), sq[c][half_a].ravel()) for c in sq}
-        best = max(aucs_a, key=lambda c: abs(aucs_a[c] - 0.5))
-        held_out = auc(w[half_b].ravel(), sq[best][half_b].ravel())
+        total = w.sum(1)  # the factor's strength in a position
+
+        def score(concept, rows):
+            if concept in sq:  # per-square reading: compare squares
+                return auc(w[rows].ravel(), sq[concept][rows].ravel())
+            return auc(total[rows], whole[concept][rows])  # per-position reading: compare positions
+
+        aucs_a = {c: score(c, half_a) for c in (*sq, *whole)}
+        best = max(aucs_a, key=lambda c: abs(aucs_a[c] - 0.5) if np.isfinite(aucs_a[c]) else -1)
+        held_out = score(best, half_b)
+        location = int(np.argmax(w.mean(0)))  # where on the board the factor lives
+        at_location = float(w[:, location].sum() / w.sum())
         # ablation: zero the factor's main channels at its strongest square, per position
         top_channels = np.argsort(-np.abs(signed[f]))[: args.channels]
         rng = np.random.default_rng(args.seed + f)
@@ -112,7 +126,8 @@ def main() -> None:
         factors.append({
             "factor": f, "explained": float(fit.explained[f]),
             "direction": "raises" if signed[f].sum() > 0 else "lowers",
-            "reading": best, "auc_chosen_half": aucs_a[best], "auc_held_out_half": held_out,
+            "square": location, "share_on_square": at_location,
+            "reading": best, "reading_level": "square" if best in sq else "position", "auc_chosen_half": aucs_a[best], "auc_held_out_half": held_out,
             "top_channels": top_channels.tolist(),
             "ablation_mean_abs_change": float(np.abs(change[active]).mean()),
             "control_mean_abs_change": float(np.abs(control[active]).mean()),
@@ -143,16 +158,19 @@ def main() -> None:
 
     sentences = []
     for fa in factors:
-        verdict = ("the reading holds on held-out positions" if abs(fa["auc_held_out_half"] - 0.5) >= 0.25
-                   else "a weak reading")
+        margin = abs(fa["auc_held_out_half"] - 0.5)
+        verdict = ("a clear reading on held-out positions" if margin >= 0.2 else
+                   "a moderate reading, confirmed on held-out positions" if margin >= 0.1 else "a weak reading")
         effect = (f"zeroing its {args.channels} main channels at its strongest square moves the value by "
                   f"{fa['ablation_mean_abs_change']:.3f} on average (as many other channels: "
                   f"{fa['control_mean_abs_change']:.3f}); the change tracks the attribution with r = "
                   f"{fa['ablation_vs_attribution_corr']:.2f}")
-        kind = "active on" if fa["auc_held_out_half"] >= 0.5 else "avoids"
+        where = "squares that are" if fa["reading_level"] == "square" else "positions with"
+        kind = "strong on" if fa["auc_held_out_half"] >= 0.5 else "weak on"
         sentences.append(
             f"**Factor {fa['factor']}** ({100 * fa['explained']:.1f}% of the squared attribution, "
-            f"{fa['direction']} the value) is {kind} squares that are `{fa['reading']}` (AUC "
+            f"{fa['direction']} the value) lives on square {fa['square']} ({SQUARE_NAMES[fa['square']]}; "
+            f"{100 * fa['share_on_square']:.0f}% of its weight) and is {kind} {where} `{fa['reading']}` (AUC "
             f"{fa['auc_chosen_half']:.2f} on the half used to choose the reading, {fa['auc_held_out_half']:.2f} on "
             f"the other half: {verdict}); {effect}.")
     elapsed = time.perf_counter() - t0
@@ -166,8 +184,10 @@ def main() -> None:
         f"(position, square) x (positive, negative part of each channel): relative reconstruction error "
         f"{float(fit.relative_error):.3f}. Written in {elapsed:.0f} s.",
         "",
-        "Readings are machine-chosen: for each factor, the per-square concept (own piece, opponent piece, empty, "
-        "winning move, blocking move, fork move) whose squares its weight separates best (ROC AUC, 0.5 = chance).",
+        "Readings are machine-chosen: for each factor, the concept its weight separates best (ROC AUC, 0.5 = chance), "
+        "among per-square concepts (own piece, opponent piece, empty, winning move, blocking move, fork move; the "
+        "factor's weight on each square) and binary position concepts of the concept library (the factor's total "
+        "weight in each position).",
         "",
         "## Factors",
         *[f"- {s}" for s in sentences],
