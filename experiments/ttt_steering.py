@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/ttt_conv", help="tic-tac-toe run (trained if missing)")
     parser.add_argument("--out", default="runs/ttt_steering")
-    parser.add_argument("--coefficients", type=float, nargs="+", default=[-2, -1, -0.5, 0, 0.5, 1, 2])
+    parser.add_argument("--coefficients", type=float, nargs="+", default=[-1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -94,8 +94,13 @@ def main() -> None:
                       for s, r in results.items()]], out / "prob_change_by_square.png",
                     f"change of each move's probability, coefficient {args.coefficients[one]}")
 
-    hi = int(np.argmax(args.coefficients))
-    lo = int(np.argmin(args.coefficients))
+    # Report at the smallest positive and negative coefficients: large ones saturate the policy
+    # (P(centre) -> 0 or 1) at every site, small ones tell the sites apart.
+    positive = [c for c in args.coefficients if c > 0]
+    negative = [c for c in args.coefficients if c < 0]
+    if not positive or not negative:
+        raise SystemExit("give at least one positive and one negative coefficient")
+    hi, lo = args.coefficients.index(min(positive)), args.coefficients.index(max(negative))
     ranked = sorted(results, key=lambda s: results[s]["centre_prob_change"][hi])
     lines = []
     for site in ranked:

@@ -39,12 +39,21 @@ def scale_width(kind: str, model_kwargs: dict, factor: float) -> dict:
     return out
 
 
-def sampling_player(policy_value: Callable[[jax.Array], ModelOutput], temperature: float = 1.0) -> Callable:
-    """Plays by sampling the network's legal policy at ``temperature``: the teacher's own
-    play, with enough variety to cover the positions it reaches."""
+def sampling_player(policy_value: Callable[[jax.Array], ModelOutput], temperature: float = 1.0,
+                    epsilon: float = 0.0) -> Callable:
+    """Plays by sampling the network's legal policy at ``temperature`` (the teacher's own
+    play), or a uniformly random legal move with probability ``epsilon`` (to reach positions
+    a strong teacher never visits)."""
+    if temperature <= 0 or not 0 <= epsilon <= 1:
+        raise ValueError(f"need temperature > 0 and 0 <= epsilon <= 1; got {temperature}, {epsilon}")
+
     def act(states: EnvState, key: jax.Array) -> jax.Array:
+        k_policy, k_random, k_coin = jax.random.split(key, 3)
+        legal = states.legal_action_mask
         logits = policy_value(states.observation).logits / temperature
-        return jax.random.categorical(key, jnp.where(states.legal_action_mask, logits, -jnp.inf))
+        chosen = jax.random.categorical(k_policy, jnp.where(legal, logits, -jnp.inf))
+        uniform = jax.random.categorical(k_random, jnp.where(legal, 0.0, -jnp.inf))
+        return jnp.where(jax.random.uniform(k_coin, chosen.shape) < epsilon, uniform, chosen)
     return act
 
 
