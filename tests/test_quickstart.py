@@ -75,7 +75,11 @@ def test_cli_sweep_probe_and_report_on_a_run(tiny_run, tmp_path):
     assert main(["report", str(tiny_run), "--out", str(tmp_path / "rep")]) == 0
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "## Findings" in report and "`can_win_now`" in report
-    assert json.loads((tmp_path / "rep" / "report.json").read_text())["steps"] == [0, 2, 4]
+    summary = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert summary["steps"] == [0, 2, 4]
+    cka = np.asarray(summary["representation_cka_to_final"])
+    assert cka.shape[0] == 3 and np.allclose(cka[-1], 1.0, atol=1e-4)  # the final checkpoint with itself
+    assert (tmp_path / "rep" / "attribution_by_square.png").exists() and "by occlusion" in report
 
 
 def test_cli_eval_reports_every_opponent_in_both_seats(tiny_run, capsys):

@@ -77,6 +77,40 @@ def probe_dynamics(
     return out
 
 
+def representation_dynamics(run: Checkpoints, obs: jax.Array, sites: Sequence[str] | None = None,
+                            steps: Sequence[int] | None = None) -> dict[str, Any]:
+    """Linear CKA of every site with the same site at the final checkpoint, per step:
+    when each layer's representation settles (Raghu et al.'s SVCCA question, with CKA)."""
+    from rljaxinterp.interp.similarity import linear_cka
+
+    steps = list(run.steps if steps is None else steps)
+    final = site_features(run.model, run.params(steps[-1]), obs, sites)
+    table = over_checkpoints(run, lambda m, p: {s: linear_cka(f, final[s])
+                                               for s, f in site_features(m, p, obs, sites).items()}, steps)
+    names = list(final)
+    return {"step": table["step"], "sites": tuple(names), "cka": np.stack([table[s] for s in names], 1)}
+
+
+def plot_representation_dynamics(dyn: Mapping[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colours = plt.cm.viridis(np.linspace(0, 1, len(dyn["sites"])))
+    for i, site in enumerate(dyn["sites"]):
+        ax.plot(dyn["step"], dyn["cka"][:, i], color=colours[i], label=site)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("linear CKA with the final checkpoint")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_what_when_where(dynamics: Mapping[str, Any], path: Path, concepts: Sequence[str] | None = None) -> Path:
     """One panel per concept: probe score per site (colour) against training step."""
     import matplotlib
