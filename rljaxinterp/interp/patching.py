@@ -25,7 +25,41 @@ from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 
 DIRECTIONS = ("noising", "denoising")
-GRANULARITIES = ("element", "unit", "position")
+GRANULARITIES = ("element", "unit", "position", "head")
+
+# Where the head axis sits in an attention site's shape (batch axes removed), by the site's
+# last name component, following TransformerLens: q/k/v/z are (tokens, heads, d_head) and
+# the pattern is (heads, query, key). Sites count as attention sites when their name is
+# ``<...>.attn.<component>``; a model with other names can add its own entries here.
+HEAD_AXES = {"q": -2, "k": -2, "v": -2, "z": -2, "pattern": -3}
+
+
+def head_axis(name: str, shape: tuple[int, ...]) -> int:
+    """The head axis of attention site ``name`` (a negative index into its shape)."""
+    parts = name.split(".")
+    axis = HEAD_AXES.get(parts[-1]) if len(parts) >= 2 and parts[-2] == "attn" else None
+    if axis is None or len(shape) < -axis:
+        raise ValueError(
+            f"granularity='head' needs an attention site with a head axis; site {name!r} (shape {shape}) "
+            f"has none; allowed: sites named '<...>.attn.<c>' with c in {sorted(HEAD_AXES)}"
+        )
+    return axis
+
+
+def has_heads(name: str, shape: tuple[int, ...]) -> bool:
+    try:
+        head_axis(name, shape)
+    except ValueError:
+        return False
+    return True
+
+
+def head_mask(name: str, shape: tuple[int, ...], head: int | jax.Array) -> jax.Array:
+    """Mask selecting every element of one head at attention site ``name`` of ``shape``."""
+    axis = head_axis(name, shape)
+    n = shape[axis]
+    one = jax.nn.one_hot(head, n).reshape(n, *([1] * (-axis - 1)))
+    return jnp.broadcast_to(one, shape)
 
 
 PATCH_BUDGET = 2**20  # activation elements per vectorised group of patches
@@ -50,8 +84,14 @@ def base_and_source(clean_obs: jax.Array, corrupted_obs: jax.Array, direction: s
     return (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
 
 
-def _element_groups(shape: tuple[int, ...], granularity: str) -> tuple[int, Callable[[jax.Array], jax.Array]]:
+def _element_groups(
+    shape: tuple[int, ...], granularity: str, name: str = ""
+) -> tuple[int, Callable[[jax.Array], jax.Array]]:
     """How many groups a site splits into and a function from group index to mask."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r} is not allowed; use one of {GRANULARITIES}")
+    if granularity == "head":
+        return shape[head_axis(name, shape)], lambda i: head_mask(name, shape, i)
     if granularity == "element" or len(shape) == 0:
         n = max(1, math.prod(shape))
         return n, lambda i: jax.nn.one_hot(i, n).reshape(shape)
@@ -80,7 +120,9 @@ def patching_sweep(
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
     Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``),
-    by last axis (``"unit"``) or by leading positions (``"position"``), averaged over states
+    by last axis (``"unit"``), by leading positions (``"position"``) or by attention head
+    (``"head"``: one whole head of a q/k/v/z/pattern site at a time; with ``sites=None`` it
+    sweeps every attention site), averaged over states
     when ``reduce`` (else with a trailing state axis). ``chunk_size`` patches run together
     per vectorised step and ``state_chunk`` states per jitted call (see ``sweep_sources``). ``metric`` maps a model output to one
     number per state; a metric returning a dict of such arrays is swept in the same pass
@@ -88,6 +130,8 @@ def patching_sweep(
     """
     base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     _, source_cache = run_with_cache(model, params, source_obs)
+    if granularity == "head" and sites is None:
+        sites = [n for n, a in source_cache.items() if has_heads(n, a.shape[1:])]
     chosen = select_sites(source_cache, sites)
     return sweep_sources(
         model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce,
@@ -142,7 +186,7 @@ def sweep_sources(
     for name, value in sources.items():
         shape = site_shapes[name]
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
-        n_groups, mask_of = _element_groups(shape, granularity)
+        n_groups, mask_of = _element_groups(shape, granularity, name)
         batch = chunk_size or _chunk(n_groups, state_chunk * max(1, math.prod(shape)))
 
         @jax.jit
@@ -167,7 +211,7 @@ def sweep_sources(
         else:
             result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
         group_shape = {
-            "element": shape, "unit": shape[-1:], "position": shape[:-1],
+            "element": shape, "unit": shape[-1:], "position": shape[:-1], "head": (n_groups,),
         }[granularity if shape else "element"]
         effects[name] = jax.tree.map(lambda r: r.reshape(*group_shape, *r.shape[1:]), result)
     return effects
