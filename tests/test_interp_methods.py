@@ -189,3 +189,16 @@ def test_head_granularity_patches_whole_heads(data, transformer):
 
     with pytest.raises(ValueError, match=r"granularity='head' needs an attention site.*'block0.mlp.post'"):
         interp.patching_sweep(model, params, clean, corrupted, metric, sites=["block0.mlp.post"], granularity="head")
+
+
+def test_state_tiles_with_padding_equal_one_tile(data, mlp):
+    model, params = mlp
+    clean, corrupted = data
+    sweep = lambda **kw: interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,  # noqa: E731
+                                               sites=["layer0.post"], granularity="unit", **kw)["layer0.post"]
+    whole = sweep(state_tile=32, chunk_size=12)
+    tiled = sweep(state_tile=5, chunk_size=4)  # 7 tiles of 5: three padding rows, weighted zero
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-7)
+    per_state = sweep(state_tile=5, reduce=False)
+    assert per_state.shape == (12, 32)
+    np.testing.assert_allclose(per_state.mean(-1), whole, rtol=1e-5, atol=1e-7)

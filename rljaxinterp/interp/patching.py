@@ -66,20 +66,26 @@ def head_mask(name: str, shape: tuple[int, ...], head: int | jax.Array) -> jax.A
 # Measured on CPU (benchmarks/patching_vs_torch.py): a 3x3 conv over 6x7 boards runs about
 # 2-4x slower per patch once a step's activations leave the cache (32 patches x 200 states
 # at once), so the default keeps a step cache-sized: few states (a tile) x few patches.
+# Accelerators want wide steps instead, bounded only by memory.
 STEP_BUDGET = 2**18
+ACCELERATOR_STEP_BUDGET = 2**24
 
 
-def _tile(n_states: int, elements: int, budget: int = STEP_BUDGET) -> int:
+def _budget() -> int:
+    return STEP_BUDGET if jax.default_backend() == "cpu" else ACCELERATOR_STEP_BUDGET
+
+
+def _tile(n_states: int, elements: int, budget: int | None = None) -> int:
     """States per tile: equal tiles of at most ``budget // elements`` states (at least 1),
     so padding wastes less than one state per tile."""
-    n_tiles = -(-n_states * max(1, elements) // budget)
+    n_tiles = -(-n_states * max(1, elements) // (budget or _budget()))
     return -(-n_states // max(1, n_tiles))
 
 
-def _chunk(n_groups: int, elements_per_patch: int, budget: int = STEP_BUDGET) -> int:
+def _chunk(n_groups: int, elements_per_patch: int, budget: int | None = None) -> int:
     """Patches run together: the largest divisor of ``n_groups`` within the budget, so
     ``lax.map`` needs no separately compiled remainder."""
-    limit = max(1, min(n_groups, budget // max(1, elements_per_patch)))
+    limit = max(1, min(n_groups, (budget or _budget()) // max(1, elements_per_patch)))
     return max(d for d in range(1, limit + 1) if n_groups % d == 0)
 
 
@@ -182,15 +188,14 @@ def sweep_sources(
     chunk, not the data. Inside the call, ``lax.map`` walks over tiles of ``state_tile``
     states and, per tile, over groups of ``chunk_size`` patches run together with ``vmap``;
     the defaults keep one step's activations cache-sized (``STEP_BUDGET``), which is what
-    makes CPU sweeps fast, and the work before the patched site is shared by every patch of
-    a tile. A metric that needs per-state data (reference logits, legal masks) takes it as
+    makes CPU sweeps fast (``ACCELERATOR_STEP_BUDGET`` on GPU/TPU), and the work before the
+    patched site is shared by every patch of a tile. A metric that needs per-state data (reference logits, legal masks) takes it as
     a second argument from ``metric_data``, a pytree with a leading state axis that is
     chunked with the states.
     """
     n_total = base_obs.shape[0]
     state_chunk = min(state_chunk or n_total, n_total)
     site_shapes = sites_of(model, base_obs[:1], params)
-    measure = metric if metric_data is None else None
     for name in sources:
         if name not in site_shapes:
             raise KeyError(f"unknown site {name!r}; available sites: {', '.join(site_shapes)}")
@@ -213,12 +218,10 @@ def sweep_sources(
 
         @jax.jit
         def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name, tile=tile):
-            score = measure or (lambda out, d: metric(out, d))
-
             def per_tile(xs):
                 obs, value, weight, data = xs
                 run = lambda iv: run_with_interventions(model, params, obs, iv)  # noqa: E731
-                metric_of = (lambda out: score(out)) if measure else (lambda out: score(out, data))  # noqa: E731
+                metric_of = metric if metric_data is None else (lambda out: metric(out, data))  # noqa: E731
                 base_metric = metric_of(run(None))
 
                 def one(i):
