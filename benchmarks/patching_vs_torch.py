@@ -6,14 +6,18 @@ permuted), and the change of the value head is averaged over states (noising).
 
 * JAX: one ``patching_sweep(..., granularity="unit")`` call, wrapped in ``jax.jit`` so it
   compiles once; compilation is timed separately from the steady-state sweep. Variant
-  "default" is ``patching_sweep`` with its own ``chunk_size``; variant "tuned" passes
-  ``--tuned-chunk`` and runs it over state tiles of ~``--tile`` states with ``lax.map``
-  (user code around the public API), which keeps activations cache-sized on CPU.
+  "default" is ``patching_sweep`` as shipped (its own cache-sized ``state_tile`` and
+  ``chunk_size``); variant "tuned" passes ``chunk_size=--tuned-chunk`` and
+  ``state_tile=--tile``.
 * PyTorch ("the best conventional way"): the same network with identical weights, a
   forward hook that overwrites one channel of a module output with the cached corrupted
   activation, and a Python loop over sites and units; each forward is batched over all
   states, under ``torch.no_grad``; the loop is timed with ``torch.set_num_threads(t)`` for each
-  ``--torch-threads`` value (default 2 and 1) and the fastest counts.
+  ``--torch-threads`` value (default 2 and 1), ``--torch-repeats`` times each, and the
+  fastest counts.
+* Both sides report the best wall time of their repeats (the machine is shared, so the
+  best run is the one least disturbed) and the process CPU time of that run (user +
+  system over all threads), whose ratio is less sensitive to other jobs on the machine.
 * Floor: as many plain batched JAX forward passes as there are patched units. Patching a
   late site only needs the layers after it (the prefix is shared across the units of a
   site), so the sweep can come in below the floor.
@@ -27,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 
 import jax
@@ -190,12 +193,13 @@ def connect_four_states(n: int, key) -> np.ndarray:
 
 
 def timed(fn, repeats):
-    times = []
+    """(best wall seconds, process CPU seconds of that run) over ``repeats`` runs."""
+    runs = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        runs.append((time.perf_counter() - t, time.process_time() - c))
+    return min(runs)
 
 
 def run_case(label, model, tmodel, obs_all, n, args):
@@ -208,24 +212,25 @@ def run_case(label, model, tmodel, obs_all, n, args):
     n_units = sum(shapes[s][-1] for s in hidden)
 
     # JAX: the whole sweep in one compiled program, as shipped (chunk_size=None) and tuned.
-    variants = {"default": (None, n)}
+    variants = {"default": (None, None)}
     if not args.no_tuned:
-        variants["tuned"] = (args.tuned_chunk, _divisor_at_most(n, args.tile))
+        variants["tuned"] = (args.tuned_chunk, args.tile)
     jax_rows, jax_effects = {}, None
     for vname, (chunk, tile) in variants.items():
-        sweep = jax.jit(_jax_sweep(model, hidden, chunk, tile, n))
+        sweep = jax.jit(lambda p, c, x, chunk=chunk, tile=tile: patching_sweep(
+            model, p, c, x, metrics.value, sites=hidden, granularity="unit", chunk_size=chunk, state_tile=tile))
         t = time.perf_counter()
         compiled = sweep.lower(params, clean, corrupted).compile()
         compile_s = time.perf_counter() - t
         effects = jax.block_until_ready(compiled(params, clean, corrupted))
         jax_effects = jax_effects or effects
-        sweep_s = timed(lambda: jax.block_until_ready(compiled(params, clean, corrupted)), args.repeats)
+        sweep_s, sweep_cpu = timed(lambda: jax.block_until_ready(compiled(params, clean, corrupted)), args.repeats)
         jax_rows[vname] = dict(chunk_size=chunk, state_tile=tile, compile_s=compile_s, sweep_s=sweep_s,
-                               effects=effects)
+                               sweep_cpu_s=sweep_cpu, effects=effects)
 
     forward = jax.jit(lambda p, o: model.apply({"params": p}, o).value)
     jax.block_until_ready(forward(params, clean))
-    fwd_s = timed(lambda: jax.block_until_ready(forward(params, clean)), max(5, 3 * args.repeats))
+    fwd_s, _ = timed(lambda: jax.block_until_ready(forward(params, clean)), max(5, 3 * args.repeats))
     floor_s = n_units * fwd_s
 
     # PyTorch: identical weights, hooks, Python loop.
@@ -240,15 +245,16 @@ def run_case(label, model, tmodel, obs_all, n, args):
         torch_effects = None
 
         torch_by_threads = {}
+        repeats = args.torch_repeats or (3 if n <= 2000 else 1)
         for threads in args.torch_threads:  # best of: OpenMP barriers suffer badly on a busy machine
             torch.set_num_threads(threads)
-            t = time.perf_counter()
-            torch_effects = torch_sweep(tmodel, tclean, tcorr)
-            torch_by_threads[threads] = time.perf_counter() - t
-        best_threads = min(torch_by_threads, key=torch_by_threads.get)
-        torch_s = torch_by_threads[best_threads]
+            holder = {}
+            torch_by_threads[threads] = timed(lambda: holder.update(e=torch_sweep(tmodel, tclean, tcorr)), repeats)
+            torch_effects = holder["e"]
+        best_threads = min(torch_by_threads, key=lambda k: torch_by_threads[k][0])
+        torch_s, torch_cpu = torch_by_threads[best_threads]
         torch.set_num_threads(best_threads)
-        t_fwd_s = timed(lambda: tmodel(tclean), max(5, 3 * args.repeats))
+        t_fwd_s, _ = timed(lambda: tmodel(tclean), max(5, 3 * args.repeats))
 
     scale = max(float(np.abs(torch_effects[s]).max()) for s in hidden)
     rows = []
@@ -257,32 +263,13 @@ def run_case(label, model, tmodel, obs_all, n, args):
         rows.append(dict(
             model=label, states=n, sites=len(hidden), units=n_units, variant=vname, chunk_size=r["chunk_size"],
             state_tile=r["state_tile"], jax_compile_s=r["compile_s"], jax_sweep_s=r["sweep_s"],
-            torch_loop_s=torch_s, torch_loop_s_by_threads=torch_by_threads, speedup=torch_s / r["sweep_s"], jax_floor_s=floor_s,
+            jax_sweep_cpu_s=r["sweep_cpu_s"], torch_loop_s=torch_s, torch_loop_cpu_s=torch_cpu,
+            torch_loop_s_by_threads={k: v[0] for k, v in torch_by_threads.items()}, torch_threads=best_threads,
+            speedup=torch_s / r["sweep_s"], cpu_speedup=torch_cpu / r["sweep_cpu_s"], jax_floor_s=floor_s,
             sweep_over_floor=r["sweep_s"] / floor_s, torch_forward_s=t_fwd_s, jax_forward_s=fwd_s,
             max_abs_effect_diff=diff, max_abs_effect=scale, forward_max_abs_diff=fwd_diff,
         ))
     return rows
-
-
-def _divisor_at_most(n: int, tile: int) -> int:
-    return max(d for d in range(1, min(n, tile) + 1) if n % d == 0)
-
-
-def _jax_sweep(model, hidden, chunk, tile, n):
-    """patching_sweep over all states at once, or (tile < n) lax.map over equal state tiles,
-    averaging the per-tile mean effects (the user-level way to keep activations cache-sized)."""
-    def one(p, c, x):
-        return patching_sweep(model, p, c, x, metrics.value, sites=hidden, granularity="unit", chunk_size=chunk)
-
-    if tile >= n:
-        return one
-
-    def tiled(p, c, x):
-        split = lambda a: a.reshape(n // tile, tile, *a.shape[1:])  # noqa: E731
-        per_tile = jax.lax.map(lambda cx: one(p, *cx), (split(c), split(x)))
-        return jax.tree.map(lambda e: e.mean(0), per_tile)
-
-    return tiled
 
 
 def main():
@@ -292,13 +279,14 @@ def main():
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
-    parser.add_argument("--tuned-chunk", type=int, default=16, help="chunk_size of the tuned JAX variant")
-    parser.add_argument("--tile", type=int, default=250,
-                        help="state tile of the tuned JAX variant (largest divisor of the state count <= this)")
+    parser.add_argument("--tuned-chunk", type=int, default=2, help="chunk_size of the tuned JAX variant")
+    parser.add_argument("--tile", type=int, default=250, help="state_tile of the tuned JAX variant")
     parser.add_argument("--no-tuned", action="store_true", help="only time patching_sweep with its defaults")
     parser.add_argument("--repeats", type=int, default=3, help="timed JAX sweeps (median)")
     parser.add_argument("--torch-threads", type=int, nargs="+", default=[2, 1],
                         help="torch.set_num_threads values to try; the fastest torch loop is reported")
+    parser.add_argument("--torch-repeats", type=int, default=None,
+                        help="timed torch loops per thread count (default 3 up to 2,000 states, else 1)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -315,7 +303,7 @@ def main():
     }
     rows = []
     header = (f"{'model':11s} {'states':>6s} {'units':>5s} {'variant':>7s} {'chunk':>5s} {'tile':>5s} "
-              f"{'compile s':>9s} {'jax s':>8s} {'torch s':>8s} {'speedup':>7s} {'floor s':>8s} "
+              f"{'compile s':>9s} {'jax s':>8s} {'torch s':>8s} {'speedup':>7s} {'cpu ratio':>9s} {'floor s':>8s} "
               f"{'jax/floor':>9s} {'max|diff|':>9s}")
     print(header)
     for kind in args.models:
@@ -326,8 +314,9 @@ def main():
                 row["target_speedup"] = target
                 rows.append(row)
                 print(f"{label:11s} {n:6d} {row['units']:5d} {row['variant']:>7s} {str(row['chunk_size']):>5s} "
-                      f"{row['state_tile']:5d} {row['jax_compile_s']:9.2f} {row['jax_sweep_s']:8.3f} "
-                      f"{row['torch_loop_s']:8.3f} {row['speedup']:6.1f}x {row['jax_floor_s']:8.3f} "
+                      f"{str(row['state_tile']):>5s} {row['jax_compile_s']:9.2f} {row['jax_sweep_s']:8.3f} "
+                      f"{row['torch_loop_s']:8.3f} {row['speedup']:6.1f}x {row['cpu_speedup']:8.1f}x "
+                      f"{row['jax_floor_s']:8.3f} "
                       f"{row['sweep_over_floor']:9.2f} {row['max_abs_effect_diff']:9.1e}"
                       + (f"  (target >= {target:g}x)" if target else ""), flush=True)
     print(json.dumps(rows))

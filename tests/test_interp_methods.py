@@ -152,3 +152,53 @@ def test_position_granularity_and_denoising(data):
     corrupted_out = model.apply({"params": params}, corrupted)
     np.testing.assert_allclose(restored[0, 1, 2], (logit0(single) - logit0(corrupted_out)).mean(), atol=1e-5)
     assert np.abs(restored).sum() > 0
+
+
+@pytest.fixture(scope="module")
+def transformer(data):
+    model = make_model("transformer", 9, (3, 3, 2), d_model=16, heads=4, layers=1, d_mlp=16)
+    return model, model.init(jax.random.key(3), data[0])["params"]
+
+
+def test_head_granularity_patches_whole_heads(data, transformer):
+    model, params = transformer
+    clean, corrupted = data
+    attention = ["block0.attn.q", "block0.attn.k", "block0.attn.v", "block0.attn.pattern", "block0.attn.z"]
+    metric = interp.metrics.value
+    effects = interp.patching_sweep(model, params, clean, corrupted, metric, granularity="head", chunk_size=3)
+    assert sorted(effects) == sorted(attention)  # sites=None: every attention site, nothing else
+    own = interp.patching_sweep(model, params, clean, clean, metric, sites=["block0.attn.pattern"], granularity="head")
+    np.testing.assert_allclose(own["block0.attn.pattern"], np.zeros(4), atol=1e-6)  # own activation: no change
+
+    # A Python loop over heads with masks written by hand: (tokens, heads, d_head) sites take
+    # the head on axis 1, the (heads, query, key) pattern on axis 0.
+    _, source = interp.run_with_cache(model, params, corrupted)
+    base = metric(model.apply({"params": params}, clean))
+    for name in attention:
+        shape = source[name].shape[1:]
+        patched = jax.jit(lambda m, name=name: metric(
+            interp.run_with_interventions(model, params, clean, interp.patch(name, source[name], m))))
+        for head in range(4):
+            mask = np.zeros(shape, np.float32)
+            if name.endswith("pattern"):
+                mask[head] = 1
+            else:
+                mask[:, head] = 1
+            np.testing.assert_allclose(effects[name][head], (patched(mask) - base).mean(), atol=1e-6)
+        assert np.abs(effects[name]).max() > 1e-5  # heads matter, so the loop compared real effects
+
+    with pytest.raises(ValueError, match=r"granularity='head' needs an attention site.*'block0.mlp.post'"):
+        interp.patching_sweep(model, params, clean, corrupted, metric, sites=["block0.mlp.post"], granularity="head")
+
+
+def test_state_tiles_with_padding_equal_one_tile(data, mlp):
+    model, params = mlp
+    clean, corrupted = data
+    sweep = lambda **kw: interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,  # noqa: E731
+                                               sites=["layer0.post"], granularity="unit", **kw)["layer0.post"]
+    whole = sweep(state_tile=32, chunk_size=12)
+    tiled = sweep(state_tile=5, chunk_size=4)  # 7 tiles of 5: three padding rows, weighted zero
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-7)
+    per_state = sweep(state_tile=5, reduce=False)
+    assert per_state.shape == (12, 32)
+    np.testing.assert_allclose(per_state.mean(-1), whole, rtol=1e-5, atol=1e-7)

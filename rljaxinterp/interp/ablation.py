@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
-from rljaxinterp.interp.patching import sweep_sources
+from rljaxinterp.interp.cache import sites as sites_of
+from rljaxinterp.interp.patching import has_heads, sweep_sources
 
 METHODS = ("zero", "mean", "resample")
 
@@ -46,7 +47,10 @@ def ablation_sweep(
     sites: SiteSelection = None, granularity: str = "element", key: jax.Array | None = None,
     chunk_size: int | None = None, reduce: bool = True,
 ) -> dict[str, jax.Array]:
-    """Effect on ``metric`` of ablating each element (group) of each site alone."""
+    """Effect on ``metric`` of ablating each element (group) of each site alone
+    (``granularity="head"`` with ``sites=None``: every head of every attention site)."""
+    if granularity == "head" and sites is None:
+        sites = [n for n, shape in sites_of(model, obs[:1], params).items() if has_heads(n, shape)]
     values = ablation_values(model, params, obs, method, sites, key)
     return sweep_sources(model, params, obs, values, metric, granularity, chunk_size, reduce)
 

@@ -210,7 +210,7 @@ def add_parsers(commands) -> None:
         p.add_argument("--out", help="output folder (default: <run>/<command>-<step>)")
         if name == "sweep":
             p.add_argument("--method", choices=METHODS, default="patching")
-            p.add_argument("--granularity", choices=("element", "unit", "position"), default="unit")
+            p.add_argument("--granularity", choices=("element", "unit", "position", "head"), default="unit")
         elif name == "probe":
             p.add_argument("--probe", choices=("ridge", "logistic", "sparse"), default="ridge")
         elif name == "attribute":

@@ -25,16 +25,67 @@ from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 
 DIRECTIONS = ("noising", "denoising")
-GRANULARITIES = ("element", "unit", "position")
+GRANULARITIES = ("element", "unit", "position", "head")
+
+# Where the head axis sits in an attention site's shape (batch axes removed), by the site's
+# last name component, following TransformerLens: q/k/v/z are (tokens, heads, d_head) and
+# the pattern is (heads, query, key). Sites count as attention sites when their name is
+# ``<...>.attn.<component>``; a model with other names can add its own entries here.
+HEAD_AXES = {"q": -2, "k": -2, "v": -2, "z": -2, "pattern": -3}
 
 
-PATCH_BUDGET = 2**20  # activation elements per vectorised group of patches
+def head_axis(name: str, shape: tuple[int, ...]) -> int:
+    """The head axis of attention site ``name`` (a negative index into its shape)."""
+    parts = name.split(".")
+    axis = HEAD_AXES.get(parts[-1]) if len(parts) >= 2 and parts[-2] == "attn" else None
+    if axis is None or len(shape) < -axis:
+        raise ValueError(
+            f"granularity='head' needs an attention site with a head axis; site {name!r} (shape {shape}) "
+            f"has none; allowed: sites named '<...>.attn.<c>' with c in {sorted(HEAD_AXES)}"
+        )
+    return axis
 
 
-def _chunk(n_groups: int, elements_per_patch: int) -> int:
+def has_heads(name: str, shape: tuple[int, ...]) -> bool:
+    try:
+        head_axis(name, shape)
+    except ValueError:
+        return False
+    return True
+
+
+def head_mask(name: str, shape: tuple[int, ...], head: int | jax.Array) -> jax.Array:
+    """Mask selecting every element of one head at attention site ``name`` of ``shape``."""
+    axis = head_axis(name, shape)
+    n = shape[axis]
+    one = jax.nn.one_hot(head, n).reshape(n, *([1] * (-axis - 1)))
+    return jnp.broadcast_to(one, shape)
+
+
+# Activation elements (of the patched site) that one vectorised step of a sweep touches.
+# Measured on CPU (benchmarks/patching_vs_torch.py): a 3x3 conv over 6x7 boards runs about
+# 2-4x slower per patch once a step's activations leave the cache (32 patches x 200 states
+# at once), so the default keeps a step cache-sized: few states (a tile) x few patches.
+# Accelerators want wide steps instead, bounded only by memory.
+STEP_BUDGET = 2**18
+ACCELERATOR_STEP_BUDGET = 2**24
+
+
+def _budget() -> int:
+    return STEP_BUDGET if jax.default_backend() == "cpu" else ACCELERATOR_STEP_BUDGET
+
+
+def _tile(n_states: int, elements: int, budget: int | None = None) -> int:
+    """States per tile: equal tiles of at most ``budget // elements`` states (at least 1),
+    so padding wastes less than one state per tile."""
+    n_tiles = -(-n_states * max(1, elements) // (budget or _budget()))
+    return -(-n_states // max(1, n_tiles))
+
+
+def _chunk(n_groups: int, elements_per_patch: int, budget: int | None = None) -> int:
     """Patches run together: the largest divisor of ``n_groups`` within the budget, so
     ``lax.map`` needs no separately compiled remainder."""
-    limit = max(1, min(n_groups, PATCH_BUDGET // max(1, elements_per_patch)))
+    limit = max(1, min(n_groups, (budget or _budget()) // max(1, elements_per_patch)))
     return max(d for d in range(1, limit + 1) if n_groups % d == 0)
 
 
@@ -50,8 +101,14 @@ def base_and_source(clean_obs: jax.Array, corrupted_obs: jax.Array, direction: s
     return (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
 
 
-def _element_groups(shape: tuple[int, ...], granularity: str) -> tuple[int, Callable[[jax.Array], jax.Array]]:
+def _element_groups(
+    shape: tuple[int, ...], granularity: str, name: str = ""
+) -> tuple[int, Callable[[jax.Array], jax.Array]]:
     """How many groups a site splits into and a function from group index to mask."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r} is not allowed; use one of {GRANULARITIES}")
+    if granularity == "head":
+        return shape[head_axis(name, shape)], lambda i: head_mask(name, shape, i)
     if granularity == "element" or len(shape) == 0:
         n = max(1, math.prod(shape))
         return n, lambda i: jax.nn.one_hot(i, n).reshape(shape)
@@ -76,22 +133,27 @@ def patching_sweep(
     reduce: bool = True,
     state_chunk: int | None = None,
     metric_data: Any = None,
+    state_tile: int | None = None,
 ) -> dict[str, jax.Array]:
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
     Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``),
-    by last axis (``"unit"``) or by leading positions (``"position"``), averaged over states
+    by last axis (``"unit"``), by leading positions (``"position"``) or by attention head
+    (``"head"``: one whole head of a q/k/v/z/pattern site at a time; with ``sites=None`` it
+    sweeps every attention site), averaged over states
     when ``reduce`` (else with a trailing state axis). ``chunk_size`` patches run together
-    per vectorised step and ``state_chunk`` states per jitted call (see ``sweep_sources``). ``metric`` maps a model output to one
+    per vectorised step, ``state_tile`` states per step and ``state_chunk`` states per jitted call (see ``sweep_sources``). ``metric`` maps a model output to one
     number per state; a metric returning a dict of such arrays is swept in the same pass
     and gives ``{site: {metric name: effect}}``.
     """
     base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     _, source_cache = run_with_cache(model, params, source_obs)
+    if granularity == "head" and sites is None:
+        sites = [n for n, a in source_cache.items() if has_heads(n, a.shape[1:])]
     chosen = select_sites(source_cache, sites)
     return sweep_sources(
         model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce,
-        state_chunk, metric_data,
+        state_chunk, metric_data, state_tile,
     )
 
 
@@ -116,58 +178,76 @@ def sweep_sources(
     reduce: bool = True,
     state_chunk: int | None = None,
     metric_data: Any = None,
+    state_tile: int | None = None,
 ) -> dict[str, jax.Array]:
     """The sweep itself: set each element (group) of each site in ``sources`` to the given
     value (broadcast against batch + site shape) in the base run, one patch at a time.
 
-    States are processed ``state_chunk`` at a time (all at once by default; a few hundred keeps
-    activations cache-sized on a CPU) and sharded over the available devices, so peak memory
-    is bounded by the chunk, not the data. A metric that needs per-state data (reference
-    logits, legal masks) takes it as a second argument from ``metric_data``, a pytree with a
-    leading state axis that is chunked with the states.
+    Three sizes bound the work in flight. ``state_chunk`` states go to each jitted call (all
+    by default), sharded over the available devices, so device memory is bounded by the
+    chunk, not the data. Inside the call, ``lax.map`` walks over tiles of ``state_tile``
+    states and, per tile, over groups of ``chunk_size`` patches run together with ``vmap``;
+    the defaults keep one step's activations cache-sized (``STEP_BUDGET``), which is what
+    makes CPU sweeps fast (``ACCELERATOR_STEP_BUDGET`` on GPU/TPU), and the work before the
+    patched site is shared by every patch of a tile. A metric that needs per-state data (reference logits, legal masks) takes it as
+    a second argument from ``metric_data``, a pytree with a leading state axis that is
+    chunked with the states.
     """
     n_total = base_obs.shape[0]
     state_chunk = min(state_chunk or n_total, n_total)
-    state_chunk = -(-state_chunk // jax.device_count()) * jax.device_count()  # whole shards
-    n_chunks = -(-n_total // state_chunk)
-    padded = n_chunks * state_chunk
-    # Pad to whole chunks (one compilation per site) and weight padding rows by zero.
-    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - n_total, axis=0)]) if padded > n_total else x  # noqa: E731
-    valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
-    obs_all = pad(base_obs)
-    data_all = jax.tree.map(pad, metric_data)
-    measure = metric if metric_data is None else None
     site_shapes = sites_of(model, base_obs[:1], params)
+    for name in sources:
+        if name not in site_shapes:
+            raise KeyError(f"unknown site {name!r}; available sites: {', '.join(site_shapes)}")
     effects = {}
     for name, value in sources.items():
         shape = site_shapes[name]
+        elements = max(1, math.prod(shape))
+        tile = min(state_tile or _tile(state_chunk, elements), state_chunk)
+        # Whole shards of whole tiles; pad to whole chunks (one compilation per site) and
+        # weight the padding rows by zero.
+        step = tile * jax.device_count()
+        chunk_len = -(-state_chunk // step) * step
+        n_chunks = -(-n_total // chunk_len)
+        padded = n_chunks * chunk_len
+        pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - n_total, axis=0)]) if padded > n_total else x  # noqa: E731
+        valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
-        n_groups, mask_of = _element_groups(shape, granularity)
-        batch = chunk_size or _chunk(n_groups, state_chunk * max(1, math.prod(shape)))
+        n_groups, mask_of = _element_groups(shape, granularity, name)
+        batch = chunk_size or _chunk(n_groups, tile * elements)
 
         @jax.jit
-        def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name):
-            score = measure or (lambda out: metric(out, data))
-            base_metric = score(run_with_interventions(model, params, obs, None))
+        def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name, tile=tile):
+            def per_tile(xs):
+                obs, value, weight, data = xs
+                run = lambda iv: run_with_interventions(model, params, obs, iv)  # noqa: E731
+                metric_of = metric if metric_data is None else (lambda out: metric(out, data))  # noqa: E731
+                base_metric = metric_of(run(None))
 
-            def one(i):
-                out = run_with_interventions(model, params, obs, patch(name, value, mask_of(i)))
-                delta = jax.tree.map(jnp.subtract, score(out), base_metric)
-                return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
+                def one(i):
+                    delta = jax.tree.map(jnp.subtract, metric_of(run(patch(name, value, mask_of(i)))), base_metric)
+                    return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
 
-            return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
+                return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
+
+            tiles = jax.tree.map(lambda x: x.reshape(-1, tile, *x.shape[1:]), (obs, value, weight, data))
+            per = jax.lax.map(per_tile, tiles)  # (tiles, groups) or (tiles, groups, tile)
+            if reduce:
+                return jax.tree.map(lambda r: r.sum(0), per)
+            return jax.tree.map(lambda r: jnp.moveaxis(r, 0, 1).reshape(n_groups, -1), per)
 
         parts = []
         for c in range(n_chunks):
-            rows = slice(c * state_chunk, (c + 1) * state_chunk)
-            data = jax.tree.map(lambda x: shard_states(x[rows]), data_all)
-            parts.append(sweep(shard_states(obs_all[rows]), shard_states(value[rows]), shard_states(valid[rows]), data))
+            rows = slice(c * chunk_len, (c + 1) * chunk_len)
+            data = jax.tree.map(lambda x: shard_states(pad(x)[rows]), metric_data)
+            parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
+                               shard_states(valid[rows]), data))
         if reduce:
             result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
         else:
             result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
         group_shape = {
-            "element": shape, "unit": shape[-1:], "position": shape[:-1],
+            "element": shape, "unit": shape[-1:], "position": shape[:-1], "head": (n_groups,),
         }[granularity if shape else "element"]
         effects[name] = jax.tree.map(lambda r: r.reshape(*group_shape, *r.shape[1:]), result)
     return effects

@@ -3,11 +3,14 @@
 A concept is a function ``EnvState (batched) -> (states,)`` array, binary or real. Each
 environment has a library; ``register`` adds to it, ``compute`` evaluates a library (or a
 chosen part of it) over a batch of states in one jitted call, ready for ``fit_probes``.
+``register_group`` adds many concepts that one function computes together (a per-square
+map, or several counts read off one flood fill), so that ``compute`` runs it once however
+many of its members are asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 
@@ -17,12 +20,37 @@ Concept = Callable[[EnvState], jax.Array]
 _LIBRARY: dict[str, dict[str, Concept]] = {}
 
 
+class _Member:
+    """Concept ``index`` of a group function returning ``(states, members)``."""
+
+    def __init__(self, group: Callable[[EnvState], jax.Array], index: int):
+        self.group, self.index = group, index
+
+    def __call__(self, state: EnvState) -> jax.Array:
+        return self.group(state)[..., self.index]
+
+
 def register(env_name: str, name: str, fn: Concept, *, overwrite: bool = False) -> None:
     """Add concept ``name`` for environment ``env_name``."""
     library = _LIBRARY.setdefault(env_name, {})
     if name in library and not overwrite:
         raise ValueError(f"concept {name!r} is already registered for {env_name!r}; pass overwrite=True")
     library[name] = fn
+
+
+def register_group(
+    env_name: str, names: Sequence[str], fn: Callable[[EnvState], jax.Array], *, overwrite: bool = False
+) -> None:
+    """Add concepts ``names``, all computed by ``fn``: ``EnvState (batched) -> (states, len(names))``."""
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"register_group for {env_name!r}: names must be distinct; got {names}")
+    library = _LIBRARY.setdefault(env_name, {})
+    taken = [n for n in names if n in library]
+    if taken and not overwrite:
+        raise ValueError(f"concept(s) {taken} already registered for {env_name!r}; pass overwrite=True")
+    for i, name in enumerate(names):
+        library[name] = _Member(fn, i)
 
 
 def available(env_name: str) -> list[str]:
@@ -39,8 +67,21 @@ def compute(env_name: str, states: EnvState, names: Iterable[str] | None = None)
     if unknown:
         raise KeyError(f"unknown concept(s) {unknown} for {env_name!r}; available: {', '.join(known)}")
     fns = {n: _LIBRARY[env_name][n] for n in names}
-    values = jax.jit(lambda s: {n: f(s) for n, f in fns.items()})(states)
+
+    def evaluate(s):
+        groups = {}  # each group function traced once, however many members are requested
+        out = {}
+        for n, f in fns.items():
+            if isinstance(f, _Member):
+                if f.group not in groups:
+                    groups[f.group] = f.group(s)
+                out[n] = groups[f.group][..., f.index]
+            else:
+                out[n] = f(s)
+        return out
+
+    values = jax.jit(evaluate)(states)
     return {n: values[n] for n in names}  # jit sorts dict keys; keep the library's order
 
 
-from rljaxinterp.interp.concepts import chess, connect_four, gridworlds, tic_tac_toe  # noqa: E402,F401  (register)
+from rljaxinterp.interp.concepts import chess, connect_four, go, gridworlds, tic_tac_toe  # noqa: E402,F401  (register)
