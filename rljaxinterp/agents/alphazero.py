@@ -26,6 +26,7 @@ from flax import struct
 
 from rljaxinterp import envs
 from rljaxinterp.agents.config import AlphaZeroConfig
+from rljaxinterp.agents.symmetry import Augment, make_augment
 from rljaxinterp.envs import Env, EnvState, tree_select
 from rljaxinterp.models import ModelOutput, make_model
 
@@ -109,6 +110,7 @@ class Agent:
     env: Env
     model: nn.Module
     optimizer: optax.GradientTransformation
+    augment: Augment | None = None  # random board symmetry per training sample
 
     # -- network ---------------------------------------------------------------------------
     def policy_value(self, params: Params, observation: jax.Array) -> ModelOutput:
@@ -219,7 +221,11 @@ class Agent:
     def update(self, params: Params, opt_state: Any, buffer: ReplayBuffer, key: jax.Array):
         def one(carry, key):
             params, opt_state = carry
-            batch = buffer.sample(key, self.config.minibatch_size)
+            k_sample, k_symmetry = jax.random.split(key)
+            obs, policy, value = buffer.sample(k_sample, self.config.minibatch_size)
+            if self.augment is not None:
+                obs, policy = self.augment(k_symmetry, obs, policy)
+            batch = obs, policy, value
             grads, (pl, vl) = jax.grad(self.loss, has_aux=True)(params, *batch)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), (pl, vl)
@@ -277,7 +283,9 @@ def make_agent(config: AlphaZeroConfig) -> Agent:
     schedule = optax.cosine_decay_schedule(
         config.learning_rate, max(1, config.iterations * config.updates_per_iteration),
         alpha=config.final_learning_rate_fraction)
-    return Agent(config=config, env=env, model=build_model(config, env), optimizer=optax.adam(schedule))
+    augment = make_augment(config.env, env.observation_shape, env.num_actions) if config.symmetries else None
+    return Agent(config=config, env=env, model=build_model(config, env), optimizer=optax.adam(schedule),
+                 augment=augment)
 
 
 def make_iteration(config: AlphaZeroConfig) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:

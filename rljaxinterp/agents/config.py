@@ -18,6 +18,8 @@ class AlphaZeroConfig:
     self-play (the search's improved policy stays the policy target): pure self-play
     collapses onto the network's favourite lines. ``value_target_mix`` interpolates the
     value target between the (bootstrapped) game outcome (0) and the root search value (1).
+    ``symmetries`` augments each training sample with a random board symmetry of its game
+    (:mod:`rljaxinterp.agents.symmetry`; no-op for games without one, e.g. chess).
     """
 
     env: str = "tic_tac_toe"
@@ -31,6 +33,7 @@ class AlphaZeroConfig:
     exploration: float = 0.3
     value_target_mix: float = 0.0
     cut_exploration: bool = True
+    symmetries: bool = True
     learning_rate: float = 1e-3
     final_learning_rate_fraction: float = 0.1  # cosine decay over the run to this fraction
     updates_per_iteration: int = 32
@@ -74,6 +77,7 @@ class AlphaZeroConfig:
         need(is_num("value_target_mix") and 0.0 <= self.value_target_mix <= 1.0, "value_target_mix",
              "need 0 <= value <= 1")
         need(isinstance(self.cut_exploration, bool), "cut_exploration", "need True or False")
+        need(isinstance(self.symmetries, bool), "symmetries", "need True or False")
         need(is_num("learning_rate") and 0.0 < self.learning_rate <= 1.0, "learning_rate",
              "need 0 < value <= 1")
         need(is_num("final_learning_rate_fraction") and 0.0 <= self.final_learning_rate_fraction <= 1.0,
