@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rljaxinterp.agents.config import AlphaZeroConfig
 
-_BOARD = dict(model="conv", model_kwargs={"channels": 32, "blocks": 2}, num_simulations=16,
+_BOARD = dict(model="conv", model_kwargs={"channels": 32, "blocks": 2}, num_simulations=16, exploration=0.3,
               unroll_length=8, minibatch_size=128, updates_per_iteration=8, iterations=100)
 
 DEFAULTS: dict[str, dict] = {
