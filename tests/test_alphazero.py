@@ -256,3 +256,41 @@ def test_train_on_two_host_devices_matches_one_device(tmp_path):
         for a, b in zip(run_.metrics(), reference.metrics(), strict=True):
             assert a["env_steps"] == b["env_steps"]
             np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, err_msg=name)
+
+
+def test_policy_loss_is_over_legal_moves_only():
+    """Illegal moves' logits do not enter the policy loss: it equals the cross-entropy of the
+    softmax over the legal moves alone."""
+    from rljaxinterp.agents import init_state, make_agent
+
+    agent, params = make_agent(TINY), init_state(TINY).params
+    obs = jax.random.bernoulli(jax.random.PRNGKey(0), 0.3, (5, 3, 3, 2)).astype(np.float32)
+    legal = np.array(jax.random.bernoulli(jax.random.PRNGKey(1), 0.6, (5, 9)))
+    legal[:, 0] = True
+    policy = np.where(legal, np.arange(1, 10, dtype=np.float32), 0.0)
+    policy /= policy.sum(axis=1, keepdims=True)
+    _, (policy_loss, _) = agent.loss(params, obs, policy, legal, np.zeros(5, np.float32))
+    logits = np.asarray(agent.policy_value(params, obs).logits, np.float64)
+    top = np.where(legal, logits, -np.inf).max(axis=1, keepdims=True)
+    log_z = top + np.log(np.where(legal, np.exp(logits - top), 0.0).sum(axis=1, keepdims=True))
+    expected = -(policy * np.where(legal, logits - log_z, 0.0)).sum(axis=1).mean()
+    np.testing.assert_allclose(float(policy_loss), expected, rtol=1e-5)
+
+
+def test_go_restrict_pass_allows_pass_only_after_opponent_pass():
+    from rljaxinterp.agents import make_agent
+
+    with pytest.raises(ValueError, match="only for Go"):
+        AlphaZeroConfig(restrict_pass=True)
+    agent = make_agent(AlphaZeroConfig(env="go_9x9", model="conv", model_kwargs={"channels": 4, "blocks": 1},
+                                       restrict_pass=True))
+    env, pass_ = agent.env, agent.env.num_actions - 1
+    batch = lambda s: jax.tree.map(lambda x: x[None], s)  # noqa: E731
+    state = env.init(jax.random.PRNGKey(0))
+    assert bool(state.legal_action_mask[pass_]) and not bool(agent.legal_actions(batch(state))[0, pass_])
+    after_stone = env.step(state, 40, jax.random.PRNGKey(1))
+    assert not bool(agent.legal_actions(batch(after_stone))[0, pass_])
+    after_pass = env.step(after_stone, pass_, jax.random.PRNGKey(2))
+    legal = np.asarray(agent.legal_actions(batch(after_pass))[0])
+    np.testing.assert_array_equal(legal, np.asarray(after_pass.legal_action_mask))  # pass allowed again
+    assert legal[pass_] and legal[:pass_].sum() == 80  # one stone on the board

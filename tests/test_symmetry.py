@@ -26,8 +26,9 @@ def test_tic_tac_toe_symmetries_map_optimal_moves_to_optimal_moves():
     policy = sol.optimal[live].astype(np.float32)
     seen = set()
     for seed in range(4):
-        new_obs, new_policy = map(np.asarray, jax.jit(augment)(jax.random.PRNGKey(seed), jnp.asarray(obs[live]),
-                                                                jnp.asarray(policy)))
+        new_obs, (new_policy,) = jax.jit(augment)(jax.random.PRNGKey(seed), jnp.asarray(obs[live]),
+                                                  (jnp.asarray(policy),))
+        new_obs, new_policy = np.asarray(new_obs), np.asarray(new_policy)
         rows = np.array([lookup[o.tobytes()] for o in new_obs])  # KeyError: not a real position
         np.testing.assert_array_equal(new_policy, sol.optimal[rows].astype(np.float32))
         np.testing.assert_array_equal(sol.value[rows], sol.value[live])
@@ -68,7 +69,9 @@ def test_observation_cells_line_up_with_actions_and_move_together(name):
     augment = jax.jit(make_augment(name, env.observation_shape, env.num_actions))
     policy = np.concatenate([cells, np.ones_like(extra)], axis=1).astype(np.float32)
     for seed in range(3):
-        new_obs, new_policy = map(np.asarray, augment(jax.random.PRNGKey(seed), obs, policy))
+        new_obs, (new_policy, new_legal) = augment(jax.random.PRNGKey(seed), obs, (policy, policy > 0))
+        new_obs, new_policy = np.asarray(new_obs), np.asarray(new_policy)
+        np.testing.assert_array_equal(np.asarray(new_legal), new_policy > 0)  # bools move like floats
         new_empty = (new_obs[..., 0] == 0) & (new_obs[..., 1] == 0)
         new_cells = new_empty.any(axis=1) if name == "connect_four" else new_empty.reshape(len(obs), -1)
         np.testing.assert_array_equal(new_policy[:, : new_cells.shape[1]], new_cells)

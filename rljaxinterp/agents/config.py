@@ -24,6 +24,8 @@ class AlphaZeroConfig:
     value target between the (bootstrapped) game outcome (0) and the root search value (1).
     ``symmetries`` augments each training sample with a random board symmetry of its game
     (:mod:`rljaxinterp.agents.symmetry`; no-op for games without one, e.g. chess).
+    ``restrict_pass`` (Go only) lets the agent pass only when it has no other legal move or
+    its opponent has just passed; see ``Agent.legal_actions``.
     """
 
     env: str = "tic_tac_toe"
@@ -38,6 +40,7 @@ class AlphaZeroConfig:
     value_target_mix: float = 0.0
     cut_exploration: bool = True
     symmetries: bool = True
+    restrict_pass: bool = False
     learning_rate: float = 1e-3
     final_learning_rate_fraction: float = 0.1  # cosine decay over the run to this fraction
     updates_per_iteration: int = 64
@@ -82,6 +85,8 @@ class AlphaZeroConfig:
              "need 0 <= value <= 1")
         need(isinstance(self.cut_exploration, bool), "cut_exploration", "need True or False")
         need(isinstance(self.symmetries, bool), "symmetries", "need True or False")
+        need(isinstance(self.restrict_pass, bool) and (not self.restrict_pass or self.env.startswith("go_")),
+             "restrict_pass", "need True or False, and True only for Go (go_9x9, go_19x19)")
         need(is_num("learning_rate") and 0.0 < self.learning_rate <= 1.0, "learning_rate",
              "need 0 < value <= 1")
         need(is_num("final_learning_rate_fraction") and 0.0 <= self.final_learning_rate_fraction <= 1.0,

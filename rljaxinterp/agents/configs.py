@@ -12,7 +12,8 @@ DEFAULTS: dict[str, dict] = {
     "tic_tac_toe": {},
     "connect_four": dict(_BOARD, games=32, replay_size=8192),
     "othello": dict(_BOARD, games=32, replay_size=8192),
-    "go_9x9": dict(_BOARD, games=16, replay_size=4096),
+    # no voluntary pass: see AlphaZeroConfig.restrict_pass and benchmarks/README.md
+    "go_9x9": dict(_BOARD, games=16, replay_size=4096, restrict_pass=True),
     # mctx keeps games x (simulations + 1) chess states; keep both small
     "chess": dict(_BOARD, games=8, num_simulations=8, replay_size=2048),
 }

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-Augment = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+# augment(key, observations (B, H, W, C), per-action arrays ((B, A), ...)) -> same, transformed
+Augment = Callable[[jax.Array, jax.Array, tuple[jax.Array, ...]], tuple[jax.Array, tuple[jax.Array, ...]]]
 
 # game -> (symmetry group, number of trailing non-board actions)
 GAMES: dict[str, tuple[str, int]] = {
@@ -40,8 +41,9 @@ def _pick(images: jax.Array, which: jax.Array) -> jax.Array:
 
 
 def make_augment(env_name: str, observation_shape: tuple[int, ...], num_actions: int) -> Augment | None:
-    """``augment(key, observations, policies) -> (observations, policies)`` applying a random
-    symmetry per sample, or ``None`` when the game has no known symmetry here."""
+    """``augment(key, observations, (policy, legal, ...)) -> (observations, (policy, legal, ...))``
+    applying one random symmetry per sample to the board and to every per-action array
+    (any dtype), or ``None`` when the game has no known symmetry here."""
     if env_name not in GAMES:
         return None
     group, extra = GAMES[env_name]
@@ -50,17 +52,19 @@ def make_augment(env_name: str, observation_shape: tuple[int, ...], num_actions:
     if group == "mirror_columns":
         assert num_actions == w, (env_name, observation_shape, num_actions)
 
-        def augment(key, obs, policy):
+        def augment(key, obs, per_action):
             flip = jax.random.bernoulli(key, 0.5, (obs.shape[0],))
             obs = jnp.where(flip[:, None, None, None], jnp.flip(obs, axis=2), obs)
-            return obs, jnp.where(flip[:, None], jnp.flip(policy, axis=1), policy)
+            return obs, tuple(jnp.where(flip[:, None], jnp.flip(a, axis=1), a) for a in per_action)
         return augment
 
     assert group == "dihedral" and h == w and num_actions == h * w + extra, (env_name, observation_shape)
 
-    def augment(key, obs, policy):
+    def augment(key, obs, per_action):
         which = jax.random.randint(key, (obs.shape[0],), 0, 8)
-        board = policy[:, : h * w].reshape(-1, h, w)
-        board = _pick(_dihedral(board), which).reshape(-1, h * w)
-        return _pick(_dihedral(obs), which), jnp.concatenate([board, policy[:, h * w:]], axis=1)
+
+        def move(a):
+            board = _pick(_dihedral(a[:, : h * w].reshape(-1, h, w)), which).reshape(-1, h * w)
+            return jnp.concatenate([board, a[:, h * w:]], axis=1)
+        return _pick(_dihedral(obs), which), tuple(move(a) for a in per_action)
     return augment
