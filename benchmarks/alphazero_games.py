@@ -39,6 +39,7 @@ def main() -> None:
     cfg = default_config(args.env, seed=args.seed, iterations=100_000)
     agent = make_agent(cfg)
     greedy = jax.jit(agent.greedy_action)
+    has_pass = args.env.startswith("go_") or args.env == "othello"
     t0 = time.perf_counter()
     iteration = make_iteration(cfg)
     state = init_state(cfg)
@@ -49,12 +50,13 @@ def main() -> None:
         i += 1
         finished += int(metrics["games_finished"])
         if i % 5 == 0:
-            legal = np.asarray(state.env_state.legal_action_mask)
-            passes = np.asarray(greedy(state.params, state.env_state)) == agent.env.num_actions - 1
-            pass_share = float((passes & legal[:, :-1].any(axis=1)).mean())  # pass with other moves legal
-            print(f"iteration {i}: {time.perf_counter() - t0:.0f} s, loss {float(metrics['loss']):.3f} "
-                  f"(value {float(metrics['value_loss']):.3f}), self-play games finished {finished}, "
-                  f"raw greedy passes in live games {pass_share:.2f}", flush=True)
+            line = (f"iteration {i}: {time.perf_counter() - t0:.0f} s, loss {float(metrics['loss']):.3f} "
+                    f"(value {float(metrics['value_loss']):.3f}), self-play games finished {finished}")
+            if has_pass:  # the raw network's voluntary passes in the live self-play games
+                legal = np.asarray(state.env_state.legal_action_mask)
+                passes = np.asarray(greedy(state.params, state.env_state)) == agent.env.num_actions - 1
+                line += f", greedy pass with other moves legal {float((passes & legal[:, :-1].any(axis=1)).mean()):.2f}"
+            print(line, flush=True)
     train_s = time.perf_counter() - t0
     env, key = agent.env, jax.random.PRNGKey(args.seed + 1)
     rows = {"env": args.env, "iterations": i, "train_s_incl_compile": round(train_s, 1),

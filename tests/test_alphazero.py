@@ -188,9 +188,10 @@ def test_default_config_runs_end_to_end(env):
     from rljaxinterp.agents import init_state, iteration_key, make_iteration
     from rljaxinterp.agents.configs import default_config
 
+    small = {"conv": {"channels": 8, "blocks": 1}, "mlp": {"hidden": [16]}}[default_config(env).model]
     cfg = default_config(env, games=2, num_simulations=2, unroll_length=2, minibatch_size=4,
                          updates_per_iteration=1, replay_size=8, iterations=2, max_num_considered_actions=2,
-                         model_kwargs={"channels": 8, "blocks": 1})
+                         model_kwargs=small)
     state, step = init_state(cfg), make_iteration(cfg)
     for i in range(cfg.iterations):
         state, metrics = step(state, iteration_key(cfg, i))
