@@ -3,6 +3,7 @@ play the raw network and the network with search against a uniform-random player
 against pure MCTS (uniform prior, zero value) with the same simulation count, both seats.
 
 Run: .venv/bin/python benchmarks/alphazero_games.py --env connect_four --minutes 10
+     .venv/bin/python benchmarks/alphazero_games.py --env go_9x9 --minutes 5 --opponents random
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 
 import jax
+import numpy as np
 
 from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
 from rljaxinterp.agents.configs import default_config
@@ -28,29 +30,45 @@ def share(result: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--env", default="connect_four")
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget")
+    p.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget (compilation included)")
     p.add_argument("--games", type=int, default=50, help="evaluation games per seat")
+    p.add_argument("--opponents", default="random,pure_mcts", help="comma-separated: random, pure_mcts")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    # a long nominal run: the budget ends training, the learning rate stays near its start
     cfg = default_config(args.env, seed=args.seed, iterations=100_000)
     agent = make_agent(cfg)
+    greedy = jax.jit(agent.greedy_action)
+    has_pass = args.env.startswith("go_") or args.env == "othello"
+    t0 = time.perf_counter()
     iteration = make_iteration(cfg)
     state = init_state(cfg)
-    t0 = time.perf_counter()
-    i = 0
+    i, finished = 0, 0
     while time.perf_counter() - t0 < 60 * args.minutes:
         state, metrics = iteration(state, iteration_key(cfg, i))
         jax.block_until_ready(state.params)
         i += 1
+        finished += int(metrics["games_finished"])
         if i % 5 == 0:
-            print(f"iteration {i}: {time.perf_counter() - t0:.0f} s, loss {float(metrics['loss']):.3f}", flush=True)
+            line = (f"iteration {i}: {time.perf_counter() - t0:.0f} s, loss {float(metrics['loss']):.3f} "
+                    f"(value {float(metrics['value_loss']):.3f}), self-play games finished {finished}")
+            if has_pass:  # the raw network's voluntary passes in the live self-play games
+                legal = np.asarray(state.env_state.legal_action_mask)
+                passes = np.asarray(greedy(state.params, state.env_state)) == agent.env.num_actions - 1
+                line += f", greedy pass with other moves legal {float((passes & legal[:, :-1].any(axis=1)).mean()):.2f}"
+            print(line, flush=True)
     train_s = time.perf_counter() - t0
     env, key = agent.env, jax.random.PRNGKey(args.seed + 1)
-    rows = {"env": args.env, "iterations": i, "train_s": round(train_s, 1), "simulations": cfg.num_simulations}
+    rows = {"env": args.env, "iterations": i, "train_s_incl_compile": round(train_s, 1),
+            "selfplay_games_finished": finished, "simulations": cfg.num_simulations,
+            "devices": jax.device_count(), "config": cfg.to_dict()}
+    print(f"{args.env}: trained {i} iterations in {train_s:.0f} s (compilation included), "
+          f"{finished} self-play games finished", flush=True)
+    opponents = {"random": random_player(), "pure_mcts": pure_mcts_player(env, cfg.num_simulations)}
     for pname, player in (("raw", greedy_player(agent, state.params)), ("search", search_player(agent, state.params))):
-        for oname, opp in (("random", random_player()), ("pure_mcts", pure_mcts_player(env, cfg.num_simulations))):
+        for oname in args.opponents.split(","):
             key, k = jax.random.split(key)
-            result = play_match(env, player, opp, args.games, k)
+            result = play_match(env, player, opponents[oname], args.games, k)
             rows[f"{pname}_vs_{oname}"] = result
             print(f"{args.env}: {pname} network vs {oname}: {share(result)}", flush=True)
     print(json.dumps(rows))

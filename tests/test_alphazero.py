@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -187,9 +188,10 @@ def test_default_config_runs_end_to_end(env):
     from rljaxinterp.agents import init_state, iteration_key, make_iteration
     from rljaxinterp.agents.configs import default_config
 
+    small = {"conv": {"channels": 8, "blocks": 1}, "mlp": {"hidden": [16]}}[default_config(env).model]
     cfg = default_config(env, games=2, num_simulations=2, unroll_length=2, minibatch_size=4,
                          updates_per_iteration=1, replay_size=8, iterations=2, max_num_considered_actions=2,
-                         model_kwargs={"channels": 8, "blocks": 1})
+                         model_kwargs=small)
     state, step = init_state(cfg), make_iteration(cfg)
     for i in range(cfg.iterations):
         state, metrics = step(state, iteration_key(cfg, i))
@@ -213,26 +215,83 @@ def test_muzero_policy_trains_and_searches_deterministically():
     assert a.search_tree.node_values.shape == (cfg.games, cfg.num_simulations + 1)
 
 
-def test_data_parallel_over_two_host_devices_matches_one_device():
-    """Games sharded over 2 forced host devices, params replicated: same params as 1 device."""
-    script = textwrap.dedent("""
-        import jax, numpy as np
-        from rljaxinterp.agents import AlphaZeroConfig, init_state, make_iteration, iteration_key
-        from rljaxinterp.agents.parallel import make_sharded_iteration
-        assert len(jax.devices()) == 2
-        cfg = AlphaZeroConfig(games=8, num_simulations=2, iterations=2, replay_size=256, minibatch_size=16,
-                              updates_per_iteration=2, model_kwargs={"hidden": [16]})
-        place, sharded = make_sharded_iteration(cfg)
-        a, b, single = place(init_state(cfg)), init_state(cfg), make_iteration(cfg)
-        for i in range(2):
-            a, _ = sharded(a, iteration_key(cfg, i))
-            b, _ = single(b, iteration_key(cfg, i))
-        assert len(a.env_state.observation.sharding.device_set) == 2
-        assert a.env_state.observation.sharding.spec[0] == "games"
-        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-        print("OK")
+def test_train_on_two_host_devices_matches_one_device(tmp_path):
+    """train() shards the self-play games over all devices: a run on 2 forced host devices
+    ends with the params of a 1-device run (up to float reduction order), and a checkpoint
+    written on 2 devices resumes on 1."""
+    cfg = AlphaZeroConfig(games=8, num_simulations=2, iterations=4, checkpoint_every=2, replay_size=256,
+                          minibatch_size=16, updates_per_iteration=2, model_kwargs={"hidden": [16]})
+    script = textwrap.dedent(f"""
+        import json, sys, jax
+        from rljaxinterp.agents import AlphaZeroConfig
+        from rljaxinterp.agents.runs import train
+        cfg = AlphaZeroConfig.from_dict({cfg.to_dict()!r})
+        state = train(cfg, sys.argv[1], progress=False)
+        if len(sys.argv) > 2:
+            train(cfg, sys.argv[2], progress=False, stop_after=2)
+        sharding = state.env_state.observation.sharding
+        print(json.dumps({{"devices": jax.device_count(), "spread": len(sharding.device_set),
+                          "spec": list(getattr(sharding, "spec", []))}}))
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+    def run(devices: int, *folders: Path) -> dict:
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   JAX_PLATFORMS="cpu")
+        out = subprocess.run([sys.executable, "-c", script, *map(str, folders)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    one = run(1, tmp_path / "one")
+    two = run(2, tmp_path / "two", tmp_path / "two_then_one")
+    assert one["devices"] == 1 and one["spread"] == 1
+    assert two["devices"] == 2 and two["spread"] == 2 and two["spec"][:1] == ["games"]
+    assert load_run(tmp_path / "two_then_one").steps == [0, 2]
+    train(cfg, tmp_path / "two_then_one", progress=False)  # resumed here, on this process's device
+    reference = load_run(tmp_path / "one")
+    for name in ("two", "two_then_one"):
+        run_ = load_run(tmp_path / name)
+        assert run_.steps == reference.steps == [0, 2, 4]
+        for x, y in zip(jax.tree.leaves(run_.params()), jax.tree.leaves(reference.params()), strict=True):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6, err_msg=name)
+        for a, b in zip(run_.metrics(), reference.metrics(), strict=True):
+            assert a["env_steps"] == b["env_steps"]
+            np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, err_msg=name)
+
+
+def test_policy_loss_is_over_legal_moves_only():
+    """Illegal moves' logits do not enter the policy loss: it equals the cross-entropy of the
+    softmax over the legal moves alone."""
+    from rljaxinterp.agents import init_state, make_agent
+
+    agent, params = make_agent(TINY), init_state(TINY).params
+    obs = jax.random.bernoulli(jax.random.PRNGKey(0), 0.3, (5, 3, 3, 2)).astype(np.float32)
+    legal = np.array(jax.random.bernoulli(jax.random.PRNGKey(1), 0.6, (5, 9)))
+    legal[:, 0] = True
+    policy = np.where(legal, np.arange(1, 10, dtype=np.float32), 0.0)
+    policy /= policy.sum(axis=1, keepdims=True)
+    _, (policy_loss, _) = agent.loss(params, obs, policy, legal, np.zeros(5, np.float32))
+    logits = np.asarray(agent.policy_value(params, obs).logits, np.float64)
+    top = np.where(legal, logits, -np.inf).max(axis=1, keepdims=True)
+    log_z = top + np.log(np.where(legal, np.exp(logits - top), 0.0).sum(axis=1, keepdims=True))
+    expected = -(policy * np.where(legal, logits - log_z, 0.0)).sum(axis=1).mean()
+    np.testing.assert_allclose(float(policy_loss), expected, rtol=1e-5)
+
+
+def test_go_restrict_pass_allows_pass_only_after_opponent_pass():
+    from rljaxinterp.agents import make_agent
+
+    with pytest.raises(ValueError, match="only for Go"):
+        AlphaZeroConfig(restrict_pass=True)
+    agent = make_agent(AlphaZeroConfig(env="go_9x9", model="conv", model_kwargs={"channels": 4, "blocks": 1},
+                                       restrict_pass=True))
+    env, pass_ = agent.env, agent.env.num_actions - 1
+    batch = lambda s: jax.tree.map(lambda x: x[None], s)  # noqa: E731
+    state = env.init(jax.random.PRNGKey(0))
+    assert bool(state.legal_action_mask[pass_]) and not bool(agent.legal_actions(batch(state))[0, pass_])
+    after_stone = env.step(state, 40, jax.random.PRNGKey(1))
+    assert not bool(agent.legal_actions(batch(after_stone))[0, pass_])
+    after_pass = env.step(after_stone, pass_, jax.random.PRNGKey(2))
+    legal = np.asarray(agent.legal_actions(batch(after_pass))[0])
+    np.testing.assert_array_equal(legal, np.asarray(after_pass.legal_action_mask))  # pass allowed again
+    assert legal[pass_] and legal[:pass_].sum() == 80  # one stone on the board

@@ -26,6 +26,7 @@ from flax import struct
 
 from rljaxinterp import envs
 from rljaxinterp.agents.config import AlphaZeroConfig
+from rljaxinterp.agents.symmetry import Augment, make_augment
 from rljaxinterp.envs import Env, EnvState, tree_select
 from rljaxinterp.models import ModelOutput, make_model
 
@@ -47,6 +48,7 @@ class ReplayBuffer:
 
     observation: jax.Array  # (N, *obs_shape)
     policy: jax.Array  # (N, num_actions) search's improved policy
+    legal: jax.Array  # (N, num_actions) the moves the search chose among
     value: jax.Array  # (N,) value target, mover's view
     size: jax.Array
     cursor: jax.Array
@@ -56,26 +58,28 @@ class ReplayBuffer:
         return cls(
             observation=jnp.zeros((capacity, *obs_shape), jnp.float32),
             policy=jnp.zeros((capacity, num_actions), jnp.float32),
+            legal=jnp.ones((capacity, num_actions), jnp.bool_),
             value=jnp.zeros((capacity,), jnp.float32),
             size=jnp.int32(0),
             cursor=jnp.int32(0),
         )
 
-    def add(self, observation: jax.Array, policy: jax.Array, value: jax.Array) -> ReplayBuffer:
+    def add(self, observation: jax.Array, policy: jax.Array, legal: jax.Array, value: jax.Array) -> ReplayBuffer:
         capacity = self.value.shape[0]
         n = value.shape[0]
         idx = (self.cursor + jnp.arange(n)) % capacity
         return self.replace(
             observation=self.observation.at[idx].set(observation),
             policy=self.policy.at[idx].set(policy),
+            legal=self.legal.at[idx].set(legal),
             value=self.value.at[idx].set(value),
             size=jnp.minimum(self.size + n, capacity),
             cursor=(self.cursor + n) % capacity,
         )
 
-    def sample(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def sample(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         idx = jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1))
-        return self.observation[idx], self.policy[idx], self.value[idx]
+        return self.observation[idx], self.policy[idx], self.legal[idx], self.value[idx]
 
 
 @struct.dataclass
@@ -94,6 +98,7 @@ class TrainState:
 class Transition:
     observation: jax.Array
     policy: jax.Array  # search's action_weights
+    legal: jax.Array  # the moves the search chose among (Agent.legal_actions)
     root_value: jax.Array  # search value at the root, mover's view
     reward: jax.Array  # reward to the mover of this step
     done: jax.Array  # the step ended the game
@@ -109,16 +114,29 @@ class Agent:
     env: Env
     model: nn.Module
     optimizer: optax.GradientTransformation
+    augment: Augment | None = None  # random board symmetry per training sample
 
     # -- network ---------------------------------------------------------------------------
     def policy_value(self, params: Params, observation: jax.Array) -> ModelOutput:
         """Raw network on any batch shape; jit/vmap friendly."""
         return self.model.apply({"params": params}, observation)
 
+    def legal_actions(self, states: EnvState) -> jax.Array:
+        """The moves the agent may choose: the env's legal moves, and with
+        ``config.restrict_pass`` (Go) no pass unless it is the only legal move or the opponent
+        has just passed (so passing ends the game and is scored exactly)."""
+        legal = states.legal_action_mask
+        if not self.config.restrict_pass:
+            return legal
+        # pgx Go keeps the count of consecutive passes in its game state
+        opponent_passed = states.inner._x.consecutive_pass_count > 0
+        allow = opponent_passed | ~legal[..., :-1].any(axis=-1)
+        return legal.at[..., -1].set(legal[..., -1] & allow)
+
     def masked_policy_value(self, params: Params, states: EnvState) -> tuple[jax.Array, jax.Array]:
         out = self.policy_value(params, states.observation)
         logits = out.logits - jnp.max(out.logits, axis=-1, keepdims=True)
-        logits = jnp.where(states.legal_action_mask, logits, jnp.finfo(logits.dtype).min)
+        logits = jnp.where(self.legal_actions(states), logits, jnp.finfo(logits.dtype).min)
         return logits, out.value
 
     def greedy_action(self, params: Params, states: EnvState) -> jax.Array:
@@ -149,7 +167,7 @@ class Agent:
         root = mctx.RootFnOutput(prior_logits=logits, value=value, embedding=states)
         common = dict(params=params, rng_key=key, root=root, recurrent_fn=self.recurrent_fn,
                       num_simulations=num_simulations or cfg.num_simulations,
-                      invalid_actions=~states.legal_action_mask)
+                      invalid_actions=~self.legal_actions(states))
         if cfg.policy == "gumbel":
             return mctx.gumbel_muzero_policy(
                 **common, max_num_considered_actions=cfg.max_num_considered_actions,
@@ -169,7 +187,7 @@ class Agent:
         def step(states: EnvState, key: jax.Array):
             k_search, k_explore, k_random, k_env, k_reset = jax.random.split(key, 5)
             out = self.search(params, states, k_search)
-            legal = states.legal_action_mask
+            legal = self.legal_actions(states)
             random_action = jax.random.categorical(k_random, jnp.where(legal, 0.0, -jnp.inf))
             explore = jax.random.uniform(k_explore, (n,)) < cfg.exploration
             action = jnp.where(explore, random_action, out.action)
@@ -178,6 +196,7 @@ class Agent:
             tr = Transition(
                 observation=states.observation,
                 policy=out.action_weights,
+                legal=legal,
                 root_value=out.search_tree.summary().value,
                 reward=jnp.take_along_axis(nxt.rewards, mover[:, None], axis=1)[:, 0],
                 done=nxt.done,
@@ -210,16 +229,23 @@ class Agent:
         return (1.0 - mix) * outcome + mix * traj.root_value
 
     # -- learning --------------------------------------------------------------------------
-    def loss(self, params: Params, obs: jax.Array, policy: jax.Array, value: jax.Array):
+    def loss(self, params: Params, obs: jax.Array, policy: jax.Array, legal: jax.Array, value: jax.Array):
+        """Cross-entropy to the search policy over the legal moves only (the network is only
+        ever used masked; an unmasked softmax would also learn to push down illegal moves, which
+        biases an always-legal move such as Go's pass upwards), plus squared value error."""
         out = self.policy_value(params, obs)
-        policy_loss = optax.softmax_cross_entropy(out.logits, policy).mean()
+        policy_loss = optax.softmax_cross_entropy(out.logits, policy, where=legal).mean()
         value_loss = jnp.mean((out.value - value) ** 2)
         return policy_loss + value_loss, (policy_loss, value_loss)
 
     def update(self, params: Params, opt_state: Any, buffer: ReplayBuffer, key: jax.Array):
         def one(carry, key):
             params, opt_state = carry
-            batch = buffer.sample(key, self.config.minibatch_size)
+            k_sample, k_symmetry = jax.random.split(key)
+            obs, policy, legal, value = buffer.sample(k_sample, self.config.minibatch_size)
+            if self.augment is not None:
+                obs, (policy, legal) = self.augment(k_symmetry, obs, (policy, legal))
+            batch = obs, policy, legal, value
             grads, (pl, vl) = jax.grad(self.loss, has_aux=True)(params, *batch)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), (pl, vl)
@@ -249,7 +275,7 @@ class Agent:
         games, traj = self.self_play(state.params, state.env_state, k_play)
         value_target = self.value_targets(state.params, traj, games)
         flat = lambda x: x.reshape(-1, *x.shape[2:])
-        buffer = state.buffer.add(flat(traj.observation), flat(traj.policy), flat(value_target))
+        buffer = state.buffer.add(flat(traj.observation), flat(traj.policy), flat(traj.legal), flat(value_target))
         params, opt_state, pl, vl = self.update(state.params, state.opt_state, buffer, k_train)
         finished = traj.done.sum()
         # reward to the mover is +1 only on winning moves; a finished game without one is a draw
@@ -277,7 +303,9 @@ def make_agent(config: AlphaZeroConfig) -> Agent:
     schedule = optax.cosine_decay_schedule(
         config.learning_rate, max(1, config.iterations * config.updates_per_iteration),
         alpha=config.final_learning_rate_fraction)
-    return Agent(config=config, env=env, model=build_model(config, env), optimizer=optax.adam(schedule))
+    augment = make_augment(config.env, env.observation_shape, env.num_actions) if config.symmetries else None
+    return Agent(config=config, env=env, model=build_model(config, env), optimizer=optax.adam(schedule),
+                 augment=augment)
 
 
 def make_iteration(config: AlphaZeroConfig) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:

@@ -14,31 +14,41 @@ POLICIES = ("gumbel", "muzero")
 class AlphaZeroConfig:
     """Everything that determines a run; two runs with equal configs are bit-identical.
 
+    The defaults are the tic-tac-toe config (``benchmarks/alphazero_tictactoe.py``): a wide
+    exploration rate covers the positions that perfect play never reaches, so the raw network
+    learns the right move and value sign there too.
+
     ``exploration`` is the probability of playing a uniformly random legal move in
     self-play (the search's improved policy stays the policy target): pure self-play
     collapses onto the network's favourite lines. ``value_target_mix`` interpolates the
     value target between the (bootstrapped) game outcome (0) and the root search value (1).
+    ``symmetries`` augments each training sample with a random board symmetry of its game
+    (:mod:`rljaxinterp.agents.symmetry`; no-op for games without one, e.g. chess).
+    ``restrict_pass`` (Go only) lets the agent pass only when it has no other legal move or
+    its opponent has just passed; see ``Agent.legal_actions``.
     """
 
     env: str = "tic_tac_toe"
     model: str = "mlp"
     model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"hidden": [128, 128]})
     policy: str = "gumbel"
-    num_simulations: int = 32
+    num_simulations: int = 16
     max_num_considered_actions: int = 16
     games: int = 256
     unroll_length: int = 9
-    exploration: float = 0.3
+    exploration: float = 0.7
     value_target_mix: float = 0.0
     cut_exploration: bool = True
+    symmetries: bool = True
+    restrict_pass: bool = False
     learning_rate: float = 1e-3
     final_learning_rate_fraction: float = 0.1  # cosine decay over the run to this fraction
-    updates_per_iteration: int = 32
+    updates_per_iteration: int = 64
     minibatch_size: int = 256
     replay_size: int = 16384
     seed: int = 0
     checkpoint_every: int = 10
-    iterations: int = 150
+    iterations: int = 300
 
     def __post_init__(self) -> None:
         # JSON form is canonical (tuples -> lists), so a config read back compares equal.
@@ -74,6 +84,9 @@ class AlphaZeroConfig:
         need(is_num("value_target_mix") and 0.0 <= self.value_target_mix <= 1.0, "value_target_mix",
              "need 0 <= value <= 1")
         need(isinstance(self.cut_exploration, bool), "cut_exploration", "need True or False")
+        need(isinstance(self.symmetries, bool), "symmetries", "need True or False")
+        need(isinstance(self.restrict_pass, bool) and (not self.restrict_pass or self.env.startswith("go_")),
+             "restrict_pass", "need True or False, and True only for Go (go_9x9, go_19x19)")
         need(is_num("learning_rate") and 0.0 < self.learning_rate <= 1.0, "learning_rate",
              "need 0 < value <= 1")
         need(is_num("final_learning_rate_fraction") and 0.0 <= self.final_learning_rate_fraction <= 1.0,

@@ -5,11 +5,16 @@ The self-play games (the live env states) are split along their batch axis over 
 ``Agent.iteration`` is jitted with those shardings and XLA's partitioner does the rest: each
 device searches its own games, the new positions are gathered into the replicated buffer,
 and the (cheap) updates run replicated. Self-play dominates the cost, so this is where the
-devices help.
+devices help. Random keys are split the same way whatever the sharding (JAX's partitionable
+threefry), so a run on 1 or N devices differs only by floating-point reduction order.
+
+:func:`rljaxinterp.agents.runs.train` uses :func:`make_sharded_iteration` over all devices.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Sequence
 
 import jax
@@ -17,7 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rljaxinterp.agents.alphazero import TrainState, make_agent
+from rljaxinterp.agents.alphazero import TrainState, make_agent, make_iteration
 from rljaxinterp.agents.config import AlphaZeroConfig
 
 AXIS = "games"
@@ -35,16 +40,35 @@ def state_shardings(state: TrainState, mesh: Mesh) -> TrainState:
     return shardings.replace(env_state=jax.tree.map(lambda _: games, state.env_state))
 
 
+def usable_devices(config: AlphaZeroConfig, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The most of ``devices`` (all by default) that split ``config.games`` evenly."""
+    devices = list(devices or jax.devices())
+    n = max(k for k in range(1, len(devices) + 1) if config.games % k == 0)
+    return devices[:n]
+
+
 def make_sharded_iteration(config: AlphaZeroConfig, devices: Sequence[jax.Device] | None = None
                            ) -> tuple[Callable[[TrainState], TrainState],
                                       Callable[[TrainState, jax.Array], tuple[TrainState, dict]]]:
     """Returns ``(place, iteration)``: ``place(state)`` puts a state on the mesh, and
-    ``iteration(state, key)`` is the usual jitted iteration, partitioned over the games."""
-    mesh = make_mesh(devices)
-    n = mesh.devices.size
-    if config.games % n:
+    ``iteration(state, key)`` is the usual jitted iteration, partitioned over the games.
+
+    On one device this is the plain :func:`make_iteration` (``place`` is the identity).
+    Cached per config and device set, so a second call does not compile again.
+    """
+    devices = list(devices or jax.devices())
+    if config.games % len(devices):
         raise ValueError(f"AlphaZeroConfig.games={config.games} must be a multiple of the "
-                         f"number of devices ({n}) to shard the games evenly")
+                         f"number of devices ({len(devices)}) to shard the games evenly")
+    if len(devices) == 1:
+        return (lambda state: state), make_iteration(config)
+    return _sharded(json.dumps(config.to_dict(), sort_keys=True), tuple(devices))
+
+
+@functools.lru_cache(maxsize=8)
+def _sharded(config_json: str, devices: tuple[jax.Device, ...]):
+    config = AlphaZeroConfig.from_dict(json.loads(config_json))
+    mesh = make_mesh(devices)
     agent = make_agent(config)
     abstract = jax.eval_shape(agent.init, jax.random.PRNGKey(config.seed))
     shardings = state_shardings(abstract, mesh)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from rljaxinterp.agents.alphazero import (
     init_state,
     iteration_key,
     make_agent,
-    make_iteration,
 )
 from rljaxinterp.agents.config import AlphaZeroConfig
+from rljaxinterp.agents.parallel import make_mesh, make_sharded_iteration, state_shardings, usable_devices
 from rljaxinterp.envs import Env
 from rljaxinterp.models import ModelOutput
 
@@ -94,16 +94,23 @@ def _claim_folder(config: AlphaZeroConfig, folder: Path) -> None:
         _atomic_write(path, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
-def _abstract_state(agent: Agent) -> TrainState:
-    return jax.eval_shape(agent.init, jax.random.PRNGKey(agent.config.seed))
+def _abstract_state(agent: Agent, shardings: TrainState | None = None) -> TrainState:
+    """Shapes and dtypes of a state, each leaf with its target sharding (one device by
+    default), so a checkpoint written on N devices reads back on any other device count."""
+    abstract = jax.eval_shape(agent.init, jax.random.PRNGKey(agent.config.seed))
+    if shardings is None:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: one, abstract)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
 
 
-def restore(manager: ocp.CheckpointManager, agent: Agent, step: int) -> tuple[TrainState, dict]:
+def restore(manager: ocp.CheckpointManager, agent: Agent, step: int,
+            shardings: TrainState | None = None) -> tuple[TrainState, dict]:
     """Read one checkpoint; any failure becomes a ``CheckpointError`` naming its path."""
     path = Path(manager.directory) / str(step)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract_state(agent)), meta=ocp.args.JsonRestore()))
+            state=ocp.args.StandardRestore(_abstract_state(agent, shardings)), meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax/tensorstore raise many types for damaged files
         first_line = (str(e).splitlines() or [""])[0][:200]
         raise CheckpointError(
@@ -157,21 +164,30 @@ def save_figure(fig, out: Path) -> Path:
 
 
 def train(config: AlphaZeroConfig, out_dir: str | os.PathLike, *, progress: bool = True,
-          log: Callable[[str], None] | None = None, stop_after: int | None = None) -> TrainState:
+          log: Callable[[str], None] | None = None, stop_after: int | None = None,
+          devices: Sequence[jax.Device] | None = None) -> TrainState:
     """Train (or resume) the run in ``out_dir``; ``stop_after`` ends early after that many
-    iterations of this call (for tests), leaving a resumable folder."""
+    iterations of this call (for tests), leaving a resumable folder.
+
+    Self-play games are sharded over ``devices`` (default: all of ``jax.devices()``, as many
+    as split ``config.games`` evenly); a run gives the same parameters on any device count
+    up to floating-point reduction order, and a checkpoint resumes on any device count.
+    """
     from tqdm.auto import tqdm
 
     folder = Path(out_dir)
     _claim_folder(config, folder)
     agent = make_agent(config)
+    devices = usable_devices(config, devices)
+    place, iteration = make_sharded_iteration(config, devices)
+    shardings = None if len(devices) == 1 else state_shardings(_abstract_state(agent), make_mesh(devices))
     manager = _manager(folder)
     latest = manager.latest_step()
     if latest is None:
-        state, meta = init_state(config), {"wall_time": 0.0}
+        state, meta = place(init_state(config)), {"wall_time": 0.0}
         rows = []
     else:
-        state, meta = restore(manager, agent, latest)
+        state, meta = restore(manager, agent, latest, shardings)
         rows = [r for r in _read_metrics(folder) if r["iteration"] <= latest]
     # Lines of iterations after the last checkpoint are recomputed identically: drop them.
     _atomic_write(folder / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
@@ -192,7 +208,8 @@ def train(config: AlphaZeroConfig, out_dir: str | os.PathLike, *, progress: bool
 
     if latest is None:
         save(state, {})
-    iteration = make_iteration(config)
+    if len(devices) > 1 and (progress or log):
+        say(f"self-play games sharded over {len(devices)} devices")
     end = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
     bar = tqdm(range(start, end), initial=start, total=config.iterations, disable=not progress,
                desc=f"alphazero {config.env}", file=sys.stderr)
