@@ -10,6 +10,8 @@ from pathlib import Path
 from rljaxinterp.agents.configs import default_config
 from rljaxinterp.agents.runs import Run, load_run, train
 
+# Pinned so the experiments' agent stays the same when the library's defaults are retuned.
+PINNED = {"exploration": 0.3, "num_simulations": 32, "updates_per_iteration": 32, "symmetries": False}
 MODEL_KWARGS = {"conv": {"channels": 32, "blocks": 2}, "mlp": {"hidden": [128, 128]},
                 "transformer": {"d_model": 32, "heads": 4, "layers": 2, "d_mlp": 64}}
 
@@ -17,7 +19,11 @@ MODEL_KWARGS = {"conv": {"channels": 32, "blocks": 2}, "mlp": {"hidden": [128, 1
 def tic_tac_toe_agent(folder: str | Path, model: str = "conv", iterations: int = 150,
                       checkpoint_every: int = 10) -> Run:
     config = default_config("tic_tac_toe", model=model, model_kwargs=MODEL_KWARGS[model],
-                            iterations=iterations, checkpoint_every=checkpoint_every)
+                            iterations=iterations, checkpoint_every=checkpoint_every, **PINNED)
+    if (Path(folder) / "config.json").exists():
+        run = load_run(folder)
+        if run.config == config and run.steps and run.steps[-1] >= iterations:
+            return run  # finished: no need to restore the whole training state
     t0 = time.perf_counter()
     train(config, folder)
     print(f"agent ready in {folder} ({time.perf_counter() - t0:.0f} s)")

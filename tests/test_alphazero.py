@@ -295,3 +295,15 @@ def test_go_restrict_pass_allows_pass_only_after_opponent_pass():
     legal = np.asarray(agent.legal_actions(batch(after_pass))[0])
     np.testing.assert_array_equal(legal, np.asarray(after_pass.legal_action_mask))  # pass allowed again
     assert legal[pass_] and legal[:pass_].sum() == 80  # one stone on the board
+
+
+def test_configs_written_before_a_field_existed_read_as_trained():
+    """Runs from before symmetry augmentation and restricted passes trained without them."""
+    import dataclasses
+
+    from rljaxinterp.agents.config import AlphaZeroConfig
+
+    old = {k: v for k, v in dataclasses.asdict(AlphaZeroConfig(env="tic_tac_toe")).items()
+           if k not in ("symmetries", "restrict_pass")}
+    config = AlphaZeroConfig.from_dict(old)
+    assert config.symmetries is False and config.restrict_pass is False

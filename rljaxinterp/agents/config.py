@@ -10,6 +10,9 @@ from typing import Any
 POLICIES = ("gumbel", "muzero")
 
 
+LEGACY_DEFAULTS = {"symmetries": False, "restrict_pass": False}
+
+
 @dataclasses.dataclass(frozen=True)
 class AlphaZeroConfig:
     """Everything that determines a run; two runs with equal configs are bit-identical.
@@ -108,7 +111,8 @@ class AlphaZeroConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown AlphaZeroConfig field(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        # Runs written before a field existed trained without that feature.
+        return cls(**{**LEGACY_DEFAULTS, **data})
 
     def replace(self, **changes: Any) -> AlphaZeroConfig:
         return dataclasses.replace(self, **changes)

@@ -105,12 +105,20 @@ def _abstract_state(agent: Agent, shardings: TrainState | None = None) -> TrainS
 
 
 def restore(manager: ocp.CheckpointManager, agent: Agent, step: int,
-            shardings: TrainState | None = None) -> tuple[TrainState, dict]:
-    """Read one checkpoint; any failure becomes a ``CheckpointError`` naming its path."""
+            shardings: TrainState | None = None, params_only: bool = False) -> tuple[Any, dict]:
+    """Read one checkpoint; any failure becomes a ``CheckpointError`` naming its path.
+
+    ``params_only`` reads just the network parameters (a partial restore): faster, and it
+    still works on runs whose replay buffer or optimiser state had another layout.
+    """
     path = Path(manager.directory) / str(step)
+    abstract = _abstract_state(agent, shardings)
+    state = (ocp.args.PyTreeRestore(item={"params": abstract.params}, partial_restore=True) if params_only
+             else ocp.args.StandardRestore(abstract))
     try:
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract_state(agent, shardings)), meta=ocp.args.JsonRestore()))
+        restored = manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
+        if params_only:
+            return restored["state"]["params"], dict(restored["meta"])
     except Exception as e:  # orbax/tensorstore raise many types for damaged files
         first_line = (str(e).splitlines() or [""])[0][:200]
         raise CheckpointError(
@@ -277,7 +285,11 @@ class Run:
 
     def params(self, step: int | None = None) -> Params:
         """Network parameters at ``step`` (latest by default)."""
-        return self.state(step)[0].params
+        manager = _manager(self.folder, read_only=True)
+        try:
+            return restore(manager, self.agent, self._step(step), params_only=True)[0]
+        finally:
+            manager.close()
 
     def policy_value(self, params: Params, observation: jax.Array) -> ModelOutput:
         """Raw network; pure, so usable under jit and vmap."""
