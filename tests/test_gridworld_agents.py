@@ -72,8 +72,9 @@ def test_ppo_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
 
 def test_dqn_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
     config = dqn_lib.DQNConfig(env="CoinAtEnd", env_kwargs=TINY_COIN, model="mlp", model_kwargs={"hidden": [64, 64]},
-                               num_envs=16, total_timesteps=40_000, buffer_size=10_000, learning_starts=1_000,
-                               train_frequency=2, target_update_every=100, lr=1e-3, eps_decay_steps=20_000)
+                               num_envs=16, total_timesteps=60_000, buffer_size=10_000, learning_starts=1_000,
+                               train_frequency=2, target_update_every=100, lr=1e-3, eps_decay_steps=30_000,
+                               gamma=0.95)
     agent = dqn_lib.make_dqn(config)
     state, _ = dqn_lib.make_train(config)(jax.random.PRNGKey(0))
     policy = lambda p, obs, k: jnp.argmax(agent.policy_value(p, obs).logits, -1)  # noqa: E731
