@@ -16,9 +16,12 @@ Then DQN is trained on CoinAtEnd with the same network and printed beside PPO.
 
     python experiments/gridworld_misgeneralisation.py --out runs/gridworld_mg [--seeds 3] [--scale 1.0]
 
-Grid sizes are small on purpose: an MLP policy is used because on this 2-core CPU a conv tower
-trains ~10x fewer env steps per second (see the report), and at these sizes the MLP reaches the
-training success the issue asks for within the time budget. ``--scale`` multiplies every
+Grid sizes are small on purpose. The policy is an MLP because on this 2-core CPU our PPO with the
+conv tower trains far slower (Breakout-MinAtar, same hyperparameters, benchmarks/ppo_vs_rejax.py:
+1,601 env steps/s with a 16-channel 1-block tower vs 75,475 with a (64, 64) MLP), and on larger
+levels (CoinAtEnd 9x15, CheeseMaze 9x9) the MLP plateaued near 60% training success. At these
+sizes it reaches the training success the issue asks for within the time budget (11.8 min
+measured for the default settings on a shared machine). ``--scale`` multiplies every
 training length (0.05 gives a smoke run). Never overwrites an existing output folder.
 """
 

@@ -173,6 +173,9 @@ def loop_friendly_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     gradient as one ``(Cin, N*H*W) @ (N*H*W, Cout)`` contraction per kernel tap and the input
     gradient as a forward-shaped convolution with the flipped kernel, neither of which has
     that problem. Same maths as ``nn.Conv``, so a trained agent is read with the plain model.
+    End to end it is no cure: PPO on Breakout-MinAtar with a 16-channel tower ran 1,371 env
+    steps/s with this and 1,299 with the earlier im2col version (same machine, same minute);
+    the forward and input-gradient convolutions in loops are still slow.
     """
     kh, kw = kernel.shape[:2]
     return _conv(x, kernel, _same_padding(kh, kw))
