@@ -113,8 +113,12 @@ def restore(manager: ocp.CheckpointManager, agent: Agent, step: int,
     """
     path = Path(manager.directory) / str(step)
     abstract = _abstract_state(agent, shardings)
-    state = (ocp.args.PyTreeRestore(item={"params": abstract.params}, partial_restore=True) if params_only
-             else ocp.args.StandardRestore(abstract))
+    if params_only:
+        item = {"params": abstract.params}
+        state = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                                       partial_restore=True)
+    else:
+        state = ocp.args.StandardRestore(abstract)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
         if params_only:
