@@ -4,11 +4,13 @@ given folder, or resumed / reused when the folder already holds this run."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 from rljaxinterp.agents.configs import default_config
 from rljaxinterp.agents.runs import Run, load_run, train
+from rljaxinterp.quickstart import fresh_folder
 
 # Pinned so the experiments' agent stays the same when the library's defaults are retuned.
 PINNED = {"exploration": 0.3, "num_simulations": 32, "updates_per_iteration": 32, "symmetries": False}
@@ -28,6 +30,21 @@ def tic_tac_toe_agent(folder: str | Path, model: str = "conv", iterations: int =
     train(config, folder)
     print(f"agent ready in {folder} ({time.perf_counter() - t0:.0f} s)")
     return load_run(folder)
+
+
+def experiment_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The arguments every tic-tac-toe experiment takes: the agent's run folder, an output
+    folder (never overwritten: ``out-N`` when taken) and a seed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/ttt_conv", help="tic-tac-toe conv run (trained if missing)")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def open_experiment(args: argparse.Namespace) -> tuple[Run, Path]:
+    """The trained agent and a fresh output folder."""
+    return tic_tac_toe_agent(args.run), fresh_folder(Path(args.out), "report.md")
 
 
 if __name__ == "__main__":

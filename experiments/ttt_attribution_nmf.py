@@ -17,17 +17,15 @@ the boards where it is strongest, and read against per-square concepts:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import rankdata
-from tic_tac_toe_agent import tic_tac_toe_agent
+from tic_tac_toe_agent import experiment_parser, open_experiment
 
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.interp import concepts, metrics, run_with_interventions, zero_ablate
@@ -35,7 +33,6 @@ from rljaxinterp.interp.attribution import integrated_gradients
 from rljaxinterp.interp.concepts.tic_tac_toe import square_concepts
 from rljaxinterp.interp.factorisation import nmf, nonnegative_parts, per_position, top_rows
 from rljaxinterp.interp.plots import plot_board_rows
-from rljaxinterp.quickstart import fresh_folder
 
 
 SQUARE_NAMES = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"]
@@ -51,18 +48,14 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/ttt_conv", help="tic-tac-toe conv run (trained if missing)")
-    parser.add_argument("--out", default="runs/ttt_nmf")
+    parser = experiment_parser(__doc__, "runs/ttt_nmf")
     parser.add_argument("--site", default="block0.resid_post")
     parser.add_argument("--rank", type=int, default=6)
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--channels", type=int, default=4, help="channels ablated per factor")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    run = tic_tac_toe_agent(args.run)
-    out = fresh_folder(Path(args.out), "report.md")
+    run, out = open_experiment(args)
     model, params = run.model, run.params()
 
     states, _ = tic_tac_toe_reachable()

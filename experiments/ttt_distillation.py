@@ -18,7 +18,6 @@ and compare the two with the same tools.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -28,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from tic_tac_toe_agent import tic_tac_toe_agent
+from tic_tac_toe_agent import experiment_parser, open_experiment
 
 from rljaxinterp import interp
 from rljaxinterp.agents.alphazero import make_agent
@@ -39,7 +38,6 @@ from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.interp.probes import site_features
 from rljaxinterp.interp.report import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.interp.similarity import regression_similarity, similarity_matrix
-from rljaxinterp.quickstart import fresh_folder
 
 RECOVERED = 0.5  # held-out R^2 below which a teacher channel counts as having no counterpart
 
@@ -67,18 +65,14 @@ def strength_line(name: str, r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/ttt_conv", help="teacher run (trained if missing)")
-    parser.add_argument("--out", default="runs/ttt_distillation")
+    parser = experiment_parser(__doc__, "runs/ttt_distillation")
     parser.add_argument("--width", type=float, default=0.5, help="student width / teacher width")
     parser.add_argument("--games", type=int, default=2048, help="teacher self-play games for the data")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--epsilon", type=float, default=0.3, help="random-move share for the second student")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    run = tic_tac_toe_agent(args.run)
-    out = fresh_folder(Path(args.out), "report.md")
+    run, out = open_experiment(args)
     teacher_params = run.params()
     teacher = lambda o: run.policy_value(teacher_params, o)  # noqa: E731
 

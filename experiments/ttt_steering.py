@@ -12,36 +12,29 @@ Control: a random direction of the same norm at the same site.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from tic_tac_toe_agent import tic_tac_toe_agent
+from tic_tac_toe_agent import experiment_parser, open_experiment
 
 from rljaxinterp import interp
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.interp.plots import plot_board_rows
 from rljaxinterp.interp.steering import mean_difference, steering_effect
-from rljaxinterp.quickstart import fresh_folder
 
 CENTRE = 4
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/ttt_conv", help="tic-tac-toe run (trained if missing)")
-    parser.add_argument("--out", default="runs/ttt_steering")
+    parser = experiment_parser(__doc__, "runs/ttt_steering")
     parser.add_argument("--coefficients", type=float, nargs="+", default=[-1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1])
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    run = tic_tac_toe_agent(args.run)
-    out = fresh_folder(Path(args.out), "report.md")
+    run, out = open_experiment(args)
     model, params = run.model, run.params()
 
     states, _ = tic_tac_toe_reachable()
