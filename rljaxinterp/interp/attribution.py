@@ -106,11 +106,15 @@ def _in_chunks(state_chunk: int | None, rows_per_state: int, *arrays, **static) 
     return jax.tree.map(lambda *p: jnp.concatenate(p)[:n], *parts)
 
 
+@functools.partial(jax.jit, static_argnames=("model", "site"))
+def _site_activation(params, obs, *, model, site):
+    return run_with_cache(model, params, obs, [site])[1][site]
+
+
 def _inputs(model, params, obs, site):
     if site is None:
         return jnp.asarray(obs, jnp.float32)
-    _, cache = jax.jit(lambda p, o: run_with_cache(model, p, o, [site]))(params, obs)
-    return cache[site]
+    return _site_activation(params, obs, model=model, site=site)
 
 
 def _baseline_like(baseline: Any, x: jax.Array) -> jax.Array:

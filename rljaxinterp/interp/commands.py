@@ -148,10 +148,12 @@ def run_factorise(args) -> int:
         strength = maps.reshape(len(acts), -1, args.rank).max(1)
         board_rows = [[dict(b, title=f"state {i}") for b, i in zip(_board_rows(np.asarray(obs)[idx], maps[idx, ..., f]), idx)]
                       for f, idx in enumerate(top_rows(strength, 6))]
+    elif obs.ndim == 4:  # a non-spatial site: show the boards of the states where each factor peaks
+        board_rows = [[dict(b, title=f"{weights[i, f]:.2f}")
+                       for b, i in zip(_board_rows(np.asarray(obs)[idx], np.asarray(obs)[idx].sum(-1)), idx)]
+                      for f, idx in enumerate(top_rows(weights, 6))]
     else:
-        board_rows = [[dict(b, title=f"{weights[i, f]:.2f}") for b, i in zip(
-            _board_rows(np.asarray(obs)[idx], np.asarray(obs)[idx].sum(-1) if obs.ndim == 4 else None), idx)]
-            for f, idx in enumerate(top_rows(weights, 6))] if obs.ndim == 4 else []
+        board_rows = []
     if board_rows:
         plot_board_rows(board_rows, out / "factors.png", f"{args.method} of {args.site}: states where each factor "
                         "is strongest (rows = factors)", [f"factor {f}" for f in range(args.rank)],
