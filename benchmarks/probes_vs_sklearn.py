@@ -13,9 +13,12 @@ concepts: the whole tic-tac-toe concept library; checkpoints: a few random param
   - ``ridge``: ``Ridge(alpha=l2)`` on standardised features; score = accuracy of
     ``prediction > 0.5`` for binary concepts, R^2 otherwise (as ``fit_probes``).
   - ``logistic``: ``LogisticRegression(C=1/l2)`` for binary concepts (``fit_probes`` minimises
-    mean log-loss + l2/(2n)|w|^2, i.e. C = 1/l2), and ``Ridge(alpha=l2/2)`` for real-valued
-    ones (``fit_probes`` fits them by least squares with the same penalty). ``fit_probes``
-    uses 300 Adam steps, scikit-learn converges with lbfgs, so scores can differ slightly.
+    mean log-loss + l2/(2n)|w|^2, i.e. C = 1/l2), ``Ridge(alpha=l2)`` for real-valued ones.
+  - ``sparse``: the same objectives plus ``l1 |w|_1``: ``ElasticNet`` for real-valued
+    concepts, ``LogisticRegression(penalty="elasticnet", solver="saga")`` for binary ones,
+    with the penalties mapped onto scikit-learn's parametrisation.
+  ``fit_probes`` solves every kind to convergence (L-BFGS, proximal gradient), so the
+  scores should agree up to the solvers' tolerances.
 
 Prints the time ratio (target >= 10x) and the largest score difference.
 Needs ``pip install torch==2.13.0 scikit-learn`` (see benchmarks/README.md).
@@ -31,7 +34,7 @@ import warnings
 import jax
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import ElasticNet, LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
 from rljaxinterp import envs
@@ -48,7 +51,25 @@ def split_like_fit_probes(key, n: int, test_fraction: float):
     return perm[n_test:], perm[:n_test]  # train, test
 
 
-def sklearn_probes(features, concepts, kind, train, test, l2, max_iter):
+def _sklearn_fit(kind, binary, xtr, ytr, xte, l2, l1, max_iter):
+    """The scikit-learn estimator with the objective ``fit_probes`` minimises (see its docstring)."""
+    n = len(ytr)
+    if binary and kind != "ridge" and len(np.unique(ytr)) < 2:  # a constant concept
+        return np.full(len(xte), ytr[0])
+    if kind == "sparse" and binary:  # C sum(log-loss) + (1-r)/2 |w|^2 + r |w|_1
+        c = 1.0 / (l2 + n * l1)
+        clf = LogisticRegression(penalty="elasticnet", solver="saga", C=c, l1_ratio=n * l1 * c, max_iter=max_iter)
+        return clf.fit(xtr, ytr).predict_proba(xte)[:, 1]
+    if kind == "sparse":  # 1/(2n)|r|^2 + a r |w|_1 + a (1-r)/2 |w|^2
+        alpha = l1 + l2 / n
+        return ElasticNet(alpha=alpha, l1_ratio=l1 / alpha, max_iter=max_iter).fit(xtr, ytr).predict(xte)
+    if kind == "logistic" and binary:
+        clf = LogisticRegression(C=1.0 / l2, max_iter=max_iter).fit(xtr, ytr)
+        return clf.predict_proba(xte)[:, 1]
+    return Ridge(alpha=l2).fit(xtr, ytr).predict(xte)
+
+
+def sklearn_probes(features, concepts, kind, train, test, l2, l1, max_iter):
     names = list(concepts)
     y_all = {c: np.asarray(concepts[c], np.float64) for c in names}
     out = np.zeros((len(features), len(names)))
@@ -60,15 +81,7 @@ def sklearn_probes(features, concepts, kind, train, test, l2, max_iter):
             y = y_all[c]
             ytr, yte = y[train], y[test]
             binary = bool(np.all((y == 0) | (y == 1)))
-            if kind == "logistic" and binary:
-                if len(np.unique(ytr)) < 2:  # a constant concept: fit_probes predicts ~the constant
-                    pred = np.full(len(test), ytr[0])
-                else:
-                    clf = LogisticRegression(C=1.0 / l2, max_iter=max_iter).fit(xtr, ytr)
-                    pred = clf.predict_proba(xte)[:, 1]
-            else:
-                alpha = l2 if kind == "ridge" else l2 / 2
-                pred = Ridge(alpha=alpha).fit(xtr, ytr).predict(xte)
+            pred = _sklearn_fit(kind, binary, xtr, ytr, xte, l2, l1, max_iter)
             if binary:
                 out[i, j] = np.mean((pred > 0.5) == (yte > 0.5))
             else:
@@ -90,8 +103,9 @@ def main():
     parser.add_argument("--checkpoints", type=int, default=3)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--kinds", nargs="+", default=["ridge", "logistic"], choices=["ridge", "logistic"])
+    parser.add_argument("--kinds", nargs="+", default=["ridge", "logistic"], choices=["ridge", "logistic", "sparse"])
     parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--l1", type=float, default=1e-3)
     parser.add_argument("--test-fraction", type=float, default=0.25)
     parser.add_argument("--max-iter", type=int, default=1000, help="LogisticRegression max_iter")
     args = parser.parse_args()
@@ -119,7 +133,7 @@ def main():
           f"{'ratio':>7s} {'ratio jit':>9s} {'max|dscore|':>11s} {'mean|dscore|':>12s}")
     for kind in args.kinds:
         fit = lambda f, kind=kind: fit_probes(f, concepts, kind=kind, key=key,  # noqa: E731
-                                              test_fraction=args.test_fraction, l2=args.l2)
+                                              test_fraction=args.test_fraction, l2=args.l2, l1=args.l1)
         # As shipped: one call per checkpoint (each call traces and compiles again).
         t = time.perf_counter()
         plain = [jax.block_until_ready(fit(f)) for f in features]
@@ -142,7 +156,7 @@ def main():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             t = time.perf_counter()
-            sk = [sklearn_probes(f, concepts, kind, train, test, args.l2, args.max_iter) for f in features]
+            sk = [sklearn_probes(f, concepts, kind, train, test, args.l2, args.l1, args.max_iter) for f in features]
             sk_s = time.perf_counter() - t
         row = dict(kind=kind, states=n, sites=n_sites, concepts=n_concepts, checkpoints=args.checkpoints,
                    fit_probes_s=plain_s, jit_compile_s=compile_s, jit_steady_s=jit_s, sklearn_loop_s=sk_s,

@@ -26,6 +26,7 @@ import numpy as np
 from rljaxinterp.interp.cache import Params, run_with_cache, variables
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
+from rljaxinterp.models.base import floating
 
 INTEGRATION = ("gausslegendre", "riemann_trapezoid", "riemann_middle")
 DEFAULT_ROWS = 2048  # forward passes per compiled call (states x path points): measured best on a CPU
@@ -81,7 +82,7 @@ def _attribute(params, x, base, obs, data, *, model, metric, site, how, steps):
             return scores[:-1] - scores[-1]
 
         return jax.vmap(occlude)(obs, base, data)
-    alphas, weights = (jnp.asarray(a, jnp.float32) for a in path_points(steps, how))
+    alphas, weights = (floating(a) for a in path_points(steps, how))
 
     def integrate(xi, bi, oi, di):
         points = bi + alphas.reshape(-1, *([1] * xi.ndim)) * (xi - bi)
@@ -113,12 +114,12 @@ def _site_activation(params, obs, *, model, site):
 
 def _inputs(model, params, obs, site):
     if site is None:
-        return jnp.asarray(obs, jnp.float32)
+        return floating(obs)
     return _site_activation(params, obs, model=model, site=site)
 
 
 def _baseline_like(baseline: Any, x: jax.Array) -> jax.Array:
-    b = jnp.asarray(baseline, jnp.float32)
+    b = floating(baseline)
     try:
         return jnp.broadcast_to(b, x.shape)
     except ValueError:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from rljaxinterp.models.base import ModelOutput
+from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.mlp import value_head_activation
 from rljaxinterp.models.sites import site
 
@@ -48,7 +47,7 @@ class ResTower(nn.Module):
                 f"ResTower needs observations shaped (..., height, width, planes); got shape {obs.shape}"
             )
         batch_shape = obs.shape[:-3]
-        x = site(self, "input", obs.astype(jnp.float32))
+        x = site(self, "input", floating(obs))
         k = (self.kernel, self.kernel)
         x = site(self, "stem.pre", nn.Conv(self.channels, k, name="stem")(x))
         x = site(self, "stem.post", nn.relu(x))

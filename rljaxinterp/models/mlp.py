@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.models.base import ModelOutput
+from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.sites import site
 
 
@@ -35,7 +35,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> ModelOutput:
         batch_shape = obs.shape[: obs.ndim - self.obs_ndim]
-        x = site(self, "input", obs.reshape(*batch_shape, -1).astype(jnp.float32))
+        x = site(self, "input", floating(obs.reshape(*batch_shape, -1)))
         for i, width in enumerate(self.hidden):
             x = site(self, f"layer{i}.pre", nn.Dense(width, name=f"layer{i}")(x))
             x = site(self, f"layer{i}.post", nn.relu(x))

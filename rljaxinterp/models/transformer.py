@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.models.base import ModelOutput
+from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.mlp import value_head_activation
 from rljaxinterp.models.sites import site
 
@@ -68,7 +68,7 @@ class BoardTransformer(nn.Module):
         if self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
         batch_shape = obs.shape[: obs.ndim - self.obs_ndim]
-        x = obs.astype(jnp.float32)
+        x = floating(obs)
         if self.obs_ndim == 1:
             x = x[..., None]
         x = site(self, "tokens", x.reshape(*batch_shape, -1, x.shape[-1]))
