@@ -8,6 +8,16 @@ memory), fastest of the given torch thread counts; ours is one jitted call with
 ``state_chunk`` states per step. Prints the time ratio (target >= 10x) and the largest
 difference between the two attributions (target <= 1e-4).
 
+Two further checks say what limits each figure:
+
+* Arithmetic: XLA's cost analysis counts the floating-point operations of one forward and
+  input-gradient pass; times states x points that is the work both libraries must do.
+  Against a float32 matmul timed here (the machine's practical peak) it bounds any speed-up.
+* Precision: ``--x64-states`` states are attributed again by both in float64. ReLU networks
+  have kinks; in float32 a pre-activation within rounding of zero can fall on different
+  sides in the two libraries, which changes that path point's gradient by a finite amount.
+  In float64 such flips become vanishingly rare, so agreement there shows the same maths.
+
 Needs ``pip install torch==2.13.0 captum`` (optional; not dependencies of rljaxinterp).
 
     .venv/bin/python benchmarks/ig_vs_captum.py [--states 10000] [--steps 50]
@@ -16,6 +26,7 @@ Needs ``pip install torch==2.13.0 captum`` (optional; not dependencies of rljaxi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -42,6 +53,7 @@ def main() -> None:
     parser.add_argument("--captum-batch", type=int, default=4096,
                         help="captum's internal_batch_size (path points per forward)")
     parser.add_argument("--torch-threads", type=int, nargs="+", default=[2, 1])
+    parser.add_argument("--x64-states", type=int, default=1000, help="states for the float64 comparison (0: skip)")
     args = parser.parse_args()
 
     env = envs.make("connect_four")
@@ -84,14 +96,67 @@ def main() -> None:
     scale = float(np.abs(ref).max())
     result = {"model": label, "states": args.states, "steps": args.steps, "jax_seconds": jax_time, "jax_first_call_seconds": first,
               "torch_seconds": torch_time, "torch_seconds_by_threads": torch_times, "speedup": torch_time / jax_time,
-              "max_abs_diff": diff, "max_abs_attribution": scale}
+              "max_abs_diff": diff, "max_abs_attribution": scale,
+              "entries_over_1e-4": int((np.abs(attr - ref) > 1e-4).sum()), "entries": int(attr.size)}
+    result |= roofline(model, params, obs, args.states * args.steps, jax_time, torch_time)
+    if args.x64_states:
+        result |= float64_check(model, params, tmodel, obs[:args.x64_states], args.steps)
     print(f"integrated gradients, {label} on connect four, {args.states} states, "
           f"{args.steps} Gauss-Legendre points")
     print(f"  rljaxinterp : {jax_time:8.2f} s (first call incl. compile {first:.2f} s)")
     print(f"  captum      : {torch_time:8.2f} s (by threads: {', '.join(f'{k}: {v:.2f} s' for k, v in torch_times.items())})")
     print(f"  speedup     : {result['speedup']:.1f}x (target >= 10x)")
-    print(f"  max |diff|  : {diff:.2e} (largest attribution {scale:.2e}; target <= 1e-4)")
+    print(f"  max |diff|  : {diff:.2e} (largest attribution {scale:.2e}; target <= 1e-4); "
+          f"{result['entries_over_1e-4']} of {result['entries']:,} entries differ by more than 1e-4")
+    print(f"  work        : {result['gflop']:,.0f} GFLOP (XLA cost analysis of forward + input gradient) -> "
+          f"rljaxinterp {result['jax_gflops']:.0f} GFLOP/s, captum {result['torch_gflops']:.0f} GFLOP/s; "
+          f"float32 matmul here {result['matmul_gflops']:.0f} GFLOP/s")
+    print(f"  10x captum  : would need {result['gflops_for_10x']:.0f} GFLOP/s, "
+          f"{result['gflops_for_10x'] / result['matmul_gflops']:.1f}x the matmul rate")
+    if args.x64_states:
+        print(f"  float64     : {args.x64_states} states, max |diff| {result['x64_max_abs_diff']:.2e}; "
+              f"float32 rljaxinterp vs float64 captum {result['f32_ours_vs_f64']:.2e}, "
+              f"float32 captum vs float64 captum {result['f32_captum_vs_f64']:.2e}")
     print(json.dumps(result))
+
+
+def roofline(model, params, obs, points: int, jax_time: float, torch_time: float) -> dict:
+    """Operations per path point (forward + input gradient), and a float32 matmul's rate."""
+    batch = obs[:1000].astype(np.float32)
+    grad = jax.jit(jax.grad(lambda x: model.apply({"params": params}, x).value.sum()))
+    flops = grad.lower(batch).compile().cost_analysis()["flops"] / batch.shape[0] * points
+    a = jax.random.normal(jax.random.key(0), (2048, 2048))
+    square = jax.jit(lambda a: a @ a)
+    square(a).block_until_ready()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        square(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return {"gflop": flops / 1e9, "jax_gflops": flops / jax_time / 1e9, "torch_gflops": flops / torch_time / 1e9,
+            "matmul_gflops": 2 * 2048**3 / best / 1e9, "gflops_for_10x": flops / (torch_time / 10) / 1e9}
+
+
+def float64_check(model, params, tmodel, obs, steps: int) -> dict:
+    """Both libraries in float64 and float32 on the same states, against float64 captum."""
+    x = torch.from_numpy(np.asarray(obs, np.float64))
+
+    def captum(net, inputs):
+        ig = IntegratedGradients(lambda z: net(z)[1])
+        return ig.attribute(inputs, baselines=torch.zeros_like(inputs), n_steps=steps,
+                            method="gausslegendre").detach().numpy().astype(np.float64)
+
+    ref64 = captum(copy.deepcopy(tmodel).double(), x)
+    ref32 = captum(tmodel, x.float())
+    with jax.enable_x64(True):
+        params64 = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
+        ours64 = np.asarray(integrated_gradients(model, params64, np.asarray(obs, np.float64), metrics.value,
+                                                 steps=steps))
+    ours32 = np.asarray(integrated_gradients(model, params, obs, metrics.value, steps=steps), np.float64)
+    return {"x64_states": int(obs.shape[0]), "x64_dtype": str(ours64.dtype),
+            "x64_max_abs_diff": float(np.abs(ours64 - ref64).max()),
+            "f32_ours_vs_f64": float(np.abs(ours32 - ref64).max()),
+            "f32_captum_vs_f64": float(np.abs(ref32 - ref64).max())}
 
 
 if __name__ == "__main__":

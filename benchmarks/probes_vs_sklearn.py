@@ -39,16 +39,8 @@ from sklearn.preprocessing import StandardScaler
 
 from rljaxinterp import envs
 from rljaxinterp.interp import concepts as concept_lib
-from rljaxinterp.interp.probes import fit_probes, site_features
+from rljaxinterp.interp.probes import fit_probes, probe_split, site_features
 from rljaxinterp.models import make_model
-
-
-def split_like_fit_probes(key, n: int, test_fraction: float):
-    """The indices ``fit_probes`` uses (same key -> same permutation)."""
-    split_key, _ = jax.random.split(key)
-    perm = np.asarray(jax.random.permutation(split_key, n))
-    n_test = max(1, int(round(test_fraction * n)))
-    return perm[n_test:], perm[:n_test]  # train, test
 
 
 def _sklearn_fit(kind, binary, xtr, ytr, xte, l2, l1, max_iter):
@@ -122,7 +114,7 @@ def main():
     features = [jax.block_until_ready(feats_fn(p, obs)) for p in checkpoints]
     n_sites, n_concepts = len(features[0]), len(concepts)
     key = jax.random.key(0)
-    train, test = split_like_fit_probes(key, n, args.test_fraction)
+    train, test = probe_split(key, n, args.test_fraction)
     print(f"{n} non-terminal positions, {n_sites} sites (widths up to "
           f"{max(f.shape[1] for f in features[0].values())}) x {n_concepts} concepts x {args.checkpoints} "
           f"checkpoints = {n_sites * n_concepts * args.checkpoints} probes per kind; train {len(train)}, "

@@ -10,7 +10,7 @@ from rljaxinterp import interp
 from rljaxinterp.interp.ablation import ablation_sweep, circuit_faithfulness
 from rljaxinterp.interp.attribution_patching import agreement, attribution_patching
 from rljaxinterp.interp.path_patching import path_patching
-from rljaxinterp.interp.probes import fit_probes, site_features
+from rljaxinterp.interp.probes import fit_probes, probe_split, site_features
 from rljaxinterp.models import ModelOutput, make_model, site
 
 
@@ -114,6 +114,61 @@ def test_probe_recovers_a_planted_linear_feature_and_fails_on_shuffled_labels(ki
     assert control["planted"]["sign"] < 0.6 and control["planted"]["linear"] < 0.05
 
 
+def _standardised_train(x, train):
+    x = np.asarray(x, np.float64)
+    mean, std = x[train].mean(0), x[train].std(0)
+    return (x[train] - mean) / np.where(std > 1e-6, std, 1.0), mean, np.where(std > 1e-6, std, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "sparse"])
+def test_iterative_probes_reach_the_optimum_of_their_objective(kind):
+    """First-order optimality, checked in float64 NumPy on the returned weights: the
+    gradient vanishes (logistic), or the L1 subgradient conditions hold (sparse)."""
+    latent = jax.random.normal(jax.random.key(3), (1200, 4))
+    mix = jax.random.normal(jax.random.key(4), (4, 16))
+    x = latent @ mix + 0.3 * jax.random.normal(jax.random.key(5), (1200, 16))  # correlated features
+    y_real = latent[:, 0] - 0.5 * latent[:, 1] + 0.5 * jax.random.normal(jax.random.key(6), (1200,))
+    concepts = {"real": y_real, "binary": (y_real > 0).astype(jnp.float32)}
+    l2, l1 = 1.0, 1e-2
+    scores = fit_probes({"x": x}, concepts, kind=kind, l2=l2, l1=l1, max_steps=5000, tol=1e-6)
+    train, _ = probe_split(jax.random.key(0), 1200)
+    xs, mean, scale = _standardised_train(x, train)
+    n = len(train)
+    for j, name in enumerate(scores.concepts):
+        if kind == "logistic" and name == "real":
+            continue  # closed-form ridge, checked against the planted feature elsewhere
+        w_raw, b_raw = np.asarray(scores.weights[0, j], np.float64), float(scores.bias[0, j])
+        w = w_raw * scale  # back on standardised features
+        b = b_raw + mean @ w_raw
+        z = xs @ w + b
+        y = np.asarray(concepts[name], np.float64)[train]
+        residual = 1 / (1 + np.exp(-z)) - y if name == "binary" else z - y
+        grad_w = xs.T @ residual / n + l2 / n * w
+        assert abs(residual.mean()) < 1e-4  # the unpenalised bias
+        if kind == "logistic":
+            assert np.abs(grad_w).max() < 1e-4
+        else:
+            zero = np.abs(w) < 1e-6
+            assert zero.any() and (~zero).any()  # the L1 penalty is active on this problem
+            assert np.abs(grad_w[zero]).max() <= l1 + 1e-4
+            np.testing.assert_allclose(grad_w[~zero], -l1 * np.sign(w[~zero]), atol=1e-4)
+
+
+def test_probes_over_stacked_checkpoints_equal_separate_calls(data, mlp):
+    model, params = mlp
+    other = jax.tree.map(lambda p: p * 0.5, params)
+    feats = [site_features(model, p, data[0]) for p in (params, other)]
+    target = {"sum": data[0].reshape(32, -1).sum(1), "first": data[0].reshape(32, -1)[:, 0]}
+    for kind in ("ridge", "logistic"):
+        stacked = fit_probes({k: jnp.stack([f[k] for f in feats]) for k in feats[0]}, target, kind=kind)
+        for c, f in enumerate(feats):
+            single = fit_probes(f, target, kind=kind)
+            np.testing.assert_allclose(stacked.test[c], single.test, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(stacked.weights[c], single.weights, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="the same for every site"):
+        fit_probes({"a": feats[0]["input"], "b": feats[0]["input"][:10]}, target)
+
+
 def test_probes_read_model_sites(data, mlp):
     model, params = mlp
     feats = site_features(model, params, data[0], sites=["input", "layer0.post"])
@@ -122,6 +177,10 @@ def test_probes_read_model_sites(data, mlp):
     target = data[0].reshape(32, -1) @ jnp.arange(18.0)
     scores = fit_probes(feats, {"input_sum": target}, l2=1e-4, test_fraction=0.25)
     assert scores.table()["input"]["input_sum"] > 0.999
+    # the returned probe reads the raw activations
+    i = scores.sites.index("input")
+    pred = feats["input"] @ scores.weights[i, 0, :18] + scores.bias[i, 0]
+    assert float(jnp.corrcoef(pred, target)[0, 1]) > 0.999
     with pytest.raises(ValueError, match="probe kind 'svm' is not allowed"):
         fit_probes(feats, {"t": target}, kind="svm")
 

@@ -27,13 +27,19 @@ KINDS = ("ridge", "logistic", "sparse")
 class ProbeScores:
     """Held-out scores, shaped (sites, concepts); ``names`` index the two axes."""
 
-    test: jax.Array
+    test: jax.Array  # (sites, concepts), or (checkpoints, sites, concepts)
     train: jax.Array
     baseline: jax.Array  # majority-class accuracy (binary) or 0 (R^2)
+    # The probes themselves, on the raw activations (zero-padded to the widest site):
+    # prediction = features @ weights[site, concept] + bias[site, concept] (a logit if binary).
+    weights: jax.Array  # (sites, concepts, width)
+    bias: jax.Array  # (sites, concepts)
     sites: tuple[str, ...] = struct.field(pytree_node=False)
     concepts: tuple[str, ...] = struct.field(pytree_node=False)
 
     def table(self) -> dict[str, dict[str, float]]:
+        if self.test.ndim != 2:
+            raise ValueError(f"table() reads one checkpoint; index test {self.test.shape} instead")
         return {s: {c: float(self.test[i, j]) for j, c in enumerate(self.concepts)} for i, s in enumerate(self.sites)}
 
 
@@ -52,7 +58,14 @@ def _is_binary(y: np.ndarray) -> np.ndarray:
 def _standardise(x, train_idx):
     mean = x[train_idx].mean(0)
     std = x[train_idx].std(0)
-    return (x - mean) / jnp.where(std > 1e-6, std, 1.0)
+    scale = jnp.where(std > 1e-6, std, 1.0)
+    return (x - mean) / scale, mean, scale
+
+
+def _unstandardise(w, b, mean, scale):
+    """Weights on standardised features -> weights and bias on the raw activations."""
+    w = w / scale.reshape(-1, *([1] * (w.ndim - 1)))
+    return w, b - mean @ w
 
 
 def _ridge(x, y, l2):
@@ -122,8 +135,9 @@ def _fista(loss, p0, lipschitz, l1, max_steps, tol):
 
 def _fit_iterative(x, y, binary, train, test, kind, l2, l1, max_steps, tol):
     """Logistic probes (binary concepts) and L1 probes (any concept) solved to ``tol``."""
-    xs = _standardise(x, train)
+    xs, mean, scale = _standardise(x, train)
     n = len(train)
+    whiten = None
     if kind == "logistic":
         # Whiten (rotate to the covariance's eigenbasis, scale to unit variance): the L2
         # penalty stays diagonal there and accelerated gradient converges in few steps.
@@ -146,17 +160,27 @@ def _fit_iterative(x, y, binary, train, test, kind, l2, l1, max_steps, tol):
         out = z @ p["w"] + p["b"]
         return jax.nn.sigmoid(out) if binary else out
 
-    return _score(predict(xs[test]), y[test], binary), _score(predict(xtr), ytr, binary)
+    w = p["w"] if whiten is None else whiten @ p["w"]
+    return (_score(predict(xs[test]), y[test], binary), _score(predict(xtr), ytr, binary),
+            *_unstandardise(w, p["b"], mean, scale))
 
 
 def _fit_ridge_all(x, y, binary, train, test, l2):
     """Every concept of one site from one factorisation: the right-hand side is a matrix."""
-    xs = _standardise(x, train)
+    xs, mean, scale = _standardise(x, train)
     xtr, ytr = xs[train], y[train]
     y_mean = ytr.mean(0)
     w = _ridge(xtr, ytr - y_mean, l2)
     score = jax.vmap(_score, in_axes=(1, 1, 0))
-    return score(xs[test] @ w + y_mean, y[test], binary), score(xtr @ w + y_mean, ytr, binary)
+    raw, b = _unstandardise(w, y_mean, mean, scale)
+    return score(xs[test] @ w + y_mean, y[test], binary), score(xtr @ w + y_mean, ytr, binary), raw.T, b
+
+
+def probe_split(key: jax.Array, n: int, test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, test) state indices ``fit_probes`` uses for ``key``."""
+    perm = np.asarray(jax.random.permutation(jax.random.split(key)[0], n))
+    n_test = max(1, int(round(test_fraction * n)))
+    return perm[n_test:], perm[:n_test]
 
 
 def fit_probes(
@@ -168,14 +192,17 @@ def fit_probes(
     l2: float = 1.0,
     l1: float = 1e-3,
     max_steps: int = 200,
-    tol: float = 1e-5,
+    tol: float = 1e-4,
     shuffle_labels: bool = False,
 ) -> ProbeScores:
     """Train one probe per (site, concept) on a random split, all in one jitted ``vmap``.
 
+    ``features`` maps sites to ``(states, width)`` activations, or ``(checkpoints, states,
+    width)`` to probe every checkpoint in the same call (scores then gain a leading axis).
+
     Every kind is solved exactly, so scores are those of the named estimator, not of an
     optimiser's budget: ``ridge`` in closed form (scikit-learn's ``Ridge(alpha=l2)``);
-    ``logistic`` by L-BFGS for binary concepts (``LogisticRegression(C=1/l2)``) and as ridge
+    ``logistic`` by whitened accelerated gradient for binary concepts (``LogisticRegression(C=1/l2)``) and as ridge
     for real-valued ones; ``sparse`` adds ``l1 |w|_1`` and runs proximal gradient (elastic
     net). Iterative fits stop when the gradient norm falls below ``tol`` or at ``max_steps``.
     ``shuffle_labels`` permutes each concept's labels across states first: the control
@@ -186,49 +213,63 @@ def fit_probes(
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction={test_fraction} must lie strictly between 0 and 1")
     site_names, concept_names = tuple(features), tuple(concepts)
-    n = next(iter(features.values())).shape[0]
+    lead = next(iter(features.values())).shape[:-1]
+    n = lead[-1]
     for name, f in features.items():
-        if f.ndim != 2 or f.shape[0] != n:
-            raise ValueError(f"features[{name!r}] has shape {f.shape}; expected ({n}, width)")
+        if f.ndim not in (2, 3) or f.shape[:-1] != lead:
+            raise ValueError(f"features[{name!r}] has shape {f.shape}; expected {(*lead, 'width')} "
+                             "(states, width) or (checkpoints, states, width), the same for every site")
     y = np.stack([np.asarray(concepts[c], np.float32).reshape(n) for c in concept_names], 1)
     key = jax.random.key(0) if key is None else key
-    split_key, shuffle_key = jax.random.split(key)
-    perm = np.asarray(jax.random.permutation(split_key, n))
-    n_test = max(1, int(round(test_fraction * n)))
-    test, train = perm[:n_test], perm[n_test:]
+    train, test = probe_split(key, n, test_fraction)
+    shuffle_key = jax.random.split(key)[1]
     if shuffle_labels:
         y = np.asarray(jax.vmap(lambda k, col: jax.random.permutation(k, col))(
             jax.random.split(shuffle_key, y.shape[1]), y.T)).T
     binary = _is_binary(y)
-    width = max(f.shape[1] for f in features.values())
-    x = jnp.stack([jnp.pad(features[s], ((0, 0), (0, width - features[s].shape[1]))) for s in site_names])
-    test_scores, train_scores = _fit_all(x, jnp.asarray(y), jnp.asarray(train), jnp.asarray(test),
-                                         binary=tuple(bool(b) for b in binary), kind=kind, l2=float(l2),
-                                         l1=float(l1), max_steps=int(max_steps), tol=float(tol))
+    width = max(f.shape[-1] for f in features.values())
+    pad = lambda f: jnp.pad(f, [(0, 0)] * (f.ndim - 1) + [(0, width - f.shape[-1])])  # noqa: E731
+    x = jnp.stack([pad(features[s]) for s in site_names], axis=-3)
+    static = dict(binary=tuple(bool(b) for b in binary), kind=kind, l2=float(l2), l1=float(l1),
+                  max_steps=int(max_steps), tol=float(tol))
+    fit = _fit_all if x.ndim == 3 else _over_checkpoints
+    test_scores, train_scores, weights, bias = fit(x, jnp.asarray(y), jnp.asarray(train), jnp.asarray(test), **static)
     majority = np.maximum(y[test].mean(0), 1 - y[test].mean(0))
     baseline = np.where(binary, majority, 0.0)
-    return ProbeScores(test_scores, train_scores, jnp.asarray(baseline), site_names, concept_names)
+    return ProbeScores(test_scores, train_scores, jnp.asarray(baseline), weights, bias, site_names, concept_names)
 
 
-@functools.partial(jax.jit, static_argnames=("binary", "kind", "l2", "l1", "max_steps", "tol"))
+_STATIC = ("binary", "kind", "l2", "l1", "max_steps", "tol")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _over_checkpoints(x, y, train, test, **static):
+    """Checkpoints one after another inside one program, so memory stays that of one."""
+    return jax.lax.map(lambda xc: _fit_all(xc, y, train, test, **static), x)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
 def _fit_all(x, y, train, test, *, binary, kind, l2, l1, max_steps, tol):
     """Scores shaped (sites, concepts): closed-form columns and iterative columns are fitted
     as two groups (whether a concept is binary is known before tracing) and put back in order.
     Compiled once per shape and setting, so every checkpoint of a run reuses it."""
     binary = np.asarray(binary)
+    sites, width = x.shape[0], x.shape[-1]
     closed = np.flatnonzero(np.full(len(binary), kind == "ridge") | ((kind == "logistic") & ~binary))
-    test_scores = jnp.zeros((x.shape[0], y.shape[1]))
-    train_scores = jnp.zeros((x.shape[0], y.shape[1]))
+    # test scores, train scores, weights, biases: (sites, concepts[, width])
+    out = [jnp.zeros((sites, y.shape[1])), jnp.zeros((sites, y.shape[1])),
+           jnp.zeros((sites, y.shape[1], width)), jnp.zeros((sites, y.shape[1]))]
+
+    def put(cols, parts):
+        return [o.at[:, cols].set(p) for o, p in zip(out, parts)]
+
     if len(closed):
-        ridge = lambda xi: _fit_ridge_all(xi, y[:, closed], binary[closed], train, test, l2)  # noqa: E731
-        te, tr = jax.vmap(ridge)(x)
-        test_scores, train_scores = test_scores.at[:, closed].set(te), train_scores.at[:, closed].set(tr)
+        out = put(closed, jax.vmap(lambda xi: _fit_ridge_all(xi, y[:, closed], binary[closed], train, test, l2))(x))
     for is_binary in (True, False):
         cols = np.setdiff1d(np.flatnonzero(binary == is_binary), closed)
         if not len(cols):
             continue
         fit = lambda xi, yi: _fit_iterative(xi, yi, is_binary, train, test, kind, l2, l1, max_steps, tol)  # noqa: E731
         # One site at a time: its features then stay in cache over the iterations.
-        te, tr = jax.lax.map(lambda xi: jax.vmap(fit, in_axes=(None, 1))(xi, y[:, cols]), x)
-        test_scores, train_scores = test_scores.at[:, cols].set(te), train_scores.at[:, cols].set(tr)
-    return test_scores, train_scores
+        out = put(cols, jax.lax.map(lambda xi: jax.vmap(fit, in_axes=(None, 1))(xi, y[:, cols]), x))
+    return tuple(out)
