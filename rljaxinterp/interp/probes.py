@@ -1,8 +1,9 @@
 """Linear probes for every site x concept at once.
 
 Features of different sites have different widths; they are zero-padded to a common
-width so one ``vmap`` covers all sites and concepts. Standardised padding columns are
-exactly zero, so they change neither the ridge solution nor the gradient-trained probes.
+width so one compiled program covers all sites, concepts (and checkpoints). Standardised
+padding columns are exactly zero, so they change neither the ridge solution nor the
+iteratively fitted probes.
 Scores are on a held-out split: accuracy for binary concepts, R^2 for the rest.
 """
 
@@ -195,7 +196,7 @@ def fit_probes(
     tol: float = 1e-4,
     shuffle_labels: bool = False,
 ) -> ProbeScores:
-    """Train one probe per (site, concept) on a random split, all in one jitted ``vmap``.
+    """Train one probe per (site, concept) on a random split, all in one jitted call.
 
     ``features`` maps sites to ``(states, width)`` activations, or ``(checkpoints, states,
     width)`` to probe every checkpoint in the same call (scores then gain a leading axis).
@@ -263,13 +264,14 @@ def _fit_all(x, y, train, test, *, binary, kind, l2, l1, max_steps, tol):
     def put(cols, parts):
         return [o.at[:, cols].set(p) for o, p in zip(out, parts)]
 
+    # Sites one at a time (lax.map), concepts together (vmap): a site's features then stay in
+    # cache while all its probes are fitted; measured 3x faster than a vmap over sites.
     if len(closed):
-        out = put(closed, jax.vmap(lambda xi: _fit_ridge_all(xi, y[:, closed], binary[closed], train, test, l2))(x))
+        out = put(closed, jax.lax.map(lambda xi: _fit_ridge_all(xi, y[:, closed], binary[closed], train, test, l2), x))
     for is_binary in (True, False):
         cols = np.setdiff1d(np.flatnonzero(binary == is_binary), closed)
         if not len(cols):
             continue
         fit = lambda xi, yi: _fit_iterative(xi, yi, is_binary, train, test, kind, l2, l1, max_steps, tol)  # noqa: E731
-        # One site at a time: its features then stay in cache over the iterations.
         out = put(cols, jax.lax.map(lambda xi: jax.vmap(fit, in_axes=(None, 1))(xi, y[:, cols]), x))
     return tuple(out)
