@@ -140,14 +140,14 @@ def _fit_iterative(x, y, binary, train, test, kind, l2, l1, max_steps, tol):
     n = len(train)
     whiten = None
     if kind == "logistic":
-        # Whiten (rotate to the covariance's eigenbasis, scale to unit variance): the L2
-        # penalty stays diagonal there and accelerated gradient converges in few steps.
+        # Precondition by Bohning's bound on the Hessian, S/4 + l2/n (S the feature covariance):
+        # in its eigenbasis, scaled by sqrt(eig + 4 l2/n), the curvature is at most 1/4 in every
+        # direction and the L2 penalty stays diagonal, so accelerated gradient needs few steps.
         eig, vec = jnp.linalg.eigh(xs[train].T @ xs[train] / n)
-        floor = max(l2 / n, 1e-6)
-        whiten = vec / jnp.sqrt(jnp.maximum(eig, 0.0) + floor)
-        xs = xs @ whiten
-        penalty = jnp.maximum(eig, 0.0) + floor  # |w|^2 = sum(u^2 / penalty) for w = whiten @ u
-        lipschitz, l1 = 0.25 + l2 / (n * floor), 0.0
+        penalty = jnp.maximum(eig, 0.0) + max(4 * l2 / n, 1e-6)  # |w|^2 = sum(u^2 / penalty)
+        whiten = vec / jnp.sqrt(penalty)  # w = whiten @ u
+        xs = xs @ whiten  # materialised: measured faster than whitening u at every step
+        lipschitz, l1 = 0.25, 0.0
     else:
         penalty = jnp.ones(x.shape[1])
         top = jnp.linalg.eigvalsh(xs[train].T @ xs[train] / n)[-1]
@@ -233,23 +233,18 @@ def fit_probes(
     x = jnp.stack([pad(features[s]) for s in site_names], axis=-3)
     static = dict(binary=tuple(bool(b) for b in binary), kind=kind, l2=float(l2), l1=float(l1),
                   max_steps=int(max_steps), tol=float(tol))
-    fit = _fit_all if x.ndim == 3 else _over_checkpoints
-    test_scores, train_scores, weights, bias = fit(x, jnp.asarray(y), jnp.asarray(train), jnp.asarray(test), **static)
+    args = jnp.asarray(y), jnp.asarray(train), jnp.asarray(test)
+    if x.ndim == 3:
+        test_scores, train_scores, weights, bias = _fit_all(x, *args, **static)
+    else:  # checkpoints one after another through one compiled program (faster here than lax.map)
+        parts = [_fit_all(xc, *args, **static) for xc in x]
+        test_scores, train_scores, weights, bias = (jnp.stack(p) for p in zip(*parts))
     majority = np.maximum(y[test].mean(0), 1 - y[test].mean(0))
     baseline = np.where(binary, majority, 0.0)
     return ProbeScores(test_scores, train_scores, jnp.asarray(baseline), weights, bias, site_names, concept_names)
 
 
-_STATIC = ("binary", "kind", "l2", "l1", "max_steps", "tol")
-
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _over_checkpoints(x, y, train, test, **static):
-    """Checkpoints one after another inside one program, so memory stays that of one."""
-    return jax.lax.map(lambda xc: _fit_all(xc, y, train, test, **static), x)
-
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@functools.partial(jax.jit, static_argnames=("binary", "kind", "l2", "l1", "max_steps", "tol"))
 def _fit_all(x, y, train, test, *, binary, kind, l2, l1, max_steps, tol):
     """Scores shaped (sites, concepts): closed-form columns and iterative columns are fitted
     as two groups (whether a concept is binary is known before tracing) and put back in order.
