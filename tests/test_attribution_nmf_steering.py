@@ -115,6 +115,23 @@ def test_integrated_gradients_completeness(conv, positions, site_name):
     assert float(jnp.max(jnp.abs(gap))) < 1e-3 * max(spread, 1e-3) + 1e-5
 
 
+def test_integrated_gradients_runs_in_float64_when_enabled(conv, positions):
+    """float64 inputs and weights stay float64 end to end (how float32 rounding is told
+    apart from a real difference, see benchmarks/ig_vs_captum.py)."""
+    model, params = conv
+    obs = np.asarray(positions[0][:8], np.float64)
+    single = attribution.integrated_gradients(model, params, obs, metrics.value, steps=16)
+    with jax.enable_x64(True):
+        params64 = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
+        attr, gap = attribution.integrated_gradients(model, params64, obs, metrics.value, steps=16,
+                                                     return_delta=True)
+        assert attr.dtype == jnp.float64
+    assert single.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(attr), np.asarray(single), atol=1e-4)
+    # the float32 run differs from the float64 one by rounding only
+    assert float(np.abs(np.asarray(attr) - np.asarray(single, np.float64)).max()) > 0
+
+
 def test_attribution_at_a_site_matches_gradients_of_the_patched_run(conv, positions):
     model, params = conv
     obs = positions[0][:16]
