@@ -53,7 +53,7 @@ NEVER = 2**31 - 1  # max_steps beyond any run: the world is continuing
 SPEC = {"size": 10, "num_trees": 10}
 
 
-def tree_config(args: argparse.Namespace) -> ppo_lib.PPOConfig:
+def tree_config(args: argparse.Namespace, gamma: float) -> ppo_lib.PPOConfig:
     """PPO for one seed's worlds; total steps rounded to whole chunks of updates."""
     batch = args.envs * args.num_steps
     per_chunk = max(1, round(args.steps_per_seed * args.scale / batch / args.chunks))
@@ -61,7 +61,7 @@ def tree_config(args: argparse.Namespace) -> ppo_lib.PPOConfig:
         env="TreeGrid", env_kwargs={**SPEC, "max_steps": NEVER}, model="mlp",
         model_kwargs={"hidden": [64, 64]}, num_envs=args.envs, num_steps=args.num_steps,
         total_timesteps=per_chunk * args.chunks * batch, lr=args.lr, anneal_lr=False,
-        gamma=args.gamma, gae_lambda=0.95, ent_coef=args.ent_coef, update_epochs=4, num_minibatches=4,
+        gamma=gamma, gae_lambda=0.95, ent_coef=args.ent_coef, update_epochs=4, num_minibatches=4,
         seed=args.seed)
 
 
@@ -117,7 +117,8 @@ def make_fresh_eval(agent: ppo_lib.PPO, forests: int, steps: int):
     return jax.jit(lambda params, key: jax.vmap(one)(params, jax.random.split(key, jax.tree.leaves(params)[0].shape[0])))
 
 
-def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, out: Path, title: str) -> Path:
+def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, out: Path, title: str,
+         name: str) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -142,60 +143,24 @@ def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, ou
         ax.set_xlabel("env steps per seed (M) when frozen")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out / "tree_over_training.png")
+    return save_figure(fig, out / name)
 
 
-def _json(a: np.ndarray) -> list:
-    """Nested lists with NaN as null (JSON has no NaN)."""
-    return np.where(np.isfinite(a), a, None).tolist()
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder; must not exist yet")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0, help="base PRNG seed (seeds are split from it)")
-    ap.add_argument("--envs", type=int, default=64, help="parallel worlds per seed")
-    ap.add_argument("--num-steps", type=int, default=128, help="rollout length per update")
-    ap.add_argument("--steps-per-seed", type=int, default=10_000_000)
-    ap.add_argument("--gamma", type=float, default=0.99)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ent-coef", type=float, default=0.01)
-    ap.add_argument("--chunks", type=int, default=30, help="progress lines / fresh-forest evaluations")
-    ap.add_argument("--eval-forests", type=int, default=64)
-    ap.add_argument("--eval-steps", type=int, default=1000)
-    ap.add_argument("--scale", type=float, default=1.0, help="multiplies --steps-per-seed")
-    args = ap.parse_args()
-    for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
-    if not args.scale > 0:
-        ap.error(f"--scale={args.scale} is not allowed; need > 0")
-    out = Path(args.out)
-    if out.exists():
-        ap.error(f"--out {out} already exists; pick a new folder (results are never overwritten)")
-    config = tree_config(args)  # validates gamma, lr, ...
-    out.mkdir(parents=True)
-    lines: list[str] = []
-
-    def log(s: str) -> None:
-        print(s, flush=True)
-        lines.append(s)
-
+def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
+    """All seeds of one discount, trained at once; curves per update, fresh forests per chunk."""
+    config = tree_config(args, gamma)
     agent = ppo_lib.make_ppo(config)
-    per_chunk = config.num_updates // args.chunks
-    segment = make_segment(agent, per_chunk)
+    segment = make_segment(agent, config.num_updates // args.chunks)
     fresh_eval = make_fresh_eval(agent, args.eval_forests, args.eval_steps)
     wall0 = time.perf_counter()
-    log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {SPEC}, continuing (max_steps={NEVER}); "
-        f"PPO {args.seeds} seeds x {args.envs} worlds, {config.total_timesteps:,} steps/seed, gamma={args.gamma}, "
-        f"lr={args.lr} constant, ent_coef={args.ent_coef}")
+    log(f"== gamma={gamma}: PPO {args.seeds} seeds x {args.envs} worlds, {config.total_timesteps:,} steps/seed, "
+        f"lr={args.lr} constant, ent_coef={args.ent_coef}, MLP {config.model_kwargs['hidden']}")
     state = jax.jit(jax.vmap(agent.init))(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
-    fresh0 = jax.device_get(fresh_eval(state.params, jax.random.PRNGKey(10_000)))
-    chunks, fresh, fresh_steps = [], [fresh0], [0]
+    fresh = [jax.device_get(fresh_eval(state.params, jax.random.PRNGKey(10_000)))]
+    chunks, fresh_steps = [], [0]
     r = lambda v, d=2: np.round(np.asarray(v, np.float64), d).tolist()  # noqa: E731
-    log(f"  untrained policy on fresh forests ({args.eval_steps} steps): extinct={r(fresh0['extinct'])} "
-        f"reward_rate={r(fresh0['reward_rate'], 3)}")
+    log(f"  untrained policy on fresh forests ({args.eval_steps} steps): extinct={r(fresh[0]['extinct'])} "
+        f"reward_rate={r(fresh[0]['reward_rate'], 3)}")
     for c in range(args.chunks):
         state, m = segment(state)
         m = jax.device_get(m)
@@ -211,43 +176,100 @@ def main() -> None:
     curves = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
     fresh_arr = {k: np.stack([np.asarray(f[k]) for f in fresh], 1) for k in fresh[0]}
 
-    # Phases, per seed: when did its worlds first lose a forest, how many ended extinct, and
-    # did the frozen policy's fresh-forest extinction share fall again after its peak?
+    # Phases, per seed: when its worlds first lost a forest, how many ended extinct, its
+    # peak reward rate and where it ended; and the frozen policy's fresh-forest extinctions.
     summary = []
     x = (np.arange(curves["trees"].shape[1]) + 1) * config.batch_size
+    window = max(1, curves["trees"].shape[1] // 50)
     for s in range(args.seeds):
         ext = curves["extinct"][s]
         first = int(x[np.argmax(ext > 0)]) if (ext > 0).any() else None
+        rate = np.convolve(curves["reward_rate"][s], np.ones(window) / window, "valid")
         fe = fresh_arr["extinct"][s]
         peak = int(np.argmax(fe))
-        row = dict(seed=s, first_extinction_step=first, final_extinct_share=float(ext[-1]),
-                   final_trees=float(curves["trees"][s, -1]),
+        row = dict(gamma=gamma, seed=s, first_extinction_step=first, final_extinct_share=float(ext[-1]),
+                   final_trees=float(curves["trees"][s, -1]), peak_reward_rate=float(rate.max()),
+                   peak_reward_rate_step=int(x[np.argmax(rate) + window - 1]), final_reward_rate=float(rate[-1]),
                    fresh_extinct_peak=float(fe[peak]), fresh_extinct_peak_step=fresh_steps[peak],
-                   fresh_extinct_final=float(fe[-1]), fresh_reward_rate_at_peak=float(fresh_arr["reward_rate"][s, peak]),
-                   fresh_reward_rate_final=float(fresh_arr["reward_rate"][s, -1]))
+                   fresh_extinct_final=float(fe[-1]), fresh_reward_rate_final=float(fresh_arr["reward_rate"][s, -1]))
         summary.append(row)
-        log(f"  seed {s}: first extinction at {first if first is None else f'{first:,}'} steps; worlds extinct at the "
-            f"end {row['final_extinct_share']:.2f}; fresh-forest extinct share peaked at {row['fresh_extinct_peak']:.2f} "
-            f"({row['fresh_extinct_peak_step']:,} steps, reward rate {row['fresh_reward_rate_at_peak']:.3f}), "
-            f"final {row['fresh_extinct_final']:.2f} (reward rate {row['fresh_reward_rate_final']:.3f})")
+        log(f"  gamma={gamma} seed {s}: first extinction at {first if first is None else f'{first:,}'} steps; "
+            f"worlds extinct at the end {row['final_extinct_share']:.2f} (trees {row['final_trees']:.2f}); reward rate "
+            f"peak {row['peak_reward_rate']:.3f} at {row['peak_reward_rate_step']:,}, final {row['final_reward_rate']:.3f}; "
+            f"fresh forests extinct: peak {row['fresh_extinct_peak']:.2f} at {row['fresh_extinct_peak_step']:,}, final "
+            f"{row['fresh_extinct_final']:.2f} (reward rate {row['fresh_reward_rate_final']:.3f})")
+    log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s")
+    return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps)
+
+
+def _json(a: np.ndarray) -> list:
+    """Nested lists with NaN as null (JSON has no NaN)."""
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output folder; must not exist yet")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="base PRNG seed (seeds are split from it)")
+    ap.add_argument("--envs", type=int, default=128, help="parallel worlds per seed")
+    ap.add_argument("--num-steps", type=int, default=128, help="rollout length per update")
+    ap.add_argument("--steps-per-seed", type=int, default=12_000_000)
+    ap.add_argument("--gammas", type=float, nargs="+", default=[0.99, 0.999], help="one run per discount")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ent-coef", type=float, default=0.01)
+    ap.add_argument("--chunks", type=int, default=12, help="progress lines / fresh-forest evaluations")
+    ap.add_argument("--eval-forests", type=int, default=64)
+    ap.add_argument("--eval-steps", type=int, default=4000)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies --steps-per-seed")
+    args = ap.parse_args()
+    for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
+    if not args.scale > 0:
+        ap.error(f"--scale={args.scale} is not allowed; need > 0")
+    out = Path(args.out)
+    if out.exists():
+        ap.error(f"--out {out} already exists; pick a new folder (results are never overwritten)")
+    for gamma in args.gammas:
+        tree_config(args, gamma)  # fail on a bad discount before any training
+    out.mkdir(parents=True)
+    lines: list[str] = []
+
+    def log(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    wall0 = time.perf_counter()
+    log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {SPEC}, continuing (max_steps={NEVER}); "
+        f"fresh forests: {args.eval_forests} x {args.eval_steps} steps")
+    runs = {g: train_one(args, g, log) for g in args.gammas}
+    wall = time.perf_counter() - wall0
     log(f"total wall time {wall:.0f} s ({wall / 60:.1f} min)")
-    title = (f"TreeGrid online, reset-free PPO: {args.seeds} seeds x {args.envs} worlds, gamma={args.gamma}, "
-             f"lr={args.lr}; fresh forests: {args.eval_forests} x {args.eval_steps} steps")
-    fig = plot(curves, fresh_arr, fresh_steps, config.batch_size, out, title)
+    figs = {g: plot(r["curves"], r["fresh"], r["fresh_steps"], r["config"].batch_size, out,
+                    f"TreeGrid online, reset-free PPO: {args.seeds} seeds x {args.envs} worlds, gamma={g}, "
+                    f"lr={args.lr}; fresh forests: {args.eval_forests} x {args.eval_steps} steps",
+                    f"tree_over_training_gamma{g}.png") for g, r in runs.items()}
     report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(sys.argv)}`", "",
-              __doc__.split("\n\n")[1], "", f"![trees over training]({fig.name})", "",
-              "| seed | first extinction (steps) | extinct worlds at end | fresh-forest extinct: peak (at step) "
-              "| fresh extinct: final | fresh reward rate: at peak / final |", "|---|---|---|---|---|---|"]
-    for row in summary:
-        report.append(f"| {row['seed']} | {row['first_extinction_step']} | {row['final_extinct_share']:.2f} | "
-                      f"{row['fresh_extinct_peak']:.2f} ({row['fresh_extinct_peak_step']:,}) | "
-                      f"{row['fresh_extinct_final']:.2f} | {row['fresh_reward_rate_at_peak']:.3f} / "
-                      f"{row['fresh_reward_rate_final']:.3f} |")
+              __doc__.split("\n\n")[1], "",
+              "| gamma | seed | first extinction (steps) | extinct worlds at end | reward rate: peak (at step) / final "
+              "| fresh forests extinct: peak (at step) / final | fresh reward rate final |",
+              "|---|---|---|---|---|---|---|"]
+    for r in runs.values():
+        for row in r["summary"]:
+            report.append(
+                f"| {row['gamma']} | {row['seed']} | {row['first_extinction_step']} | {row['final_extinct_share']:.2f} | "
+                f"{row['peak_reward_rate']:.3f} ({row['peak_reward_rate_step']:,}) / {row['final_reward_rate']:.3f} | "
+                f"{row['fresh_extinct_peak']:.2f} ({row['fresh_extinct_peak_step']:,}) / {row['fresh_extinct_final']:.2f} | "
+                f"{row['fresh_reward_rate_final']:.3f} |")
+    report += [""] + [f"![gamma {g}]({f.name})" for g, f in figs.items()]
     report += ["", "## Log", "", "```", *lines, "```", ""]
     (out / "report.md").write_text("\n".join(report))
     (out / "results.json").write_text(json.dumps(dict(
-        config=config.to_dict(), args=vars(args), wall_s=wall, summary=summary, fresh_steps=fresh_steps,
-        curves={k: _json(v) for k, v in curves.items()}, fresh={k: _json(v) for k, v in fresh_arr.items()},
+        args=vars(args), wall_s=wall,
+        runs={str(g): dict(config=r["config"].to_dict(), wall_s=r["wall_s"], summary=r["summary"],
+                           fresh_steps=r["fresh_steps"], curves={k: _json(v) for k, v in r["curves"].items()},
+                           fresh={k: _json(v) for k, v in r["fresh"].items()}) for g, r in runs.items()},
     ), indent=1) + "\n")
     print(f"report: {out / 'report.md'}")
 
