@@ -118,7 +118,7 @@ def make_fresh_eval(agent: ppo_lib.PPO, forests: int, steps: int):
 
 
 def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, out: Path, title: str,
-         name: str) -> Path:
+         filename: str) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,21 +129,21 @@ def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, ou
     panels = [("trees", "trees standing (mean over its worlds)"), ("extinct", "extinct share of its worlds"),
               ("reward_rate", "reward rate = chops per world-step"),
               ("alive_chop_rate", "chop rate of worlds still alive")]
-    for ax, (key, name) in zip(axes.flat, panels):
+    for ax, (key, what) in zip(axes.flat, panels):
         for s in range(seeds):
             ax.plot(x, curves[key][s], lw=1, label=f"seed {s}")
-        ax.set_title(f"training worlds: {name}", fontsize=9), ax.set_xlabel("env steps per seed (M)")
+        ax.set_title(f"training worlds: {what}", fontsize=9), ax.set_xlabel("env steps per seed (M)")
     axes[0, 0].legend(fontsize=7)
     fx = np.asarray(fresh_steps) / 1e6
-    for ax, key, name in ((axes[1, 1], "extinct", "extinct share at the end"),
+    for ax, key, what in ((axes[1, 1], "extinct", "extinct share at the end"),
                           (axes[1, 2], "reward_rate", "reward rate")):
         for s in range(seeds):
             ax.plot(fx, fresh[key][s], marker="o", ms=3, lw=1, label=f"seed {s}")
-        ax.set_title(f"frozen policy on fresh forests: {name}", fontsize=9)
+        ax.set_title(f"frozen policy on fresh forests: {what}", fontsize=9)
         ax.set_xlabel("env steps per seed (M) when frozen")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out / name)
+    return save_figure(fig, out / filename)
 
 
 def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
@@ -193,13 +193,17 @@ def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
                    fresh_extinct_peak=float(fe[peak]), fresh_extinct_peak_step=fresh_steps[peak],
                    fresh_extinct_final=float(fe[-1]), fresh_reward_rate_final=float(fresh_arr["reward_rate"][s, -1]))
         summary.append(row)
-        log(f"  gamma={gamma} seed {s}: first extinction at {first if first is None else f'{first:,}'} steps; "
+        log(f"  gamma={gamma} seed {s}: first extinction at {_steps(first)} steps; "
             f"worlds extinct at the end {row['final_extinct_share']:.2f} (trees {row['final_trees']:.2f}); reward rate "
             f"peak {row['peak_reward_rate']:.3f} at {row['peak_reward_rate_step']:,}, final {row['final_reward_rate']:.3f}; "
             f"fresh forests extinct: peak {row['fresh_extinct_peak']:.2f} at {row['fresh_extinct_peak_step']:,}, final "
             f"{row['fresh_extinct_final']:.2f} (reward rate {row['fresh_reward_rate_final']:.3f})")
     log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s")
     return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps)
+
+
+def _steps(n: int | None) -> str:
+    return "never" if n is None else f"{n:,}"
 
 
 def _json(a: np.ndarray) -> list:
@@ -251,14 +255,15 @@ def main() -> None:
                     f"lr={args.lr}; fresh forests: {args.eval_forests} x {args.eval_steps} steps",
                     f"tree_over_training_gamma{g}.png") for g, r in runs.items()}
     report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(sys.argv)}`", "",
-              __doc__.split("\n\n")[1], "",
+              *__doc__.split("\n\n")[1:3], "",
               "| gamma | seed | first extinction (steps) | extinct worlds at end | reward rate: peak (at step) / final "
               "| fresh forests extinct: peak (at step) / final | fresh reward rate final |",
               "|---|---|---|---|---|---|---|"]
     for r in runs.values():
         for row in r["summary"]:
             report.append(
-                f"| {row['gamma']} | {row['seed']} | {row['first_extinction_step']} | {row['final_extinct_share']:.2f} | "
+                f"| {row['gamma']} | {row['seed']} | {_steps(row['first_extinction_step'])} | "
+                f"{row['final_extinct_share']:.2f} | "
                 f"{row['peak_reward_rate']:.3f} ({row['peak_reward_rate_step']:,}) / {row['final_reward_rate']:.3f} | "
                 f"{row['fresh_extinct_peak']:.2f} ({row['fresh_extinct_peak_step']:,}) / {row['fresh_extinct_final']:.2f} | "
                 f"{row['fresh_reward_rate_final']:.3f} |")
