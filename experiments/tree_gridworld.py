@@ -30,8 +30,12 @@ rate 0.03 -> ~0.155 by 3.5M steps/seed), out-chops regrowth and empties its worl
 extinct by 12M steps/seed); the frozen policy's extinct share on fresh forests peaks at
 0.28/0.34 and falls back to 0.16/0.14, but reward rate on fresh forests does not rise
 (0.16/0.15); a 2x longer run with 256 worlds (peak 0.28/0.33, end 0.14/0.10) is no different.
-With gamma=0.999 there is no crash at all: slower competence, reward rate ~0.124, 9.2-9.3 trees
-standing, 2-3% of worlds extinct. Neither run shows a crash followed by sustainable chopping
+With gamma=0.995 (``--gammas 0.995``, 24M steps/seed) the crash comes later (first extinction at
+3.1-3.9M, 83%/96% of worlds extinct at 24M) though the frozen policy rarely empties a fresh
+forest within 4,000 steps (0.02/0.04 at the end, reward rate 0.195/0.166): 4,000 steps are too
+few to see a hazard that kills a world in ~1e5. With gamma=0.999 there is no crash at all:
+slower competence, reward rate ~0.124, 9.2-9.3 trees standing, 2-3% of worlds extinct. No run
+shows a crash followed by sustainable chopping
 at a *higher* reward rate. The per-world extinction is permanent here, so "the population
 recovers" could only show on fresh forests.
 
