@@ -35,9 +35,8 @@ With gamma=0.995 (``--gammas 0.995``, 24M steps/seed) the crash comes later (fir
 forest within 4,000 steps (0.02/0.04 at the end, reward rate 0.195/0.166): 4,000 steps are too
 few to see a hazard that kills a world in ~1e5. With gamma=0.999 there is no crash at all:
 slower competence, reward rate ~0.124, 9.2-9.3 trees standing, 2-3% of worlds extinct. No run
-shows a crash followed by sustainable chopping
-at a *higher* reward rate. The per-world extinction is permanent here, so "the population
-recovers" could only show on fresh forests.
+shows a crash followed by sustainable chopping at a *higher* reward rate. Per-world extinction
+is permanent here, so "the population recovers" could only show on fresh forests.
 
 Logged per PPO update (per seed): trees standing (mean over worlds), extinct share (worlds with
 0 trees), reward rate (chops per world-step; each chop is +1, so it *is* the chop rate over all
