@@ -1,18 +1,18 @@
-"""Goal misgeneralisation on the five gridworlds: PPO trained on "train" levels, read on "test".
+"""Goal misgeneralisation on four gridworlds: PPO trained on "train" levels, read on "test".
 
 For each gridworld, several PPO seeds train at once (one ``jax.vmap`` over seeds of one jitted
 segment of updates). Between segments the policy is evaluated on fresh training levels, so the
-report has behaviour over training (the Shah et al. tree finding is a claim about *when* the
-agent over-harvests). At the end every seed is evaluated on both level distributions and the
-behavioural counters of ``env.episode_metrics`` are compared:
+report has behaviour over training. At the end every seed is evaluated on both level
+distributions and the behavioural counters of ``env.episode_metrics`` are compared:
 
 * CoinAtEnd   - reached the coin vs reached the far end without it (coin anywhere at test);
 * CheeseMaze  - reached the cheese vs went to the top-right corner instead;
 * KeysChests  - keys picked up beyond what the closed chests need (many keys at test);
-* TreeGrid    - trees standing, chops and extinctions (10,000-step test episodes);
 * MonsterGrid - shields picked up after every monster is gone (500-step test episodes).
 
-Then DQN is trained on CoinAtEnd with the same network and printed beside PPO.
+Then DQN is trained on CoinAtEnd with the same network and printed beside PPO (train and test).
+The Tree Gridworld has no train/test split in the paper (it is learnt online, reset-free), so it
+has its own script: ``experiments/tree_gridworld.py``.
 
     python experiments/gridworld_misgeneralisation.py --out runs/gridworld_mg [--seeds 3] [--scale 1.0]
 
@@ -20,7 +20,7 @@ Grid sizes are small on purpose. The policy is an MLP because on this 2-core CPU
 conv tower trains far slower (Breakout-MinAtar, same hyperparameters, benchmarks/ppo_vs_rejax.py:
 1,601 env steps/s with a 16-channel 1-block tower vs 75,475 with a (64, 64) MLP), and on larger
 levels (CoinAtEnd 9x15, CheeseMaze 9x9) the MLP plateaued near 60% training success. At these
-sizes it reaches the training success the issue asks for within the time budget (11.8 min
+sizes it reaches the training success the issue asks for within the time budget (5.5 min
 measured for the default settings on a shared machine). ``--scale`` multiplies every
 training length (0.05 gives a smoke run). Never overwrites an existing output folder.
 """
@@ -75,9 +75,6 @@ SPECS: dict[str, Spec] = {
     "KeysChests": Spec("KeysChests", {"size": 7, "few": [1, 2], "many": [3, 4], "max_steps": 60}, 500_000,
                        "", "extra_keys", "chests_opened",
                        ("keys_collected", "chests_opened", "extra_keys", "keys_beyond_chests")),
-    "TreeGrid": Spec("TreeGrid", {"size": 10, "num_trees": 10}, 800_000, "", "went_extinct", "trees_standing",
-                     ("trees_standing", "trees_chopped", "went_extinct", "extinct_steps"),
-                     ppo={"gamma": 0.99}),
     "MonsterGrid": Spec("MonsterGrid", {"size": 7, "num_apples": 2, "num_shields": 2, "num_monsters": 2},
                         600_000, "", "shields_after_monsters", "apples_eaten",
                         ("apples_eaten", "hits", "shields_collected", "monsters_destroyed",
@@ -85,8 +82,16 @@ SPECS: dict[str, Spec] = {
 }
 
 
-# DQN beside PPO on CoinAtEnd: env steps per seed (one gradient step of 128 per 16 envs x 2 steps).
+# DQN beside PPO on CoinAtEnd: env steps per seed (one gradient step of 128 per 8 env steps).
 DQN_STEPS = 250_000
+# Measured on this machine, 3 seeds, greedy, 256 fresh train levels (reached_coin): the earlier
+# gamma=0.99, 16 envs x 2 steps per gradient step, target copy every 250 reached 0.591;
+# gamma=0.95 alone 0.957/0.938/0.961 (7,750 gradient steps); gamma=0.95 with one gradient step
+# per 8 env steps, double DQN and a target copy every 500 0.977/0.984/0.973 (31,000 steps, 79 s).
+# gamma matters most: a 50-step episode with a 7-10-step path needs no longer horizon, and a
+# shorter one makes the Q targets less noisy.
+DQN_GRID = dict(num_envs=8, train_frequency=1, batch_size=128, buffer_size=20_000, learning_starts=2_000,
+                target_update_every=500, double_dqn=True, lr=5e-4, gamma=0.95)
 
 
 def ppo_config(spec: Spec, scale: float, seed: int) -> ppo_lib.PPOConfig:
@@ -224,33 +229,13 @@ def plot_bars(name: str, spec: Spec, ev: dict, out: Path) -> Path:
     return save_figure(fig, out / f"{name}_metrics.png")
 
 
-def plot_tree(spec: Spec, res: dict, ev: dict, out: Path) -> Path:
-    plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for s in range(res["during"]["trees_standing"].shape[0]):
-        ax.plot(res["curve_steps"], res["during"]["trees_standing"][s], marker="o", ms=3, label=f"seed {s}: standing")
-    ax.plot(res["curve_steps"], res["during"]["went_extinct"].mean(0) * spec.env_kwargs["num_trees"], "k--",
-            label="extinct share x num_trees (mean)")
-    ax.set_xlabel("env steps per seed (training)"), ax.set_title("trees standing at the end of a train episode")
-    ax.legend(fontsize=7)
-    tr = ev["test"]["trace"]
-    ax2.plot(np.arange(1, len(tr["trees_standing"]) + 1), tr["trees_standing"], lw=1, label="trees standing")
-    ax2.plot(np.arange(1, len(tr["went_extinct"]) + 1), tr["went_extinct"] * spec.env_kwargs["num_trees"], lw=1,
-             label="share of episodes extinct so far x num_trees")
-    ax2.set_xlabel("step of a test episode"), ax2.set_title("final policy, long (test) episode")
-    ax2.legend(fontsize=7)
-    return save_figure(fig, out / "TreeGrid_over_training.png")
-
-
 # -- DQN beside PPO ----------------------------------------------------------------------------
 
 def dqn_vs_ppo(spec: Spec, ppo_res: dict, ppo_ev: dict, seeds: int, scale: float, eval_n: int, log) -> dict:
     steps = int(DQN_STEPS * scale)
     config = dqn_lib.DQNConfig(env=spec.env, env_kwargs=spec.env_kwargs, model="mlp",
-                               model_kwargs={"hidden": [256, 256]}, num_envs=16, total_timesteps=steps,
-                               buffer_size=20_000, learning_starts=2_000, train_frequency=2, batch_size=128,
-                               target_update_every=250, lr=5e-4, eps_decay_steps=max(1, steps // 2),
-                               gamma=0.99, checkpoint_every=1_000)
+                               model_kwargs={"hidden": [256, 256]}, total_timesteps=steps,
+                               eps_decay_steps=max(1, steps // 2), checkpoint_every=1_000, **DQN_GRID)
     agent = dqn_lib.make_dqn(config)
     train = jax.jit(jax.vmap(dqn_lib.make_train(config)))
     keys = jax.random.split(jax.random.PRNGKey(config.seed), seeds)
@@ -321,8 +306,6 @@ def main() -> None:
                 log(f"  {dist:5s} {k:26s} {fmt_seeds(ev[dist]['per_seed'][k])}")
         figs = [plot_learning(name, spec, res, config, out), plot_levels(name, spec, out),
                 plot_bars(name, spec, ev, out)]
-        if name == "TreeGrid":
-            figs.append(plot_tree(spec, res, ev, out))
         results[name] = dict(config=config.to_dict(), train_s=res["train_s"], env_steps=res["env_steps"],
                              final={d: {k: v.tolist() for k, v in ev[d]["per_seed"].items()} for d in ev},
                              during={k: v.tolist() for k, v in res["during"].items()},
@@ -340,10 +323,14 @@ def main() -> None:
 
         if name == "CoinAtEnd" and not args.no_dqn:
             dq = dqn_vs_ppo(spec, res, ev, args.seeds, args.scale, args.eval_levels, log)
-            log(f"  PPO vs DQN on {name} (reached_coin; PPO samples, DQN greedy):")
+            log(f"  PPO vs DQN on {name} (mean over seeds; PPO samples its policy, DQN is greedy):")
+            log(f"  {'':5s} {'counter':26s} {'PPO':>7s} {'DQN':>7s}")
             for dist in ("train", "test"):
-                log(f"  {dist:5s} PPO {fmt_seeds(ev[dist]['per_seed']['reached_coin'])}   "
-                    f"DQN {fmt_seeds(dq['eval'][dist]['reached_coin'])}")
+                for k in spec.show:
+                    log(f"  {dist:5s} {k:26s} {ev[dist]['per_seed'][k].mean():7.3f} {dq['eval'][dist][k].mean():7.3f}")
+            ok = dq["eval"]["train"][spec.success]
+            log(f"  DQN train {spec.success} per seed: {fmt_seeds(ok)}; "
+                f"{'>= 0.9 on every seed' if (ok >= 0.9).all() else 'BELOW 0.9 on some seed'}")
             report += [f"### PPO and DQN side by side on {name}", "",
                        f"DQN (same MLP, {dq['env_steps']:,} env steps per seed, {dq['wall_s']:.0f} s incl. compile, "
                        f"greedy policy) vs PPO (sampled policy).", "",

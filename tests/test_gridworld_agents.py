@@ -80,3 +80,57 @@ def test_dqn_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
     policy = lambda p, obs, k: jnp.argmax(agent.policy_value(p, obs).logits, -1)  # noqa: E731
     trained = _success(coin_env, policy, state.params, jax.random.PRNGKey(2))
     assert trained >= random_success + 0.4, (trained, random_success)
+
+
+# -- Tree Gridworld trained online (experiments/tree_gridworld.py) -------------------------------
+
+CONTINUING_TREES = {"size": 10, "num_trees": 10, "max_steps": 2**31 - 1}
+
+
+def test_continuing_tree_worlds_carry_across_rollouts_and_never_end():
+    """Reset-free training: a rollout starts where the last one stopped (agent, trees,
+    counters), no step is done, and rewards are the chops alone (no truncation bootstrap)."""
+    config = ppo_lib.PPOConfig(env="TreeGrid", env_kwargs=CONTINUING_TREES, model="mlp",
+                               model_kwargs={"hidden": [16]}, num_envs=4, num_steps=50,
+                               total_timesteps=4 * 50 * 2, anneal_lr=False)
+    agent = ppo_lib.make_ppo(config)
+    state = agent.init(jax.random.PRNGKey(0))
+    state = state.replace(env_state=state.env_state.replace(step_count=state.env_state.step_count + 7))
+    after_one, _ = jax.jit(agent.update)(state)
+    carry, traj = jax.jit(agent.rollout)(after_one, jax.random.PRNGKey(1))
+    first, second = after_one.env_state, carry[0]
+    assert not np.asarray(traj.done).any()
+    np.testing.assert_array_equal(first.step_count, 7 + 50)
+    np.testing.assert_array_equal(second.step_count, 7 + 100)
+    # The second rollout begins with the first one's last observation (no reset in between)...
+    np.testing.assert_array_equal(traj.observation[0], first.observation)
+    # ... and its rewards are exactly the chops it made: cumulative counters carry on.
+    chops = np.asarray(second.inner.chopped - first.inner.chopped)
+    np.testing.assert_array_equal(np.asarray(traj.reward).sum(0), chops)
+    assert (np.asarray(first.inner.chopped) >= 0).all() and chops.sum() > 0
+    assert (np.asarray(second.inner.extinctions) >= np.asarray(first.inner.extinctions)).all()
+
+
+def test_gae_bootstraps_from_the_state_after_the_rollout():
+    """With no episode end, the value after the rollout reaches back through GAE:
+    raising it by d raises advantage t by d * gamma * (gamma * lambda) ** (T - 1 - t)."""
+    config = ppo_lib.PPOConfig(env="TreeGrid", env_kwargs=CONTINUING_TREES, model="mlp",
+                               model_kwargs={"hidden": [16]}, num_envs=2, num_steps=5,
+                               total_timesteps=10, num_minibatches=2, gamma=0.9, gae_lambda=0.8)
+    agent = ppo_lib.make_ppo(config)
+    t, n = 5, 2
+    traj = ppo_lib.Transition(observation=jnp.zeros((t, n, 1)), legal=jnp.ones((t, n, 4), bool),
+                              action=jnp.zeros((t, n), jnp.int32), log_prob=jnp.zeros((t, n)),
+                              value=jnp.linspace(0, 1, t * n).reshape(t, n),
+                              reward=jnp.arange(t * n, dtype=jnp.float32).reshape(t, n) % 2,
+                              done=jnp.zeros((t, n), bool))
+    adv0, target0 = agent.advantages(traj, jnp.zeros(n))
+    adv1, _ = agent.advantages(traj, jnp.full(n, 10.0))
+    expected = 10.0 * 0.9 * (0.9 * 0.8) ** (t - 1 - np.arange(t))
+    np.testing.assert_allclose(np.asarray(adv1 - adv0), np.repeat(expected[:, None], n, 1), rtol=1e-5)
+    np.testing.assert_allclose(target0, adv0 + traj.value)
+    # An episode end at step 2 would cut it: nothing before step 3 sees the bootstrap.
+    cut = traj.replace(done=traj.done.at[2].set(True))
+    a0, _ = agent.advantages(cut, jnp.zeros(n))
+    a1, _ = agent.advantages(cut, jnp.full(n, 10.0))
+    assert np.allclose(np.asarray(a1 - a0)[:3], 0.0) and (np.asarray(a1 - a0)[3:] > 0).all()
