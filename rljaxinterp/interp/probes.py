@@ -26,9 +26,10 @@ KINDS = ("ridge", "logistic", "sparse")
 
 @struct.dataclass
 class ProbeScores:
-    """Held-out scores, shaped (sites, concepts); ``names`` index the two axes."""
+    """Held-out scores shaped (sites, concepts), indexed by ``sites`` and ``concepts``; with
+    a checkpoint axis in the features every array gains a leading (checkpoints,) axis."""
 
-    test: jax.Array  # (sites, concepts), or (checkpoints, sites, concepts)
+    test: jax.Array
     train: jax.Array
     baseline: jax.Array  # majority-class accuracy (binary) or 0 (R^2)
     # The probes themselves, on the raw activations (zero-padded to the widest site):
@@ -98,13 +99,13 @@ def _objective(xtr, ytr, binary, l2, penalty):
     return loss
 
 
-def _converge(step, grad_norm, init, max_steps, tol):
-    """Iterate ``step`` until the (scaled) gradient norm is below ``tol``; under ``vmap`` every
-    probe keeps its own stopping point (finished ones are frozen by the batched loop)."""
+def _converge(step, residual, init, max_steps, tol):
+    """Iterate ``step`` until ``residual`` is below ``tol``; under ``vmap`` every probe keeps
+    its own stopping point (finished ones are frozen by the batched loop)."""
 
     def cond(carry):
         i, state = carry
-        return (i < max_steps) & (grad_norm(state) > tol)
+        return (i < max_steps) & (residual(state) > tol)
 
     return jax.lax.while_loop(cond, lambda c: (c[0] + 1, step(c[1])), (jnp.int32(0), init))[1]
 
@@ -201,11 +202,12 @@ def fit_probes(
     ``features`` maps sites to ``(states, width)`` activations, or ``(checkpoints, states,
     width)`` to probe every checkpoint in the same call (scores then gain a leading axis).
 
-    Every kind is solved exactly, so scores are those of the named estimator, not of an
-    optimiser's budget: ``ridge`` in closed form (scikit-learn's ``Ridge(alpha=l2)``);
-    ``logistic`` by whitened accelerated gradient for binary concepts (``LogisticRegression(C=1/l2)``) and as ridge
-    for real-valued ones; ``sparse`` adds ``l1 |w|_1`` and runs proximal gradient (elastic
-    net). Iterative fits stop when the gradient norm falls below ``tol`` or at ``max_steps``.
+    Every kind is solved to its optimum, so scores are those of the named estimator, not of
+    an optimiser's budget: ``ridge`` in closed form (scikit-learn's ``Ridge(alpha=l2)``);
+    ``logistic`` by preconditioned accelerated gradient for binary concepts
+    (``LogisticRegression(C=1/l2)``) and as ridge for real-valued ones; ``sparse`` adds
+    ``l1 |w|_1`` (elastic net) and runs FISTA. Iterative fits stop when the prox-gradient
+    residual falls below ``tol``, or at ``max_steps``.
     ``shuffle_labels`` permutes each concept's labels across states first: the control
     that a probe must fail (its score is what memorisation alone achieves).
     """
