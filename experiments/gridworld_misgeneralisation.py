@@ -33,6 +33,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,26 @@ def fmt_seeds(v: np.ndarray) -> str:
     return f"{v.mean():.3f} (seeds: {', '.join(f'{x:.3f}' for x in v)})"
 
 
+def new_output_folder(ap: argparse.ArgumentParser, out: str) -> Path:
+    """``out``, created; an existing folder is refused (results are never overwritten)."""
+    path = Path(out)
+    if path.exists():
+        ap.error(f"--out {path} already exists; pick a new folder (results are never overwritten)")
+    path.mkdir(parents=True)
+    return path
+
+
+def echo_log() -> tuple[Callable[[str], None], list[str]]:
+    """A ``log`` that prints each line at once and keeps it for the report."""
+    lines: list[str] = []
+
+    def log(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    return log, lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder; must not exist yet")
@@ -275,15 +296,8 @@ def main() -> None:
         ap.error(f"--seeds={args.seeds} is not allowed; need >= 1")
     if not args.scale > 0:
         ap.error(f"--scale={args.scale} is not allowed; need > 0")
-    out = Path(args.out)
-    if out.exists():
-        ap.error(f"--out {out} already exists; pick a new folder (results are never overwritten)")
-    out.mkdir(parents=True)
-    lines: list[str] = []
-
-    def log(s: str) -> None:
-        print(s, flush=True)
-        lines.append(s)
+    out = new_output_folder(ap, args.out)
+    log, lines = echo_log()
 
     wall0 = time.perf_counter()
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.seeds} PPO seeds per env (vmapped); "

@@ -58,6 +58,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gridworld_misgeneralisation import echo_log, new_output_folder
 
 from rljaxinterp import envs
 from rljaxinterp.agents import ppo as ppo_lib
@@ -246,17 +247,10 @@ def main() -> None:
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
     if not args.scale > 0:
         ap.error(f"--scale={args.scale} is not allowed; need > 0")
-    out = Path(args.out)
-    if out.exists():
-        ap.error(f"--out {out} already exists; pick a new folder (results are never overwritten)")
     for gamma in args.gammas:
         tree_config(args, gamma)  # fail on a bad discount before any training
-    out.mkdir(parents=True)
-    lines: list[str] = []
-
-    def log(s: str) -> None:
-        print(s, flush=True)
-        lines.append(s)
+    out = new_output_folder(ap, args.out)
+    log, lines = echo_log()
 
     wall0 = time.perf_counter()
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {SPEC}, continuing (max_steps={NEVER}); "
