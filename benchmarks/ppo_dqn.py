@@ -11,10 +11,11 @@ finished in the last 5% of updates.
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 
 import jax
 import numpy as np
+from timing import compile_and_run
 
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
@@ -26,12 +27,7 @@ def run(lib, config, seeds: int) -> dict:
     agent = (ppo_lib.make_ppo if lib is ppo_lib else dqn_lib.make_dqn)(config)
     keys = jax.random.split(jax.random.PRNGKey(config.seed), seeds)
     train = jax.jit(jax.vmap(lib.make_train(config)))
-    t0 = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    state, metrics = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - t0
+    (state, metrics), compile_s, run_s = compile_and_run(train, keys)
     returns = np.asarray(metrics["episode_return"], np.float64)
     counts = np.asarray(metrics["episodes"], np.float64)
     tail = max(1, returns.shape[1] // 20)
@@ -47,13 +43,9 @@ def throughput(config, updates: int) -> tuple[float, float]:
     """Env steps/s of PPO training (rollout + learning) on one seed, and compile seconds."""
     ppo = ppo_lib.make_ppo(config)
     state = jax.jit(ppo.init)(jax.random.PRNGKey(0))
-    seg = jax.jit(ppo.segment, static_argnums=1)
-    t0 = time.perf_counter()
-    compiled = seg.lower(state, updates).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(state))
-    return updates * config.batch_size / (time.perf_counter() - t0), compile_s
+    seg = jax.jit(functools.partial(ppo.segment, num_updates=updates))
+    _, compile_s, run_s = compile_and_run(seg, state)
+    return updates * config.batch_size / run_s, compile_s
 
 
 def fmt(name: str, r: dict, random: float) -> str:

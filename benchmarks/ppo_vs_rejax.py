@@ -21,9 +21,10 @@ import argparse
 import json
 import os
 import subprocess
-import time
 import venv
 from pathlib import Path
+
+from timing import compile_and_run
 
 VENV = Path(__file__).resolve().parent / ".rejax-venv"
 PINS = ["rejax==0.1.3", "gymnax==0.0.9"]
@@ -95,13 +96,7 @@ def run_ours(env: str, steps: int, model: str, model_kwargs: dict) -> dict:
                                **HYPER)
     agent = ppo_lib.make_ppo(config)
     train = ppo_lib.make_train(config)
-    key = jax.random.PRNGKey(0)
-    t0 = time.perf_counter()
-    compiled = train.lower(key).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    state, _ = jax.block_until_ready(compiled(key))
-    run_s = time.perf_counter() - t0
+    (state, _), compile_s, run_s = compile_and_run(train, jax.random.PRNGKey(0))
     ret = jax.jit(lambda p, k: evaluate(agent.env, agent.act, p, k, 64))(state.params, jax.random.PRNGKey(1))
     rand = float(np.mean(random_return(agent.env, jax.random.PRNGKey(2), 256)))
     return {"jax": jax.__version__, "compile_s": compile_s, "run_s": run_s, "random_return": rand,
