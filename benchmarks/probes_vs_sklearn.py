@@ -17,8 +17,8 @@ concepts: the whole tic-tac-toe concept library; checkpoints: a few random param
   - ``sparse``: the same objectives plus ``l1 |w|_1``: ``ElasticNet`` for real-valued
     concepts, ``LogisticRegression(penalty="elasticnet", solver="saga")`` for binary ones,
     with the penalties mapped onto scikit-learn's parametrisation.
-  ``fit_probes`` solves every kind to convergence (L-BFGS, proximal gradient), so the
-  scores should agree up to the solvers' tolerances.
+  ``fit_probes`` solves every kind to convergence (closed form, preconditioned accelerated
+  gradient, FISTA), so the scores should agree up to the solvers' tolerances.
 
 Prints the time ratio (target >= 10x) and the largest score difference.
 Needs ``pip install torch==2.13.0 scikit-learn`` (see benchmarks/README.md).

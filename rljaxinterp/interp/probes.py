@@ -1,15 +1,15 @@
 """Linear probes for every site x concept at once.
 
-Features of different sites have different widths; they are zero-padded to a common
-width so one compiled program covers all sites, concepts (and checkpoints). Standardised
-padding columns are exactly zero, so they change neither the ridge solution nor the
-iteratively fitted probes.
-Scores are on a held-out split: accuracy for binary concepts, R^2 for the rest.
+Sites of equal width are stacked and fitted by one ``lax.map``, so a narrow site (the
+value head, the input) costs only its own width; the returned weights are zero-padded to
+the widest site. Scores are on a held-out split: accuracy for binary concepts, R^2 for the
+rest.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -70,23 +70,13 @@ def _unstandardise(w, b, mean, scale):
     return w, b - mean @ w
 
 
-def _ridge(x, y, l2):
-    """Closed form on centred data, in primal or dual form, whichever is smaller."""
-    n, d = x.shape
-    if d <= n:
-        w = jnp.linalg.solve(x.T @ x + l2 * jnp.eye(d), x.T @ y)
-    else:
-        w = x.T @ jnp.linalg.solve(x @ x.T + l2 * jnp.eye(n), y)
-    return w
-
-
 def _score(pred, y, binary):
     acc = jnp.mean((pred > 0.5) == (y > 0.5))
     r2 = 1.0 - jnp.mean((pred - y) ** 2) / jnp.maximum(jnp.var(y), 1e-12)
     return jnp.where(binary, acc, r2)
 
 
-def _objective(xtr, ytr, binary, l2, penalty):
+def _objective(xtr, ytr, binary, l2, to_weights=lambda u: u):
     """Mean log-loss (binary) or half mean squared error, plus ``l2/(2n)|w|^2``: the
     objectives of scikit-learn's ``LogisticRegression(C=1/l2)`` and ``Ridge(alpha=l2)``."""
     n = xtr.shape[0]
@@ -94,7 +84,7 @@ def _objective(xtr, ytr, binary, l2, penalty):
     def loss(p):
         z = xtr @ p["w"] + p["b"]
         data = optax.sigmoid_binary_cross_entropy(z, ytr).mean() if binary else 0.5 * jnp.mean((z - ytr) ** 2)
-        return data + 0.5 * l2 / n * jnp.sum(p["w"] ** 2 / penalty)
+        return data + 0.5 * l2 / n * jnp.sum(to_weights(p["w"]) ** 2)
 
     return loss
 
@@ -110,9 +100,10 @@ def _converge(step, residual, init, max_steps, tol):
     return jax.lax.while_loop(cond, lambda c: (c[0] + 1, step(c[1])), (jnp.int32(0), init))[1]
 
 
-def _fista(loss, p0, lipschitz, l1, max_steps, tol):
+def _fista(loss, p0, lipschitz, l1, max_steps, tol, size=optax.tree.norm):
     """``loss + l1 |w|_1`` (sparse probes): accelerated proximal gradient with step ``1/L``
-    and restarts (O'Donoghue & Candes, 2015), so it reaches the exact L1 solution."""
+    and restarts (O'Donoghue & Candes, 2015), so it reaches the exact L1 solution. Stops
+    when ``size`` of the prox-gradient residual (the gradient, without L1) is below ``tol``."""
     grad = jax.grad(loss)
     shrink = lambda w: jnp.sign(w) * jnp.maximum(jnp.abs(w) - l1 / lipschitz, 0.0)  # noqa: E731
 
@@ -128,54 +119,82 @@ def _fista(loss, p0, lipschitz, l1, max_steps, tol):
         restart = optax.tree.vdot(jax.tree.map(jnp.subtract, z, q), moved) > 0
         momentum = jnp.where(restart, 0.0, (t - 1.0) / t_next)
         z = jax.tree.map(lambda a, d: a + momentum * d, q, moved)
-        gap = optax.tree.norm(jax.tree.map(jnp.subtract, q, state[1])) * lipschitz
+        gap = size(jax.tree.map(lambda a, b: (a - b) * lipschitz, state[1], q))
         return q, z, jnp.where(restart, 1.0, t_next), gap
 
     init = (p0, p0, jnp.float32(1.0), jnp.float32(jnp.inf))
     return _converge(step, lambda s: s[3], init, max_steps, tol)[0]
 
 
-def _fit_iterative(x, y, binary, train, test, kind, l2, l1, max_steps, tol):
-    """Logistic probes (binary concepts) and L1 probes (any concept) solved to ``tol``."""
-    xs, mean, scale = _standardise(x, train)
+def _fit_iterative(xs, gram, y, binary, train, test, kind, l2, l1, max_steps, tol):
+    """Logistic probes (binary concepts) and L1 probes (any concept) solved to ``tol``, on
+    standardised features ``xs`` whose training rows have the Gram matrix ``gram``."""
     n = len(train)
-    whiten = None
+    to_weights = lambda u: u  # noqa: E731
+    size = optax.tree.norm
     if kind == "logistic":
         # Precondition by Bohning's bound on the Hessian, S/4 + l2/n (S the feature covariance):
-        # in its eigenbasis, scaled by sqrt(eig + 4 l2/n), the curvature is at most 1/4 in every
-        # direction and the L2 penalty stays diagonal, so accelerated gradient needs few steps.
-        eig, vec = jnp.linalg.eigh(xs[train].T @ xs[train] / n)
-        penalty = jnp.maximum(eig, 0.0) + max(4 * l2 / n, 1e-6)  # |w|^2 = sum(u^2 / penalty)
-        whiten = vec / jnp.sqrt(penalty)  # w = whiten @ u
-        xs = xs @ whiten  # materialised: measured faster than whitening u at every step
+        # with S + c = R'R (Cholesky, any c >= 4 l2/n) and w = R^-1 u, the curvature is at most
+        # 1/4 in every direction of u, so accelerated gradient needs few steps.
+        chol = jnp.linalg.cholesky(gram / n + max(4 * l2 / n, 1e-3) * jnp.eye(xs.shape[1]))
+        r_inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(xs.shape[1]), lower=True).T  # R^-1
+        to_weights = lambda u: r_inv @ u  # noqa: E731
+        xs = xs @ r_inv  # materialised: measured faster than transforming u at every step
+        # Stop as scikit-learn's lbfgs does: on the largest gradient entry in w (= R' grad_u).
+        size = lambda g: jnp.maximum(jnp.abs(chol @ g["w"]).max(), jnp.abs(g["b"]))  # noqa: E731
         lipschitz, l1 = 0.25, 0.0
     else:
-        penalty = jnp.ones(x.shape[1])
-        top = jnp.linalg.eigvalsh(xs[train].T @ xs[train] / n)[-1]
+        top = jnp.linalg.eigvalsh(gram / n)[-1]
         # Lipschitz constant of the smooth part; features are centred, so the bias adds at most 1.
         lipschitz = (0.25 if binary else 1.0) * jnp.maximum(top, 1.0) + l2 / n
     xtr, ytr = xs[train], y[train]
-    loss = _objective(xtr, ytr, binary, l2, penalty)
-    p = _fista(loss, {"w": jnp.zeros(x.shape[1]), "b": jnp.zeros(())}, lipschitz, l1, max_steps, tol)
+    loss = _objective(xtr, ytr, binary, l2, to_weights)
+    p = _fista(loss, {"w": jnp.zeros(xs.shape[1]), "b": jnp.zeros(())}, lipschitz, l1, max_steps, tol, size)
 
     def predict(z):
         out = z @ p["w"] + p["b"]
         return jax.nn.sigmoid(out) if binary else out
 
-    w = p["w"] if whiten is None else whiten @ p["w"]
-    return (_score(predict(xs[test]), y[test], binary), _score(predict(xtr), ytr, binary),
-            *_unstandardise(w, p["b"], mean, scale))
+    return _score(predict(xs[test]), y[test], binary), _score(predict(xtr), ytr, binary), to_weights(p["w"]), p["b"]
 
 
-def _fit_ridge_all(x, y, binary, train, test, l2):
-    """Every concept of one site from one factorisation: the right-hand side is a matrix."""
-    xs, mean, scale = _standardise(x, train)
+def _fit_ridge(xs, gram, y, binary, train, test, l2):
+    """Every closed-form concept of one site from one factorisation (``y`` is a matrix)."""
     xtr, ytr = xs[train], y[train]
     y_mean = ytr.mean(0)
-    w = _ridge(xtr, ytr - y_mean, l2)
+    n, d = xtr.shape
+    if d <= n:  # the primal or the dual system, whichever is smaller
+        w = jnp.linalg.solve(gram + l2 * jnp.eye(d), xtr.T @ (ytr - y_mean))
+    else:
+        w = xtr.T @ jnp.linalg.solve(xtr @ xtr.T + l2 * jnp.eye(n), ytr - y_mean)
     score = jax.vmap(_score, in_axes=(1, 1, 0))
-    raw, b = _unstandardise(w, y_mean, mean, scale)
-    return score(xs[test] @ w + y_mean, y[test], binary), score(xtr @ w + y_mean, ytr, binary), raw.T, b
+    return score(xs[test] @ w + y_mean, y[test], binary), score(xtr @ w + y_mean, ytr, binary), w.T, y_mean
+
+
+def _fit_site(x, y, train, test, binary, kind, l2, l1, max_steps, tol):
+    """Every probe of one site, shaped (concepts, ...): the features are standardised and
+    their Gram matrix formed once for all concepts. Closed-form and iterative columns are
+    fitted as separate groups (whether a concept is binary is known before tracing)."""
+    xs, mean, scale = _standardise(x, train)
+    gram = xs[train].T @ xs[train]
+    concepts = y.shape[1]
+    # test scores, train scores, weights, biases (on the standardised features until the end)
+    out = [jnp.zeros(concepts), jnp.zeros(concepts), jnp.zeros((concepts, x.shape[1])), jnp.zeros(concepts)]
+
+    def put(cols, parts):
+        return [o.at[cols].set(p) for o, p in zip(out, parts)]
+
+    closed = np.flatnonzero(np.full(concepts, kind == "ridge") | ((kind == "logistic") & ~binary))
+    if len(closed):
+        out = put(closed, _fit_ridge(xs, gram, y[:, closed], binary[closed], train, test, l2))
+    for is_binary in (True, False):
+        cols = np.setdiff1d(np.flatnonzero(binary == is_binary), closed)
+        if len(cols):
+            fit = lambda yi: _fit_iterative(xs, gram, yi, is_binary, train, test, kind, l2, l1, max_steps, tol)  # noqa: E731
+            out = put(cols, jax.vmap(fit, in_axes=1)(y[:, cols]))
+    test_scores, train_scores, w, b = out
+    w, b = _unstandardise(w.T, b, mean, scale)
+    return test_scores, train_scores, w.T, b
 
 
 def probe_split(key: jax.Array, n: int, test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -230,45 +249,36 @@ def fit_probes(
         y = np.asarray(jax.vmap(lambda k, col: jax.random.permutation(k, col))(
             jax.random.split(shuffle_key, y.shape[1]), y.T)).T
     binary = _is_binary(y)
-    width = max(f.shape[-1] for f in features.values())
-    pad = lambda f: jnp.pad(f, [(0, 0)] * (f.ndim - 1) + [(0, width - f.shape[-1])])  # noqa: E731
-    x = jnp.stack([pad(features[s]) for s in site_names], axis=-3)
+    # Sites grouped by width, each group fitted as one stack; weights come back in group order.
+    widths = sorted({f.shape[-1] for f in features.values()})
+    groups = [[i for i, s in enumerate(site_names) if features[s].shape[-1] == w] for w in widths]
+    order = np.argsort(np.concatenate(groups))  # grouped position -> site order
+    by_checkpoint = [[features[site_names[i]].reshape(-1, n, features[site_names[i]].shape[-1]) for i in g]
+                     for g in groups]
     static = dict(binary=tuple(bool(b) for b in binary), kind=kind, l2=float(l2), l1=float(l1),
                   max_steps=int(max_steps), tol=float(tol))
     args = jnp.asarray(y), jnp.asarray(train), jnp.asarray(test)
-    if x.ndim == 3:
-        test_scores, train_scores, weights, bias = _fit_all(x, *args, **static)
-    else:  # checkpoints one after another through one compiled program (faster here than lax.map)
-        parts = [_fit_all(xc, *args, **static) for xc in x]
-        test_scores, train_scores, weights, bias = (jnp.stack(p) for p in zip(*parts))
+    # Checkpoints one after another through one compiled program (faster here than lax.map).
+    per_checkpoint = [_fit_all(by_checkpoint, jnp.int32(c), *args, **static) for c in range(math.prod(lead[:-1]))]
+    parts = [p[0] if len(lead) == 1 else jnp.stack(p) for p in zip(*per_checkpoint)]
+    test_scores, train_scores, weights, bias = (jnp.take(p, order, axis=len(lead) - 1) for p in parts)
     majority = np.maximum(y[test].mean(0), 1 - y[test].mean(0))
     baseline = np.where(binary, majority, 0.0)
     return ProbeScores(test_scores, train_scores, jnp.asarray(baseline), weights, bias, site_names, concept_names)
 
 
 @functools.partial(jax.jit, static_argnames=("binary", "kind", "l2", "l1", "max_steps", "tol"))
-def _fit_all(x, y, train, test, *, binary, kind, l2, l1, max_steps, tol):
-    """Scores shaped (sites, concepts): closed-form columns and iterative columns are fitted
-    as two groups (whether a concept is binary is known before tracing) and put back in order.
-    Compiled once per shape and setting, so every checkpoint of a run reuses it."""
-    binary = np.asarray(binary)
-    sites, width = x.shape[0], x.shape[-1]
-    closed = np.flatnonzero(np.full(len(binary), kind == "ridge") | ((kind == "logistic") & ~binary))
-    # test scores, train scores, weights, biases: (sites, concepts[, width])
-    out = [jnp.zeros((sites, y.shape[1])), jnp.zeros((sites, y.shape[1])),
-           jnp.zeros((sites, y.shape[1], width)), jnp.zeros((sites, y.shape[1]))]
-
-    def put(cols, parts):
-        return [o.at[:, cols].set(p) for o, p in zip(out, parts)]
-
+def _fit_all(groups, checkpoint, y, train, test, *, binary, kind, l2, l1, max_steps, tol):
+    """Test scores, train scores, weights and biases shaped (sites, concepts[, width]) at one
+    checkpoint of ``groups`` (lists of same-width (checkpoints, states, width) features), the
+    sites in group order, weights zero-padded to the widest. Compiled once per shape and
+    setting, so every checkpoint of a run reuses it."""
+    stacks = [jnp.stack([f[checkpoint] for f in g]) for g in groups]
+    fit = functools.partial(_fit_site, y=y, train=train, test=test, binary=np.asarray(binary), kind=kind, l2=l2,
+                            l1=l1, max_steps=max_steps, tol=tol)
+    width = max(x.shape[-1] for x in stacks)
     # Sites one at a time (lax.map), concepts together (vmap): a site's features then stay in
     # cache while all its probes are fitted; measured 3x faster than a vmap over sites.
-    if len(closed):
-        out = put(closed, jax.lax.map(lambda xi: _fit_ridge_all(xi, y[:, closed], binary[closed], train, test, l2), x))
-    for is_binary in (True, False):
-        cols = np.setdiff1d(np.flatnonzero(binary == is_binary), closed)
-        if not len(cols):
-            continue
-        fit = lambda xi, yi: _fit_iterative(xi, yi, is_binary, train, test, kind, l2, l1, max_steps, tol)  # noqa: E731
-        out = put(cols, jax.lax.map(lambda xi: jax.vmap(fit, in_axes=(None, 1))(xi, y[:, cols]), x))
-    return tuple(out)
+    parts = [jax.lax.map(fit, x) for x in stacks]
+    pad = lambda w: jnp.pad(w, [(0, 0), (0, 0), (0, width - w.shape[-1])])  # noqa: E731
+    return tuple(jnp.concatenate(p) for p in zip(*[(t, tr, pad(w), b) for t, tr, w, b in parts]))
