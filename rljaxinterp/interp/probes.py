@@ -225,8 +225,9 @@ def fit_probes(
     an optimiser's budget: ``ridge`` in closed form (scikit-learn's ``Ridge(alpha=l2)``);
     ``logistic`` by preconditioned accelerated gradient for binary concepts
     (``LogisticRegression(C=1/l2)``) and as ridge for real-valued ones; ``sparse`` adds
-    ``l1 |w|_1`` (elastic net) and runs FISTA. Iterative fits stop when the prox-gradient
-    residual falls below ``tol``, or at ``max_steps``.
+    ``l1 |w|_1`` (elastic net) and runs FISTA. Iterative fits stop at ``max_steps`` or
+    when below ``tol``: the largest gradient entry on standardised features for logistic
+    probes (scikit-learn's lbfgs rule), the norm of the prox-gradient residual for sparse.
     ``shuffle_labels`` permutes each concept's labels across states first: the control
     that a probe must fail (its score is what memorisation alone achieves).
     """
