@@ -154,6 +154,21 @@ def test_iterative_probes_reach_the_optimum_of_their_objective(kind):
             np.testing.assert_allclose(grad_w[~zero], -l1 * np.sign(w[~zero]), atol=1e-4)
 
 
+def test_probes_of_a_site_do_not_depend_on_the_other_sites():
+    """Sites are fitted in width groups (narrow ones zero-padded together): a site's probes
+    come out the same alone and next to sites of other widths."""
+    x = jax.random.normal(jax.random.key(7), (400, 64))
+    target = {"real": x[:, 0] - x[:, 3], "binary": (x[:, 1] + x[:, 2] > 0).astype(jnp.float32)}
+    sites = {"wide": x, "narrow": x[:, :5], "narrower": x[:, :3]}
+    for kind in ("ridge", "logistic"):
+        together = fit_probes(sites, target, kind=kind)
+        for i, (name, f) in enumerate(sites.items()):
+            alone = fit_probes({name: f}, target, kind=kind)
+            np.testing.assert_allclose(together.test[i], alone.test[0], atol=1e-6)
+            np.testing.assert_allclose(together.weights[i, :, :f.shape[1]], alone.weights[0], rtol=1e-4, atol=1e-5)
+            np.testing.assert_array_equal(together.weights[i, :, f.shape[1]:], 0.0)
+
+
 def test_probes_over_stacked_checkpoints_equal_separate_calls(data, mlp):
     model, params = mlp
     other = jax.tree.map(lambda p: p * 0.5, params)

@@ -1,8 +1,8 @@
 """Linear probes for every site x concept at once.
 
-Sites of equal width are stacked and fitted by one ``lax.map``, so a narrow site (the
-value head, the input) costs only its own width; the returned weights are zero-padded to
-the widest site. Scores are on a held-out split: accuracy for binary concepts, R^2 for the
+Sites are stacked by width and each stack is fitted by one ``lax.map``, so a narrow site
+(the value head, the input) costs about its own width, not the widest site's; the
+returned weights are zero-padded to the widest site. Scores are on a held-out split: accuracy for binary concepts, R^2 for the
 rest.
 """
 
@@ -197,6 +197,21 @@ def _fit_site(x, y, train, test, binary, kind, l2, l1, max_steps, tol):
     return test_scores, train_scores, w.T, b
 
 
+def _width_groups(widths: list[int]) -> list[list[int]]:
+    """Site indices fitted as one stack: sites of equal width together, and every site
+    narrower than a quarter of the widest in one group zero-padded to its widest member
+    (cheap, and one compiled group fewer per narrow width). Standardised zero columns
+    change no probe."""
+    narrow = [i for i, w in enumerate(widths) if 4 * w < max(widths)]
+    groups = [[i for i, v in enumerate(widths) if v == w and i not in narrow]
+              for w in sorted(set(widths))]
+    return [g for g in groups if g] + ([narrow] if narrow else [])
+
+
+def _pad(x: jax.Array, width: int) -> jax.Array:
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - x.shape[-1])]) if x.shape[-1] < width else x
+
+
 def probe_split(key: jax.Array, n: int, test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """The (train, test) state indices ``fit_probes`` uses for ``key``."""
     perm = np.asarray(jax.random.permutation(jax.random.split(key)[0], n))
@@ -250,12 +265,11 @@ def fit_probes(
         y = np.asarray(jax.vmap(lambda k, col: jax.random.permutation(k, col))(
             jax.random.split(shuffle_key, y.shape[1]), y.T)).T
     binary = _is_binary(y)
-    # Sites grouped by width, each group fitted as one stack; weights come back in group order.
-    widths = sorted({f.shape[-1] for f in features.values()})
-    groups = [[i for i, s in enumerate(site_names) if features[s].shape[-1] == w] for w in widths]
+    groups = _width_groups([features[s].shape[-1] for s in site_names])
     order = np.argsort(np.concatenate(groups))  # grouped position -> site order
-    by_checkpoint = [[features[site_names[i]].reshape(-1, n, features[site_names[i]].shape[-1]) for i in g]
-                     for g in groups]
+    group_width = [max(features[site_names[i]].shape[-1] for i in g) for g in groups]
+    by_checkpoint = [[_pad(features[site_names[i]].reshape(-1, n, features[site_names[i]].shape[-1]), w) for i in g]
+                     for g, w in zip(groups, group_width)]
     static = dict(binary=tuple(bool(b) for b in binary), kind=kind, l2=float(l2), l1=float(l1),
                   max_steps=int(max_steps), tol=float(tol))
     args = jnp.asarray(y), jnp.asarray(train), jnp.asarray(test)
@@ -281,5 +295,4 @@ def _fit_all(groups, checkpoint, y, train, test, *, binary, kind, l2, l1, max_st
     # Sites one at a time (lax.map), concepts together (vmap): a site's features then stay in
     # cache while all its probes are fitted; measured 3x faster than a vmap over sites.
     parts = [jax.lax.map(fit, x) for x in stacks]
-    pad = lambda w: jnp.pad(w, [(0, 0), (0, 0), (0, width - w.shape[-1])])  # noqa: E731
-    return tuple(jnp.concatenate(p) for p in zip(*[(t, tr, pad(w), b) for t, tr, w, b in parts]))
+    return tuple(jnp.concatenate(p) for p in zip(*[(t, tr, _pad(w, width), b) for t, tr, w, b in parts]))
