@@ -182,6 +182,46 @@ def world_phases(trees_end: np.ndarray, chops: np.ndarray, extinct_steps: np.nda
     )
 
 
+def alive_spells(trees_end: np.ndarray, extinct_steps: np.ndarray, num_steps: int) -> list[tuple[int, int, bool]]:
+    """``(start, length, ended)`` of each stretch one world had trees standing: from the start
+    (a full forest) or a regrowth to its next extinction, or to the end of the run (``ended``
+    False: censored)."""
+    extinctions, revivals = world_events(trees_end, extinct_steps, num_steps)
+    end = len(trees_end) * num_steps + 1
+    spells = []
+    for start in [1, *revivals]:
+        nxt = next((e for e in extinctions if e > start), None)
+        spells.append((start, (nxt if nxt is not None else end) - start, nxt is not None))
+    return spells
+
+
+def period_table(worlds: dict, num_steps: int, periods: int) -> list[dict]:
+    """Per seed and per ``periods``-th of the run (in each world's own steps): the share of
+    world-time with no tree standing, the chop rate per step with trees standing, and the alive
+    stretches that began in it (forests at the start, or regrown): how many, how many ended in an
+    extinction, their median length and hazard (extinctions per alive step, exponential fit with
+    the unended ones censored at the end of the run)."""
+    seeds, updates, envs_ = worlds["world_trees"].shape
+    edges = np.linspace(0, updates, periods + 1).round().astype(int)
+    rows = []
+    for s in range(seeds):
+        spells = [sp for w in range(envs_) for sp in alive_spells(
+            worlds["world_trees"][s, :, w], worlds["world_extinct_steps"][s, :, w], num_steps)]
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            x = worlds["world_extinct_steps"][s, lo:hi]
+            inside = [sp for sp in spells if lo * num_steps < sp[0] <= hi * num_steps]
+            exposure = sum(sp[1] for sp in inside)
+            ended = sum(sp[2] for sp in inside)
+            alive = (num_steps - x).sum()
+            rows.append(dict(seed=s, start=int(lo * num_steps), end=int(hi * num_steps),
+                             empty_share=float(x.sum() / x.size / num_steps),
+                             alive_rate=float(worlds["world_chops"][s, lo:hi].sum() / alive) if alive else None,
+                             spells=len(inside), ended=int(ended),
+                             median_length=float(np.median([sp[1] for sp in inside])) if inside else None,
+                             hazard=float(ended / exposure) if exposure else None))
+    return rows
+
+
 def make_fresh_eval(agent: ppo_lib.PPO, forests: int, steps: int):
     """``(params (seeds, ...), key) -> stats (seeds,)``: the frozen sampled policy on ``forests``
     new 10-tree worlds for ``steps`` steps (extinct share at the end, mean trees over time,
@@ -341,9 +381,15 @@ def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
             f"{len(regrown)} regrew, {sum(p['extinct_again'] is None for p in regrown)} of those stayed alive to the end; "
             f"extinctions per world {[p['extinctions'] for p in ph]}; empty share of world-time "
             f"{np.mean([p['empty_share'] for p in ph]):.2f}")
+    periods = period_table(worlds, config.num_steps, args.periods)
+    for row in periods:
+        log(f"  gamma={gamma} seed {row['seed']} world-steps {row['start']:>10,}-{row['end']:>10,}: empty share "
+            f"{row['empty_share']:.2f}, chop rate alive {_rate(row['alive_rate'])}; alive stretches begun "
+            f"{row['spells']} ({row['ended']} ended), median length {_steps(row['median_length'], '-')}, hazard "
+            f"{_sci(row['hazard'])[0] if row['hazard'] is not None else '-'}")
     log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s")
     return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps,
-                worlds=worlds, phases=phases)
+                worlds=worlds, phases=phases, periods=periods)
 
 
 def long_run_rate(fresh: dict, empty_steps: float = 1e6) -> np.ndarray:
@@ -358,8 +404,8 @@ def _sci(v) -> list:
     return [f"{x:.1e}" for x in np.atleast_1d(np.asarray(v, np.float64))]
 
 
-def _steps(n: int | None) -> str:
-    return "never" if n is None else f"{n:,}"
+def _steps(n: float | None, none: str = "never") -> str:
+    return none if n is None else f"{n:,.0f}"
 
 
 def _rate(v: float | None) -> str:
@@ -386,10 +432,12 @@ def main() -> None:
     ap.add_argument("--eval-forests", type=int, default=64)
     ap.add_argument("--eval-steps", type=int, default=4000)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies --steps-per-seed")
+    ap.add_argument("--periods", type=int, default=5,
+                    help="the run split into this many periods for the per-period table of its worlds")
     ap.add_argument("--world-plots", type=int, default=4,
                     help="worlds per seed drawn over their own life (trees standing, chop rate)")
     args = ap.parse_args()
-    for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps", "world_plots"):
+    for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps", "world_plots", "periods"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
     if not args.scale > 0:
@@ -435,6 +483,18 @@ def main() -> None:
             report.append(f"| {row['gamma']} | {row['seed']} | {row['fresh_extinct_final']:.2f} | "
                           f"{row['fresh_reward_rate_final']:.3f} | {row['fresh_alive_rate_final']:.3f} | "
                           f"{row['fresh_hazard_final']:.1e} | {row['fresh_long_run_final']:.3f} |")
+    report += ["", "Training worlds per period of the run (each world's own steps): share of world-time with no tree, "
+               "chop rate per step with trees standing, and the stretches with trees standing that began in the "
+               "period (at the start or at a regrowth): count (ended in an extinction), median length, hazard "
+               "(extinctions per alive step, unended stretches censored at the end of the run).", "",
+               "| gamma | seed | world-steps | empty share | chop rate alive | alive stretches (ended) | median length "
+               "| hazard |", "|---|---|---|---|---|---|---|---|"]
+    for g, r in runs.items():
+        for row in r["periods"]:
+            report.append(f"| {g} | {row['seed']} | {row['start']:,}-{row['end']:,} | {row['empty_share']:.2f} | "
+                          f"{_rate(row['alive_rate'])} | {row['spells']} ({row['ended']}) | "
+                          f"{_steps(row['median_length'], '-')} | "
+                          f"{'-' if row['hazard'] is None else format(row['hazard'], '.1e')} |")
     report += ["", "Training worlds, one row each (steps are that world's own steps; chop rates per step with "
                "trees standing: over the 1M steps before its first crash, from its first regrowth to its next "
                "extinction or the end, and over the last 1M steps):", "",
@@ -457,7 +517,7 @@ def main() -> None:
         args=vars(args), wall_s=wall,
         runs={str(g): dict(config=r["config"].to_dict(), wall_s=r["wall_s"], summary=r["summary"],
                            fresh_steps=r["fresh_steps"], curves={k: _json(v) for k, v in r["curves"].items()},
-                           fresh={k: _json(v) for k, v in r["fresh"].items()}, phases=r["phases"])
+                           fresh={k: _json(v) for k, v in r["fresh"].items()}, phases=r["phases"], periods=r["periods"])
               for g, r in runs.items()},
     ), indent=1) + "\n")
     # Per-world records (seeds, updates, worlds), one set per discount: too long for the JSON.

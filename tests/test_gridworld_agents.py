@@ -166,10 +166,20 @@ def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypat
     # From the regrowth (update 5) through the update of the next extinction (7).
     assert p["rate_after_regrowth"] == pytest.approx((1 + 3 + 2) / (7 + 10 + 4))
     assert p["rate_end"] == pytest.approx(0 / 3)
+    # Its stretches with trees standing: the first forest, then each regrowth to the next crash.
+    assert tg.alive_spells(trees, empty, 10) == [(1, 26, True), (54, 21, True), (91, 3, True)]
+    rows = tg.period_table({"world_trees": trees[None, :, None], "world_chops": chops[None, :, None],
+                            "world_extinct_steps": empty[None, :, None]}, 10, 2)
+    assert [(r["start"], r["end"], r["spells"], r["ended"]) for r in rows] == [(0, 50, 1, 1), (50, 100, 2, 2)]
+    assert [r["empty_share"] for r in rows] == pytest.approx([24 / 50, 26 / 50])
+    assert [r["alive_rate"] for r in rows] == pytest.approx([9 / 26, 6 / 24])
+    assert [r["hazard"] for r in rows] == pytest.approx([1 / 26, 2 / 24])
+    assert [r["median_length"] for r in rows] == [26, 12]
     # A world that never crashes has no phases but a rate at the end.
     q = tg.world_phases(np.full(4, 10), np.ones(4, int), np.zeros(4, int), 10, window=20)
     assert q["first_extinction"] is q["first_regrowth"] is q["rate_before_crash"] is None
     assert q["extinctions"] == 0 and q["rate_end"] == pytest.approx(0.1)
+    assert tg.alive_spells(np.full(4, 10), np.zeros(4, int), 10) == [(1, 40, False)]
 
 
 def test_segment_records_each_world_and_its_extinction_step_matches_the_env(monkeypatch):
