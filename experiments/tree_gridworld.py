@@ -10,14 +10,20 @@ there is no train/test split and no episode. Here PPO runs exactly that way:
   ``last_value``). Trees, extinctions and the agent's position carry across rollouts and updates.
 * **Spec unchanged:** 10x10 grid, 10 trees at the start, +1 per chop, regrowth probability
   ``max(1e-6, 0.3*log(1+n)/log(11))`` for ``n < 10`` standing trees.
-* **Extinction is (practically) permanent.** At n=0 a tree regrows with probability 1e-6 per
-  step, about once per million steps; no env here lives that long (we cannot afford it: ~1e5
-  env steps/s on one core). So each seed's agent lives in ``--envs`` parallel worlds at once
-  (one learner, many actors, as in distributed RL): a world it empties stays empty, and the
-  learner keeps training on the worlds still alive. The extinct share of its worlds therefore
-  only rises; whether the agent *learns* to stop causing extinctions is read from fresh
-  forests: after every chunk of training the current policy (frozen, sampled) is run on
-  ``--eval-forests`` new 10-tree worlds for ``--eval-steps`` steps.
+* **Extinction lasts ~1e6 steps.** At n=0 a tree regrows with probability 1e-6 per step. Each
+  seed's agent lives in ``--envs`` parallel worlds at once (one learner, many actors, as in
+  distributed RL). Throughput is ~1e5 env steps/s on one core whatever the shape (2 seeds:
+  128x128-step rollouts 1.05e5/s, 32x512 1.04e5/s, 16x1024 1.01e5/s), so each world lives
+  ``steps_per_seed / envs`` steps: ~1e5 with the default 128 worlds (an emptied world stays
+  empty), 6-7.5M with ``--envs 16 --num-steps 1024`` and 100-120M steps/seed, long enough for
+  a world to crash, stay empty ~1e6 steps, regrow and be chopped again. Per world the script
+  records, after every rollout, the trees standing, its chops and its steps with none
+  standing; from these come its extinctions and regrowths (to the step), a phase table per
+  world and a table per period of the run. Whether the agent has *learnt* to stop causing
+  extinctions is also read from fresh forests: after every chunk of training the current
+  policy (frozen, sampled) is run on ``--eval-forests`` new 10-tree worlds for
+  ``--eval-steps`` steps, giving its reward rate, its hazard (forests emptied per step with
+  trees standing) and the long-run rate that hazard implies (``long_run_rate``).
 * **Discount:** the behaviour depends on it, so the script runs one training per value of
   ``--gammas`` (default 0.99 and 0.999). Sustaining ~0.2 chops/step is worth ~0.2/(1-gamma):
   20 at 0.99 (a few quick chops come close), 200 at 0.999.
@@ -35,8 +41,41 @@ With gamma=0.995 (``--gammas 0.995``, 24M steps/seed) the crash comes later (fir
 forest within 4,000 steps (0.02/0.04 at the end, reward rate 0.195/0.166): 4,000 steps are too
 few to see a hazard that kills a world in ~1e5. With gamma=0.999 there is no crash at all:
 slower competence, reward rate ~0.124, 9.2-9.3 trees standing, 2-3% of worlds extinct. No run
-shows a crash followed by sustainable chopping at a *higher* reward rate. Per-world extinction
-is permanent here, so "the population recovers" could only show on fresh forests.
+shows a crash followed by sustainable chopping at a *higher* reward rate. With 128 worlds a
+world lives ~1e5 steps, so its extinction is permanent and recovery could only show on fresh
+forests.
+
+Measured with few long-lived worlds (16 per seed, 1024-step rollouts, 2 seeds, fresh forests
+32 x 50,000 steps, one run per discount on one core):
+``--envs 16 --num-steps 1024 --steps-per-seed 100000000 --gammas 0.99 --chunks 25
+--eval-forests 32 --eval-steps 50000 --world-plots 8`` (35.1 min, 6.2M steps per world) and the
+same with ``--steps-per-seed 120000000 --gammas 0.995 --chunks 30`` (41.5 min, 7.5M steps per
+world). The first half of the finding now shows inside every world: all 64 worlds crash
+(gamma 0.99: at 139k-707k of their own steps, median 261k; 0.995: 225k-942k, median 460k) at
+an alive chop rate of 0.09-0.15 over the 1M steps before; they then spend 83-86% of their
+world-time empty. The empty spells end as specified (390 regrowths, fitted rate 1.05e-6 per
+empty step), and every world regrew at least once and was emptied again: 2-15 extinctions per
+world, none of the 64 stayed alive from its first regrowth to the end. gamma 0.99 shows the
+start of the second half, late and only partly: per sixth of each world's life (seed 0 / 1),
+the stretches with trees standing first get *shorter* (median 207k/181k for the starting
+forests, 17k-98k in sixths 2-5, hazard 0.7-2.9e-5 per alive step) and then longer in the last
+sixth (median 360k/157k, hazard 2.0e-6/3.0e-6, yet 10 of 14 / 11 of 19 still ended in an
+extinction), while the chop rate with trees standing rises 0.13 -> 0.20/0.21 and the empty
+share falls from 0.96/0.95 to 0.70/0.72. The population reward rate has the paper's shape so
+far: peak 0.142/0.121 at 3-4M steps/seed, 0.010/0.014 from 10M to 80M, 0.085/0.064 over the
+last 10M (4 and 8 of 16 worlds standing at the end). The frozen final policy on fresh forests:
+reward rate 0.193/0.204 over 50,000 steps (0.10-0.12 around the crash), 19%/6% emptied,
+hazard 4.1e-6/1.3e-6 per alive step, so over many ~1e6-step empty spells it would earn
+~0.041/0.093 per step (``long_run_rate``), not the ~0.21 it chops while trees stand. gamma
+0.995 shows no second half within 7.5M steps per world: hazard per sixth 2.8e-6 (starting
+forests), then 4.0e-6-1.4e-5 with no trend, empty share 0.83-0.94 to the end, alive chop rate
+0.19/0.09 in the last sixth, population reward rate 0.025/0.016 over the last 10M steps; fresh
+forests at the end: reward rate 0.172/0.115, hazard 3.4e-6/2.7e-6, implied long-run rate
+0.042/0.034. So the crash reproduces in every world and the recovery does not, within these
+budgets: sustained chopping would need a hazard well under 1e-6 per alive step (a world alive
+for >1e6 steps); gamma 0.99 is heading that way at the end (2-3e-6) and would need a longer
+run, with more seeds, to say whether it gets there. Per-period tables: ``periods.md`` in the
+run folders (computed after the runs from ``worlds.npz`` with ``period_table``).
 
 Logged per PPO update (per seed): trees standing (mean over worlds), extinct share (worlds with
 0 trees), reward rate (chops per world-step; each chop is +1, so it *is* the chop rate over all
