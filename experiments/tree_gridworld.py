@@ -71,7 +71,9 @@ hazard 4.1e-6/1.3e-6 per alive step, so over many ~1e6-step empty spells it woul
 forests), then 4.0e-6-1.4e-5 with no trend, empty share 0.83-0.94 to the end, alive chop rate
 0.19/0.09 in the last sixth, population reward rate 0.025/0.016 over the last 10M steps; fresh
 forests at the end: reward rate 0.172/0.115, hazard 3.4e-6/2.7e-6, implied long-run rate
-0.042/0.034. So the crash reproduces in every world and the recovery does not, within these
+0.042/0.034. One world left standing there is not sustainable chopping: seed 1's world 7
+regrew to 10 trees at ~4.8M and the agent chopped once in its last 2.6M steps (stuck, not
+harvesting), which also inflates that period's alive stretches. So the crash reproduces in every world and the recovery does not, within these
 budgets: sustained chopping would need a hazard well under 1e-6 per alive step (a world alive
 for >1e6 steps); gamma 0.99 is heading that way at the end (2-3e-6) and would need a longer
 run, with more seeds, to say whether it gets there. Per-period tables: ``periods.md`` in the
@@ -90,6 +92,7 @@ results.json (with a phase table per world) and worlds.npz (per-world records); 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -246,7 +249,7 @@ def period_table(worlds: dict, num_steps: int, periods: int) -> list[dict]:
     for s in range(seeds):
         spells = [sp for w in range(envs_) for sp in alive_spells(
             worlds["world_trees"][s, :, w], worlds["world_extinct_steps"][s, :, w], num_steps)]
-        for lo, hi in zip(edges[:-1], edges[1:]):
+        for lo, hi in itertools.pairwise(edges):
             x = worlds["world_extinct_steps"][s, lo:hi]
             inside = [sp for sp in spells if lo * num_steps < sp[0] <= hi * num_steps]
             exposure = sum(sp[1] for sp in inside)
@@ -512,9 +515,9 @@ def main() -> None:
                 f"{row['peak_reward_rate']:.3f} ({row['peak_reward_rate_step']:,}) / {row['final_reward_rate']:.3f} | "
                 f"{row['fresh_extinct_peak']:.2f} ({row['fresh_extinct_peak_step']:,}) / {row['fresh_extinct_final']:.2f} | "
                 f"{row['fresh_reward_rate_final']:.3f} |")
-    report += ["", "Frozen final policy on fresh forests: hazard = forests emptied per step with trees standing "
-               f"(censored at {args.eval_steps:,} steps); implied long-run rate = alive rate / (1 + hazard * 1e6), "
-               "an estimate for a horizon of many ~1e6-step empty spells.", "",
+    report += ["", ("Frozen final policy on fresh forests: hazard = forests emptied per step with trees standing "
+                    f"(censored at {args.eval_steps:,} steps); implied long-run rate = alive rate / "
+                    "(1 + hazard * 1e6), an estimate for a horizon of many ~1e6-step empty spells."), "",
                "| gamma | seed | extinct at end | reward rate | chop rate alive | hazard per step | implied long-run rate |",
                "|---|---|---|---|---|---|---|"]
     for r in runs.values():
@@ -522,23 +525,23 @@ def main() -> None:
             report.append(f"| {row['gamma']} | {row['seed']} | {row['fresh_extinct_final']:.2f} | "
                           f"{row['fresh_reward_rate_final']:.3f} | {row['fresh_alive_rate_final']:.3f} | "
                           f"{row['fresh_hazard_final']:.1e} | {row['fresh_long_run_final']:.3f} |")
-    report += ["", "Training worlds per period of the run (each world's own steps): share of world-time with no tree, "
-               "chop rate per step with trees standing, and the stretches with trees standing that began in the "
-               "period (at the start or at a regrowth): count (ended in an extinction), median length, hazard "
-               "(extinctions per alive step, unended stretches censored at the end of the run).", "",
-               "| gamma | seed | world-steps | empty share | chop rate alive | alive stretches (ended) | median length "
-               "| hazard |", "|---|---|---|---|---|---|---|---|"]
+    report += ["", ("Training worlds per period of the run (each world's own steps): share of world-time with no "
+                    "tree, chop rate per step with trees standing, and the stretches with trees standing that began "
+                    "in the period (at the start or at a regrowth): count (ended in an extinction), median length, "
+                    "hazard (extinctions per alive step, unended stretches censored at the end of the run)."), "",
+               ("| gamma | seed | world-steps | empty share | chop rate alive | alive stretches (ended) "
+                "| median length | hazard |"), "|---|---|---|---|---|---|---|---|"]
     for g, r in runs.items():
         for row in r["periods"]:
             report.append(f"| {g} | {row['seed']} | {row['start']:,}-{row['end']:,} | {row['empty_share']:.2f} | "
                           f"{_rate(row['alive_rate'])} | {row['spells']} ({row['ended']}) | "
                           f"{_steps(row['median_length'], '-')} | "
                           f"{'-' if row['hazard'] is None else format(row['hazard'], '.1e')} |")
-    report += ["", "Training worlds, one row each (steps are that world's own steps; chop rates per step with "
-               "trees standing: over the 1M steps before its first crash, from its first regrowth to its next "
-               "extinction or the end, and over the last 1M steps):", "",
-               "| gamma | seed | world | first extinction | first regrowth | emptied again | extinctions | "
-               "empty share | rate before crash | rate after regrowth | rate at end | trees at end |",
+    report += ["", ("Training worlds, one row each (steps are that world's own steps; chop rates per step with "
+                    "trees standing: over the 1M steps before its first crash, from its first regrowth to its next "
+                    "extinction or the end, and over the last 1M steps):"), "",
+               ("| gamma | seed | world | first extinction | first regrowth | emptied again | extinctions | "
+                "empty share | rate before crash | rate after regrowth | rate at end | trees at end |"),
                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs.values():
         for ph in r["phases"]:
