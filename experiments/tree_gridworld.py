@@ -10,14 +10,20 @@ there is no train/test split and no episode. Here PPO runs exactly that way:
   ``last_value``). Trees, extinctions and the agent's position carry across rollouts and updates.
 * **Spec unchanged:** 10x10 grid, 10 trees at the start, +1 per chop, regrowth probability
   ``max(1e-6, 0.3*log(1+n)/log(11))`` for ``n < 10`` standing trees.
-* **Extinction is (practically) permanent.** At n=0 a tree regrows with probability 1e-6 per
-  step, about once per million steps; no env here lives that long (we cannot afford it: ~1e5
-  env steps/s on one core). So each seed's agent lives in ``--envs`` parallel worlds at once
-  (one learner, many actors, as in distributed RL): a world it empties stays empty, and the
-  learner keeps training on the worlds still alive. The extinct share of its worlds therefore
-  only rises; whether the agent *learns* to stop causing extinctions is read from fresh
-  forests: after every chunk of training the current policy (frozen, sampled) is run on
-  ``--eval-forests`` new 10-tree worlds for ``--eval-steps`` steps.
+* **Extinction lasts ~1e6 steps.** At n=0 a tree regrows with probability 1e-6 per step. Each
+  seed's agent lives in ``--envs`` parallel worlds at once (one learner, many actors, as in
+  distributed RL). Throughput is ~1e5 env steps/s on one core whatever the shape (2 seeds:
+  128x128-step rollouts 1.05e5/s, 32x512 1.04e5/s, 16x1024 1.01e5/s), so each world lives
+  ``steps_per_seed / envs`` steps: ~1e5 with the default 128 worlds (an emptied world stays
+  empty), 6-7.5M with ``--envs 16 --num-steps 1024`` and 100-120M steps/seed, long enough for
+  a world to crash, stay empty ~1e6 steps, regrow and be chopped again. Per world the script
+  records, after every rollout, the trees standing, its chops and its steps with none
+  standing; from these come its extinctions and regrowths (to the step), a phase table per
+  world and a table per period of the run. Whether the agent has *learnt* to stop causing
+  extinctions is also read from fresh forests: after every chunk of training the current
+  policy (frozen, sampled) is run on ``--eval-forests`` new 10-tree worlds for
+  ``--eval-steps`` steps, giving its reward rate, its hazard (forests emptied per step with
+  trees standing) and the long-run rate that hazard implies (``long_run_rate``).
 * **Discount:** the behaviour depends on it, so the script runs one training per value of
   ``--gammas`` (default 0.99 and 0.999). Sustaining ~0.2 chops/step is worth ~0.2/(1-gamma):
   20 at 0.99 (a few quick chops come close), 200 at 0.999.
@@ -35,8 +41,43 @@ With gamma=0.995 (``--gammas 0.995``, 24M steps/seed) the crash comes later (fir
 forest within 4,000 steps (0.02/0.04 at the end, reward rate 0.195/0.166): 4,000 steps are too
 few to see a hazard that kills a world in ~1e5. With gamma=0.999 there is no crash at all:
 slower competence, reward rate ~0.124, 9.2-9.3 trees standing, 2-3% of worlds extinct. No run
-shows a crash followed by sustainable chopping at a *higher* reward rate. Per-world extinction
-is permanent here, so "the population recovers" could only show on fresh forests.
+shows a crash followed by sustainable chopping at a *higher* reward rate. With 128 worlds a
+world lives ~1e5 steps, so its extinction is permanent and recovery could only show on fresh
+forests.
+
+Measured with few long-lived worlds (16 per seed, 1024-step rollouts, 2 seeds, fresh forests
+32 x 50,000 steps, one run per discount on one core):
+``--envs 16 --num-steps 1024 --steps-per-seed 100000000 --gammas 0.99 --chunks 25
+--eval-forests 32 --eval-steps 50000 --world-plots 8`` (35.1 min, 6.2M steps per world) and the
+same with ``--steps-per-seed 120000000 --gammas 0.995 --chunks 30`` (41.5 min, 7.5M steps per
+world). The first half of the finding now shows inside every world: all 64 worlds crash
+(gamma 0.99: at 139k-707k of their own steps, median 261k; 0.995: 225k-942k, median 460k) at
+an alive chop rate of 0.09-0.15 over the 1M steps before; they then spend 83-86% of their
+world-time empty. The empty spells end as specified (390 regrowths, fitted rate 1.05e-6 per
+empty step), and every world regrew at least once and was emptied again: 2-15 extinctions per
+world, none of the 64 stayed alive from its first regrowth to the end. gamma 0.99 shows the
+start of the second half, late and only partly: per sixth of each world's life (seed 0 / 1),
+the stretches with trees standing first get *shorter* (median 207k/181k for the starting
+forests, 17k-98k in sixths 2-5, hazard 0.7-2.9e-5 per alive step) and then longer in the last
+sixth (median 360k/157k, hazard 2.0e-6/3.0e-6, yet 10 of 14 / 11 of 19 still ended in an
+extinction), while the chop rate with trees standing rises 0.13 -> 0.20/0.21 and the empty
+share falls from 0.96/0.95 to 0.70/0.72. The population reward rate has the paper's shape so
+far: peak 0.142/0.121 at 3-4M steps/seed, 0.010/0.014 from 10M to 80M, 0.085/0.064 over the
+last 10M (4 and 8 of 16 worlds standing at the end). The frozen final policy on fresh forests:
+reward rate 0.193/0.204 over 50,000 steps (0.10-0.12 around the crash), 19%/6% emptied,
+hazard 4.1e-6/1.3e-6 per alive step, so over many ~1e6-step empty spells it would earn
+~0.041/0.093 per step (``long_run_rate``), not the ~0.21 it chops while trees stand. gamma
+0.995 shows no second half within 7.5M steps per world: hazard per sixth 2.8e-6 (starting
+forests), then 4.0e-6-1.4e-5 with no trend, empty share 0.83-0.94 to the end, alive chop rate
+0.19/0.09 in the last sixth, population reward rate 0.025/0.016 over the last 10M steps; fresh
+forests at the end: reward rate 0.172/0.115, hazard 3.4e-6/2.7e-6, implied long-run rate
+0.042/0.034. One world left standing there is not sustainable chopping: seed 1's world 7
+regrew to 10 trees at ~4.8M and the agent chopped once in its last 2.6M steps (stuck, not
+harvesting), which also inflates that period's alive stretches. So the crash reproduces in every world and the recovery does not, within these
+budgets: sustained chopping would need a hazard well under 1e-6 per alive step (a world alive
+for >1e6 steps); gamma 0.99 is heading that way at the end (2-3e-6) and would need a longer
+run, with more seeds, to say whether it gets there. Per-period tables: ``periods.md`` in the
+run folders (computed after the runs from ``worlds.npz`` with ``period_table``).
 
 Logged per PPO update (per seed): trees standing (mean over worlds), extinct share (worlds with
 0 trees), reward rate (chops per world-step; each chop is +1, so it *is* the chop rate over all
@@ -44,12 +85,14 @@ worlds) and the chop rate of the worlds still alive.
 
     python experiments/tree_gridworld.py --out runs/tree [--seeds 2] [--gammas 0.99 0.999] [--scale 1]
 
-Writes report.md, tree_over_training_gamma*.png and results.json; never overwrites ``--out``.
+Writes report.md, tree_over_training_gamma*.png, worlds_gamma*.png (single worlds over their life),
+results.json (with a phase table per world) and worlds.npz (per-world records); never overwrites ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -100,18 +143,133 @@ def make_segment(agent: ppo_lib.PPO, updates: int):
     steps = agent.config.num_steps
 
     def one(state, _):
-        before = state.env_state.inner.chopped
+        before = state.env_state.inner
         state, m = agent.update(state)
-        stats = world_stats(state.env_state.inner, before, steps)
-        return state, {**stats, "entropy": m["entropy"], "value_mean": m["value_mean"]}
+        inner = state.env_state.inner
+        stats = world_stats(inner, before.chopped, steps)
+        # Per world (num_envs,): trees standing at the end of the rollout, its chops and the
+        # steps it spent with no tree standing during the rollout (for ``world_phases``).
+        per_world = {"world_trees": jnp.sum(inner.trees, (-2, -1)).astype(jnp.int32),
+                     "world_chops": inner.chopped - before.chopped,
+                     "world_extinct_steps": inner.extinctions - before.extinctions}
+        return state, {**stats, **per_world, "entropy": m["entropy"], "value_mean": m["value_mean"]}
 
     return jax.jit(jax.vmap(lambda s: jax.lax.scan(one, s, None, updates)))
+
+
+def world_events(trees_end: np.ndarray, extinct_steps: np.ndarray, num_steps: int) -> tuple[list, list]:
+    """``(extinctions, revivals)``: env steps at which one world lost its last tree / grew one
+    again, from its per-update records (trees standing at the end of each ``num_steps`` rollout
+    and the steps of that rollout it spent with none standing).
+
+    Within one rollout a world changes state at most once each way in practice (an empty world
+    regrows with probability 1e-6 per step), so an update that starts alive and ends empty holds
+    one extinction, exactly ``extinct_steps`` before its end; one that starts empty and ends alive
+    holds one revival right after its ``extinct_steps`` leading empty steps. One that starts and
+    ends empty but was not empty throughout regrew and was emptied again inside it: a revival at
+    its start (to within ``num_steps``) and an extinction after its alive steps.
+    """
+    trees_end, extinct_steps = np.asarray(trees_end), np.asarray(extinct_steps)
+    extinctions, revivals = [], []
+    dead_before = False  # every world starts with a full forest
+    for u in range(len(trees_end)):
+        start, dead, x = u * num_steps, bool(trees_end[u] == 0), int(extinct_steps[u])
+        if not dead_before and dead:
+            extinctions.append(start + num_steps - x + 1)
+        elif dead_before and not dead:
+            revivals.append(start + x + 1)
+        elif dead_before and dead and x < num_steps:
+            revivals.append(start + 1)
+            extinctions.append(start + num_steps - x + 1)
+        elif not dead_before and not dead and x > 0:  # emptied and regrown within one rollout
+            extinctions.append(start + 1)
+            revivals.append(start + x + 1)
+        dead_before = dead
+    return extinctions, revivals
+
+
+def world_phases(trees_end: np.ndarray, chops: np.ndarray, extinct_steps: np.ndarray, num_steps: int,
+                 window: int = 1_000_000) -> dict:
+    """One world's life in phases, from its per-update records (see :func:`world_events`):
+    first extinction, first regrowth, whether it was emptied again after that, and its chop
+    rate per step *alive* (with trees standing) over the ``window`` steps before the first
+    crash, from the first regrowth to the next extinction (or the end), and over the last
+    ``window`` steps of the run. Rates are to within one rollout at the edges."""
+    trees_end, chops, x = (np.asarray(a) for a in (trees_end, chops, extinct_steps))
+    updates = len(trees_end)
+    extinctions, revivals = world_events(trees_end, x, num_steps)
+    alive_steps = num_steps - x
+
+    def rate(lo: int, hi: int) -> float | None:  # alive chop rate over updates [lo, hi)
+        lo, hi = max(0, lo), min(updates, hi)
+        alive = alive_steps[lo:hi].sum()
+        return float(chops[lo:hi].sum() / alive) if hi > lo and alive > 0 else None
+
+    k = max(1, window // num_steps)
+    first = extinctions[0] if extinctions else None
+    revival = revivals[0] if revivals else None
+    again = next((e for e in extinctions if revival is not None and e > revival), None)
+    u_first = (first - 1) // num_steps if first is not None else updates
+    u_rev = (revival - 1) // num_steps if revival is not None else None
+    u_again = (again - 1) // num_steps + 1 if again is not None else updates
+    return dict(
+        first_extinction=first, first_regrowth=revival, extinct_again=again,
+        extinctions=len(extinctions), regrowths=len(revivals),
+        empty_share=float(x.sum() / (updates * num_steps)), trees_end=int(trees_end[-1]),
+        alive_after_regrowth=(again if again is not None else updates * num_steps + 1) - revival
+        if revival is not None else None,
+        rate_before_crash=rate(u_first - k, u_first + 1) if first is not None else None,
+        rate_after_regrowth=rate(u_rev, u_again) if u_rev is not None else None,
+        rate_end=rate(updates - k, updates),
+    )
+
+
+def alive_spells(trees_end: np.ndarray, extinct_steps: np.ndarray, num_steps: int) -> list[tuple[int, int, bool]]:
+    """``(start, length, ended)`` of each stretch one world had trees standing: from the start
+    (a full forest) or a regrowth to its next extinction, or to the end of the run (``ended``
+    False: censored)."""
+    extinctions, revivals = world_events(trees_end, extinct_steps, num_steps)
+    end = len(trees_end) * num_steps + 1
+    spells = []
+    for start in [1, *revivals]:
+        nxt = next((e for e in extinctions if e > start), None)
+        spells.append((start, (nxt if nxt is not None else end) - start, nxt is not None))
+    return spells
+
+
+def period_table(worlds: dict, num_steps: int, periods: int) -> list[dict]:
+    """Per seed and per ``periods``-th of the run (in each world's own steps): the share of
+    world-time with no tree standing, the chop rate per step with trees standing, and the alive
+    stretches that began in it (forests at the start, or regrown): how many, how many ended in an
+    extinction, their median length and hazard (extinctions per alive step, exponential fit with
+    the unended ones censored at the end of the run)."""
+    seeds, updates, envs_ = worlds["world_trees"].shape
+    edges = np.linspace(0, updates, periods + 1).round().astype(int)
+    rows = []
+    for s in range(seeds):
+        spells = [sp for w in range(envs_) for sp in alive_spells(
+            worlds["world_trees"][s, :, w], worlds["world_extinct_steps"][s, :, w], num_steps)]
+        for lo, hi in itertools.pairwise(edges):
+            x = worlds["world_extinct_steps"][s, lo:hi]
+            inside = [sp for sp in spells if lo * num_steps < sp[0] <= hi * num_steps]
+            exposure = sum(sp[1] for sp in inside)
+            ended = sum(sp[2] for sp in inside)
+            alive = (num_steps - x).sum()
+            rows.append(dict(seed=s, start=int(lo * num_steps), end=int(hi * num_steps),
+                             empty_share=float(x.sum() / x.size / num_steps),
+                             alive_rate=float(worlds["world_chops"][s, lo:hi].sum() / alive) if alive else None,
+                             spells=len(inside), ended=int(ended),
+                             median_length=float(np.median([sp[1] for sp in inside])) if inside else None,
+                             hazard=float(ended / exposure) if exposure else None))
+    return rows
 
 
 def make_fresh_eval(agent: ppo_lib.PPO, forests: int, steps: int):
     """``(params (seeds, ...), key) -> stats (seeds,)``: the frozen sampled policy on ``forests``
     new 10-tree worlds for ``steps`` steps (extinct share at the end, mean trees over time,
-    reward rate)."""
+    reward rate); and, to read the risk of extinction over horizons longer than ``steps``, its
+    hazard (forests emptied per step with trees standing: an exponential fit, censored at
+    ``steps``) and its chop rate per step with trees standing."""
     env = envs.make("TreeGrid", **SPEC, max_steps=NEVER)
 
     def one(params, key):
@@ -126,8 +284,12 @@ def make_fresh_eval(agent: ppo_lib.PPO, forests: int, steps: int):
 
         states, trees = jax.lax.scan(body, states, jax.random.split(k1, steps))
         n = jnp.sum(states.inner.trees, (-2, -1))
+        alive_steps = jnp.sum(steps - states.inner.extinctions).astype(jnp.float32)
+        chops = jnp.sum(states.inner.chopped).astype(jnp.float32)
         return {"extinct": jnp.mean((n == 0).astype(jnp.float32)), "trees": jnp.mean(trees),
-                "reward_rate": jnp.mean(states.inner.chopped.astype(jnp.float32)) / steps}
+                "reward_rate": chops / forests / steps,
+                "hazard": jnp.sum(states.inner.first_extinction >= 0) / jnp.maximum(alive_steps, 1.0),
+                "alive_rate": chops / jnp.maximum(alive_steps, 1.0)}
 
     return jax.jit(lambda params, key: jax.vmap(one)(params, jax.random.split(key, jax.tree.leaves(params)[0].shape[0])))
 
@@ -161,6 +323,40 @@ def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, ou
     return save_figure(fig, out / filename)
 
 
+def plot_worlds(worlds: dict, num_steps: int, count: int, out: Path, title: str, filename: str,
+                smooth: int = 200_000) -> Path:
+    """Each of the first ``count`` worlds of every seed over its own life: trees standing at the
+    end of every rollout, and its chop rate per step with trees standing (over ``smooth`` steps)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds, updates, envs_ = worlds["world_trees"].shape
+    count = min(count, envs_)
+    x = (np.arange(updates) + 1) * num_steps / 1e6
+    k = min(updates, max(1, smooth // num_steps))
+    box = np.ones(k)
+    fig, axes = plt.subplots(count, seeds, figsize=(7 * seeds, 1.6 * count + 0.8), squeeze=False, sharex=True)
+    for s in range(seeds):
+        for w in range(count):
+            ax = axes[w, s]
+            ax.plot(x, worlds["world_trees"][s, :, w], lw=0.5, color="tab:green")
+            ax.set_ylim(-0.5, 10.5), ax.set_ylabel(f"seed {s} world {w}\ntrees", fontsize=7)
+            chops = np.convolve(worlds["world_chops"][s, :, w], box, "valid")
+            alive = np.convolve(num_steps - worlds["world_extinct_steps"][s, :, w], box, "valid")
+            rate = np.where(alive > 0, chops / np.maximum(alive, 1), np.nan)
+            twin = ax.twinx()
+            twin.plot(x[k - 1:], rate, lw=0.8, color="tab:brown")
+            twin.set_ylim(0, 0.4), twin.tick_params(labelsize=6)
+            if w == 0:
+                twin.set_ylabel("chops per alive step", fontsize=7, color="tab:brown")
+            ax.tick_params(labelsize=6)
+        axes[-1, s].set_xlabel("env steps of this world (M)")
+    fig.suptitle(title + f"\ngreen: trees standing (end of each {num_steps}-step rollout); "
+                 f"brown: chop rate per step with trees standing, over {k * num_steps:,} steps", fontsize=9)
+    return save_figure(fig, out / filename)
+
+
 def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
     """All seeds of one discount, trained at once; curves per update, fresh forests per chunk."""
     config = tree_config(args, gamma)
@@ -186,9 +382,10 @@ def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
         log(f"  chunk {c + 1:2d}/{args.chunks} {fresh_steps[-1]:>11,} steps/seed wall={time.perf_counter() - wall0:4.0f}s | "
             f"worlds: trees={r(m['trees'][:, -1], 1)} extinct={r(m['extinct'][:, -1])} "
             f"reward_rate={r(m['reward_rate'].mean(1), 3)} | fresh: extinct={r(f['extinct'])} "
-            f"reward_rate={r(f['reward_rate'], 3)}")
+            f"reward_rate={r(f['reward_rate'], 3)} hazard={_sci(f['hazard'])} long_run={r(long_run_rate(f), 3)}")
     wall = time.perf_counter() - wall0
     curves = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
+    worlds = {k: curves.pop(k) for k in [k for k in curves if k.startswith("world_")]}  # (seeds, updates, envs)
     fresh_arr = {k: np.stack([np.asarray(f[k]) for f in fresh], 1) for k in fresh[0]}
 
     # Phases, per seed: when its worlds first lost a forest, how many ended extinct, its
@@ -206,19 +403,55 @@ def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
                    final_trees=float(curves["trees"][s, -1]), peak_reward_rate=float(rate.max()),
                    peak_reward_rate_step=int(x[np.argmax(rate) + window - 1]), final_reward_rate=float(rate[-1]),
                    fresh_extinct_peak=float(fe[peak]), fresh_extinct_peak_step=fresh_steps[peak],
-                   fresh_extinct_final=float(fe[-1]), fresh_reward_rate_final=float(fresh_arr["reward_rate"][s, -1]))
+                   fresh_extinct_final=float(fe[-1]), fresh_reward_rate_final=float(fresh_arr["reward_rate"][s, -1]),
+                   fresh_hazard_final=float(fresh_arr["hazard"][s, -1]),
+                   fresh_alive_rate_final=float(fresh_arr["alive_rate"][s, -1]),
+                   fresh_long_run_final=float(long_run_rate({k: v[s, -1] for k, v in fresh_arr.items()})))
         summary.append(row)
         log(f"  gamma={gamma} seed {s}: first extinction at {_steps(first)} steps; "
             f"worlds extinct at the end {row['final_extinct_share']:.2f} (trees {row['final_trees']:.2f}); reward rate "
             f"peak {row['peak_reward_rate']:.3f} at {row['peak_reward_rate_step']:,}, final {row['final_reward_rate']:.3f}; "
             f"fresh forests extinct: peak {row['fresh_extinct_peak']:.2f} at {row['fresh_extinct_peak_step']:,}, final "
             f"{row['fresh_extinct_final']:.2f} (reward rate {row['fresh_reward_rate_final']:.3f})")
+    phases = [[dict(gamma=gamma, seed=s, world=w, **world_phases(
+        worlds["world_trees"][s, :, w], worlds["world_chops"][s, :, w], worlds["world_extinct_steps"][s, :, w],
+        config.num_steps)) for w in range(args.envs)] for s in range(args.seeds)]
+    for s in range(args.seeds):
+        ph = phases[s]
+        regrown = [p for p in ph if p["first_regrowth"] is not None]
+        log(f"  gamma={gamma} seed {s} worlds: {sum(p['first_extinction'] is not None for p in ph)}/{args.envs} emptied, "
+            f"{len(regrown)} regrew, {sum(p['extinct_again'] is None for p in regrown)} of those stayed alive to the end; "
+            f"extinctions per world {[p['extinctions'] for p in ph]}; empty share of world-time "
+            f"{np.mean([p['empty_share'] for p in ph]):.2f}")
+    periods = period_table(worlds, config.num_steps, args.periods)
+    for row in periods:
+        log(f"  gamma={gamma} seed {row['seed']} world-steps {row['start']:>10,}-{row['end']:>10,}: empty share "
+            f"{row['empty_share']:.2f}, chop rate alive {_rate(row['alive_rate'])}; alive stretches begun "
+            f"{row['spells']} ({row['ended']} ended), median length {_steps(row['median_length'], '-')}, hazard "
+            f"{_sci(row['hazard'])[0] if row['hazard'] is not None else '-'}")
     log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s")
-    return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps)
+    return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps,
+                worlds=worlds, phases=phases, periods=periods)
 
 
-def _steps(n: int | None) -> str:
-    return "never" if n is None else f"{n:,}"
+def long_run_rate(fresh: dict, empty_steps: float = 1e6) -> np.ndarray:
+    """Chops per step over a horizon of many extinctions implied by a fresh-forest evaluation:
+    alive for 1/hazard steps at ``alive_rate``, then empty for ~1/1e-6 steps (regrowth at 0
+    trees), i.e. ``alive_rate / (1 + hazard * empty_steps)``. An estimate, not a measurement:
+    it ignores the time a regrown forest needs to fill up again."""
+    return np.asarray(fresh["alive_rate"]) / (1.0 + np.asarray(fresh["hazard"]) * empty_steps)
+
+
+def _sci(v) -> list:
+    return [f"{x:.1e}" for x in np.atleast_1d(np.asarray(v, np.float64))]
+
+
+def _steps(n: float | None, none: str = "never") -> str:
+    return none if n is None else f"{n:,.0f}"
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _json(a: np.ndarray) -> list:
@@ -241,8 +474,12 @@ def main() -> None:
     ap.add_argument("--eval-forests", type=int, default=64)
     ap.add_argument("--eval-steps", type=int, default=4000)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies --steps-per-seed")
+    ap.add_argument("--periods", type=int, default=5,
+                    help="the run split into this many periods for the per-period table of its worlds")
+    ap.add_argument("--world-plots", type=int, default=4,
+                    help="worlds per seed drawn over their own life (trees standing, chop rate)")
     args = ap.parse_args()
-    for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps"):
+    for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps", "world_plots", "periods"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
     if not args.scale > 0:
@@ -262,6 +499,9 @@ def main() -> None:
                     f"TreeGrid online, reset-free PPO: {args.seeds} seeds x {args.envs} worlds, gamma={g}, "
                     f"lr={args.lr}; fresh forests: {args.eval_forests} x {args.eval_steps} steps",
                     f"tree_over_training_gamma{g}.png") for g, r in runs.items()}
+    world_figs = {g: plot_worlds(r["worlds"], r["config"].num_steps, args.world_plots, out,
+                                 f"TreeGrid online, reset-free PPO, gamma={g}: single worlds ({args.envs} per seed)",
+                                 f"worlds_gamma{g}.png") for g, r in runs.items()}
     report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(sys.argv)}`", "",
               *__doc__.split("\n\n")[1:3], "",
               "| gamma | seed | first extinction (steps) | extinct worlds at end | reward rate: peak (at step) / final "
@@ -275,15 +515,55 @@ def main() -> None:
                 f"{row['peak_reward_rate']:.3f} ({row['peak_reward_rate_step']:,}) / {row['final_reward_rate']:.3f} | "
                 f"{row['fresh_extinct_peak']:.2f} ({row['fresh_extinct_peak_step']:,}) / {row['fresh_extinct_final']:.2f} | "
                 f"{row['fresh_reward_rate_final']:.3f} |")
+    report += ["", ("Frozen final policy on fresh forests: hazard = forests emptied per step with trees standing "
+                    f"(censored at {args.eval_steps:,} steps); implied long-run rate = alive rate / "
+                    "(1 + hazard * 1e6), an estimate for a horizon of many ~1e6-step empty spells."), "",
+               "| gamma | seed | extinct at end | reward rate | chop rate alive | hazard per step | implied long-run rate |",
+               "|---|---|---|---|---|---|---|"]
+    for r in runs.values():
+        for row in r["summary"]:
+            report.append(f"| {row['gamma']} | {row['seed']} | {row['fresh_extinct_final']:.2f} | "
+                          f"{row['fresh_reward_rate_final']:.3f} | {row['fresh_alive_rate_final']:.3f} | "
+                          f"{row['fresh_hazard_final']:.1e} | {row['fresh_long_run_final']:.3f} |")
+    report += ["", ("Training worlds per period of the run (each world's own steps): share of world-time with no "
+                    "tree, chop rate per step with trees standing, and the stretches with trees standing that began "
+                    "in the period (at the start or at a regrowth): count (ended in an extinction), median length, "
+                    "hazard (extinctions per alive step, unended stretches censored at the end of the run)."), "",
+               ("| gamma | seed | world-steps | empty share | chop rate alive | alive stretches (ended) "
+                "| median length | hazard |"), "|---|---|---|---|---|---|---|---|"]
+    for g, r in runs.items():
+        for row in r["periods"]:
+            report.append(f"| {g} | {row['seed']} | {row['start']:,}-{row['end']:,} | {row['empty_share']:.2f} | "
+                          f"{_rate(row['alive_rate'])} | {row['spells']} ({row['ended']}) | "
+                          f"{_steps(row['median_length'], '-')} | "
+                          f"{'-' if row['hazard'] is None else format(row['hazard'], '.1e')} |")
+    report += ["", ("Training worlds, one row each (steps are that world's own steps; chop rates per step with "
+                    "trees standing: over the 1M steps before its first crash, from its first regrowth to its next "
+                    "extinction or the end, and over the last 1M steps):"), "",
+               ("| gamma | seed | world | first extinction | first regrowth | emptied again | extinctions | "
+                "empty share | rate before crash | rate after regrowth | rate at end | trees at end |"),
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs.values():
+        for ph in r["phases"]:
+            for p in ph:
+                report.append(
+                    f"| {p['gamma']} | {p['seed']} | {p['world']} | {_steps(p['first_extinction'])} | "
+                    f"{_steps(p['first_regrowth'])} | {_steps(p['extinct_again'])} | {p['extinctions']} | "
+                    f"{p['empty_share']:.2f} | {_rate(p['rate_before_crash'])} | {_rate(p['rate_after_regrowth'])} | "
+                    f"{_rate(p['rate_end'])} | {p['trees_end']} |")
     report += [""] + [f"![gamma {g}]({f.name})" for g, f in figs.items()]
+    report += [""] + [f"![worlds gamma {g}]({f.name})" for g, f in world_figs.items()]
     report += ["", "## Log", "", "```", *lines, "```", ""]
     (out / "report.md").write_text("\n".join(report))
     (out / "results.json").write_text(json.dumps(dict(
         args=vars(args), wall_s=wall,
         runs={str(g): dict(config=r["config"].to_dict(), wall_s=r["wall_s"], summary=r["summary"],
                            fresh_steps=r["fresh_steps"], curves={k: _json(v) for k, v in r["curves"].items()},
-                           fresh={k: _json(v) for k, v in r["fresh"].items()}) for g, r in runs.items()},
+                           fresh={k: _json(v) for k, v in r["fresh"].items()}, phases=r["phases"], periods=r["periods"])
+              for g, r in runs.items()},
     ), indent=1) + "\n")
+    # Per-world records (seeds, updates, worlds), one set per discount: too long for the JSON.
+    np.savez_compressed(out / "worlds.npz", **{f"gamma{g}_{k}": v for g, r in runs.items() for k, v in r["worlds"].items()})
     print(f"report: {out / 'report.md'}")
 
 

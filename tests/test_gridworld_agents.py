@@ -1,5 +1,7 @@
 """PPO and DQN on a gridworld, and the training-loop convolution they rely on."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,3 +136,67 @@ def test_gae_bootstraps_from_the_state_after_the_rollout():
     a0, _ = agent.advantages(cut, jnp.zeros(n))
     a1, _ = agent.advantages(cut, jnp.full(n, 10.0))
     assert np.allclose(np.asarray(a1 - a0)[:3], 0.0) and (np.asarray(a1 - a0)[3:] > 0).all()
+
+
+def _tree_experiment(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "experiments"))
+    import tree_gridworld
+
+    return tree_gridworld
+
+
+def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypatch):
+    """Per-update records of one world (rollouts of 10 steps) -> its extinctions, regrowths and
+    chop rates per step with trees standing, before the crash and after the regrowth."""
+    tg = _tree_experiment(monkeypatch)
+    #   update:        0  1  2  3  4  5  6  7  8  9
+    trees = np.array([9, 8, 0, 0, 0, 2, 3, 0, 0, 0])
+    chops = np.array([2, 3, 4, 0, 0, 1, 3, 2, 0, 0])
+    empty = np.array([0, 0, 4, 10, 10, 3, 0, 6, 10, 7])  # update 9: regrew and emptied again inside it
+    extinctions, revivals = tg.world_events(trees, empty, 10)
+    # Update 2 ends with 4 empty steps: steps 27..30 are empty. Update 5 starts with 3: step 54 has a tree.
+    assert extinctions == [27, 75, 94] and revivals == [54, 91]
+    p = tg.world_phases(trees, chops, empty, 10, window=20)
+    assert (p["first_extinction"], p["first_regrowth"], p["extinct_again"]) == (27, 54, 75)
+    assert (p["extinctions"], p["regrowths"], p["trees_end"]) == (3, 2, 0)
+    assert p["empty_share"] == pytest.approx(50 / 100)
+    assert p["alive_after_regrowth"] == 75 - 54
+    # Before the crash: updates 0..2 (window 20 = 2 updates before the crash update, and it).
+    assert p["rate_before_crash"] == pytest.approx((2 + 3 + 4) / (10 + 10 + 6))
+    # From the regrowth (update 5) through the update of the next extinction (7).
+    assert p["rate_after_regrowth"] == pytest.approx((1 + 3 + 2) / (7 + 10 + 4))
+    assert p["rate_end"] == pytest.approx(0 / 3)
+    # Its stretches with trees standing: the first forest, then each regrowth to the next crash.
+    assert tg.alive_spells(trees, empty, 10) == [(1, 26, True), (54, 21, True), (91, 3, True)]
+    rows = tg.period_table({"world_trees": trees[None, :, None], "world_chops": chops[None, :, None],
+                            "world_extinct_steps": empty[None, :, None]}, 10, 2)
+    assert [(r["start"], r["end"], r["spells"], r["ended"]) for r in rows] == [(0, 50, 1, 1), (50, 100, 2, 2)]
+    assert [r["empty_share"] for r in rows] == pytest.approx([24 / 50, 26 / 50])
+    assert [r["alive_rate"] for r in rows] == pytest.approx([9 / 26, 6 / 24])
+    assert [r["hazard"] for r in rows] == pytest.approx([1 / 26, 2 / 24])
+    assert [r["median_length"] for r in rows] == [26, 12]
+    # A world that never crashes has no phases but a rate at the end.
+    q = tg.world_phases(np.full(4, 10), np.ones(4, int), np.zeros(4, int), 10, window=20)
+    assert q["first_extinction"] is q["first_regrowth"] is q["rate_before_crash"] is None
+    assert q["extinctions"] == 0 and q["rate_end"] == pytest.approx(0.1)
+    assert tg.alive_spells(np.full(4, 10), np.zeros(4, int), 10) == [(1, 40, False)]
+
+
+def test_segment_records_each_world_and_its_extinction_step_matches_the_env(monkeypatch):
+    """The per-world records of a training segment locate each world's first extinction at the
+    step the env stamps (one tree on 3x3, so worlds empty fast and stay empty)."""
+    tg = _tree_experiment(monkeypatch)
+    config = ppo_lib.PPOConfig(env="TreeGrid", env_kwargs={"size": 3, "num_trees": 1, "max_steps": 2**31 - 1},
+                               model="mlp", model_kwargs={"hidden": [8]}, num_envs=4, num_steps=8,
+                               total_timesteps=4 * 8 * 6, anneal_lr=False)
+    agent = ppo_lib.make_ppo(config)
+    state = jax.vmap(agent.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    state, m = tg.make_segment(agent, 6)(state)
+    assert m["world_trees"].shape == (2, 6, 4) and m["world_chops"].shape == (2, 6, 4)
+    first = np.asarray(state.env_state.inner.first_extinction)
+    assert (first > 0).sum() >= 4  # most worlds were emptied
+    for s in range(2):
+        for w in range(4):
+            ext, rev = tg.world_events(m["world_trees"][s, :, w], m["world_extinct_steps"][s, :, w], 8)
+            assert rev == [] and ext == ([first[s, w]] if first[s, w] > 0 else [])
+            assert int(m["world_chops"][s, :, w].sum()) == int(state.env_state.inner.chopped[s, w])
