@@ -268,8 +268,8 @@ def fit_probes(
     groups = _width_groups([features[s].shape[-1] for s in site_names])
     order = np.argsort(np.concatenate(groups))  # grouped position -> site order
     group_width = [max(features[site_names[i]].shape[-1] for i in g) for g in groups]
-    by_checkpoint = [[_pad(features[site_names[i]].reshape(-1, n, features[site_names[i]].shape[-1]), w) for i in g]
-                     for g, w in zip(groups, group_width)]
+    flat = [features[s].reshape(-1, n, features[s].shape[-1]) for s in site_names]  # (checkpoints, n, width)
+    by_checkpoint = [[_pad(flat[i], w) for i in g] for g, w in zip(groups, group_width)]
     static = dict(binary=tuple(bool(b) for b in binary), kind=kind, l2=float(l2), l1=float(l1),
                   max_steps=int(max_steps), tol=float(tol))
     args = jnp.asarray(y), jnp.asarray(train), jnp.asarray(test)
