@@ -94,6 +94,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,13 +113,12 @@ SPEC = {"size": 10, "num_trees": 10}
 
 
 def tree_config(args: argparse.Namespace, gamma: float) -> ppo_lib.PPOConfig:
-    """PPO for one seed's worlds; total steps rounded to whole chunks of updates."""
+    """PPO for one seed's worlds; ``args.updates_per_chunk`` updates per chunk (see ``main``)."""
     batch = args.envs * args.num_steps
-    per_chunk = max(1, round(args.steps_per_seed * args.scale / batch / args.chunks))
     return ppo_lib.PPOConfig(
         env="TreeGrid", env_kwargs={**SPEC, "max_steps": NEVER}, model="mlp",
         model_kwargs={"hidden": [64, 64]}, num_envs=args.envs, num_steps=args.num_steps,
-        total_timesteps=per_chunk * args.chunks * batch, lr=args.lr, anneal_lr=False,
+        total_timesteps=args.updates_per_chunk * args.chunks * batch, lr=args.lr, anneal_lr=False,
         gamma=gamma, gae_lambda=0.95, ent_coef=args.ent_coef, update_epochs=4, num_minibatches=4,
         seed=args.seed)
 
@@ -294,6 +294,36 @@ def make_fresh_eval(agent: ppo_lib.PPO, forests: int, steps: int):
     return jax.jit(lambda params, key: jax.vmap(one)(params, jax.random.split(key, jax.tree.leaves(params)[0].shape[0])))
 
 
+def save_progress(path: Path, state, chunks: list[dict], fresh: list[dict], fresh_steps: list[int],
+                  wall: float) -> None:
+    """One discount's training after its last finished chunk: the whole vmapped PPO state (params,
+    optimiser, every world, PRNG keys) and the records so far. Written to a temporary file and
+    renamed, so a run killed mid-write keeps its previous progress."""
+    arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+    arrays |= {f"metric_{k}": np.concatenate([c[k] for c in chunks], 1) for k in (chunks[0] if chunks else {})}
+    arrays |= {f"fresh_{k}": np.stack([np.asarray(f[k]) for f in fresh], 1) for k in fresh[0]}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, steps_at_eval=np.asarray(fresh_steps), wall=np.asarray(wall), **arrays)
+    os.replace(tmp, path)
+
+
+def load_progress(path: Path, template) -> tuple:
+    """``(state, chunks, fresh, fresh_steps, wall)`` as :func:`save_progress` wrote them; the state
+    takes the structure of ``template`` (a fresh ``init`` of the same config)."""
+    with np.load(path) as f:
+        leaves, treedef = jax.tree.flatten(template)
+        saved = [f[f"state_{i}"] for i in range(sum(k.startswith("state_") for k in f.files))]
+        if [(x.shape, x.dtype) for x in saved] != [(x.shape, np.dtype(x.dtype)) for x in leaves]:
+            raise ValueError(f"{path} holds a state of another shape than this config's; was the run started "
+                             "with other --seeds/--envs/--num-steps or another version of this script?")
+        state = jax.tree.unflatten(treedef, [jnp.asarray(x) for x in saved])
+        metrics = {k[len("metric_"):]: f[k] for k in f.files if k.startswith("metric_")}
+        fresh_arr = {k[len("fresh_"):]: f[k] for k in f.files if k.startswith("fresh_")}
+        fresh_steps = f["steps_at_eval"].tolist()
+        fresh = [{k: v[:, i] for k, v in fresh_arr.items()} for i in range(len(fresh_steps))]
+        return state, [metrics] if metrics else [], fresh, fresh_steps, float(f["wall"])
+
+
 def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, out: Path, title: str,
          filename: str) -> Path:
     import matplotlib
@@ -357,22 +387,31 @@ def plot_worlds(worlds: dict, num_steps: int, count: int, out: Path, title: str,
     return save_figure(fig, out / filename)
 
 
-def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
-    """All seeds of one discount, trained at once; curves per update, fresh forests per chunk."""
+def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
+    """All seeds of one discount, trained at once; curves per update, fresh forests per chunk.
+    Progress is saved after every chunk and, if ``out`` holds some, training continues from it."""
     config = tree_config(args, gamma)
     agent = ppo_lib.make_ppo(config)
-    segment = make_segment(agent, config.num_updates // args.chunks)
+    segment = make_segment(agent, args.updates_per_chunk)
     fresh_eval = make_fresh_eval(agent, args.eval_forests, args.eval_steps)
-    wall0 = time.perf_counter()
+    progress = out / f"progress_gamma{gamma}.npz"
+    r = lambda v, d=2: np.round(np.asarray(v, np.float64), d).tolist()  # noqa: E731
     log(f"== gamma={gamma}: PPO {args.seeds} seeds x {args.envs} worlds, {config.total_timesteps:,} steps/seed, "
         f"lr={args.lr} constant, ent_coef={args.ent_coef}, MLP {config.model_kwargs['hidden']}")
     state = jax.jit(jax.vmap(agent.init))(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
-    fresh = [jax.device_get(fresh_eval(state.params, jax.random.PRNGKey(10_000)))]
-    chunks, fresh_steps = [], [0]
-    r = lambda v, d=2: np.round(np.asarray(v, np.float64), d).tolist()  # noqa: E731
-    log(f"  untrained policy on fresh forests ({args.eval_steps} steps): extinct={r(fresh[0]['extinct'])} "
-        f"reward_rate={r(fresh[0]['reward_rate'], 3)}")
-    for c in range(args.chunks):
+    if progress.exists():
+        state, chunks, fresh, fresh_steps, wall_before = load_progress(progress, state)
+        if len(fresh) - 1 > args.chunks:
+            raise SystemExit(f"--chunks={args.chunks} is not allowed: {progress} already has {len(fresh) - 1} "
+                             "chunks done; pass at least that many (that many stops the run and writes its report)")
+        log(f"  resumed from {progress.name}: {len(fresh) - 1} of {args.chunks} chunks done")
+    else:
+        fresh = [jax.device_get(fresh_eval(state.params, jax.random.PRNGKey(10_000)))]
+        chunks, fresh_steps, wall_before = [], [0], 0.0
+        log(f"  untrained policy on fresh forests ({args.eval_steps} steps): extinct={r(fresh[0]['extinct'])} "
+            f"reward_rate={r(fresh[0]['reward_rate'], 3)}")
+    wall0 = time.perf_counter() - wall_before
+    for c in range(len(fresh) - 1, args.chunks):
         state, m = segment(state)
         m = jax.device_get(m)
         chunks.append(m)
@@ -383,6 +422,7 @@ def train_one(args: argparse.Namespace, gamma: float, log) -> dict:
             f"worlds: trees={r(m['trees'][:, -1], 1)} extinct={r(m['extinct'][:, -1])} "
             f"reward_rate={r(m['reward_rate'].mean(1), 3)} | fresh: extinct={r(f['extinct'])} "
             f"reward_rate={r(f['reward_rate'], 3)} hazard={_sci(f['hazard'])} long_run={r(long_run_rate(f), 3)}")
+        save_progress(progress, state, chunks, fresh, fresh_steps, time.perf_counter() - wall0)
     wall = time.perf_counter() - wall0
     curves = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
     worlds = {k: curves.pop(k) for k in [k for k in curves if k.startswith("world_")]}  # (seeds, updates, envs)
@@ -459,6 +499,32 @@ def _json(a: np.ndarray) -> list:
     return np.where(np.isfinite(a), a, None).tolist()
 
 
+def resume_arguments(ap: argparse.ArgumentParser, given: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
+    """The arguments a run in ``given.out`` was started with; ``given.chunks`` may extend it."""
+    out = Path(given.out)
+    if not (out / "args.json").exists():
+        ap.error(f"--resume: {out / 'args.json'} not found; --out must be a folder this script started")
+    args = argparse.Namespace(**json.loads((out / "args.json").read_text()), resume=True)
+    if given.chunks is not None:  # checked against the chunks already done in train_one
+        args.chunks = given.chunks
+    return args, out
+
+
+def file_log(path: Path) -> tuple:
+    """:func:`echo_log` that also appends every line to ``path`` (continuing its earlier lines),
+    so a long run's progress is on disk while it runs."""
+    log, lines = echo_log()
+    if path.exists():
+        lines.extend(path.read_text().splitlines())
+
+    def both(s: str) -> None:
+        log(s)
+        with path.open("a") as f:
+            f.write(s + "\n")
+
+    return both, lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder; must not exist yet")
@@ -470,7 +536,10 @@ def main() -> None:
     ap.add_argument("--gammas", type=float, nargs="+", default=[0.99, 0.999], help="one run per discount")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ent-coef", type=float, default=0.01)
-    ap.add_argument("--chunks", type=int, default=12, help="progress lines / fresh-forest evaluations")
+    ap.add_argument("--chunks", type=int, default=None,
+                    help="progress lines / fresh-forest evaluations / saved progress (default 12); with --resume, "
+                         "the run's new length in chunks of the same size: more extends it, the number already "
+                         "done ends it there and writes the report")
     ap.add_argument("--eval-forests", type=int, default=64)
     ap.add_argument("--eval-steps", type=int, default=4000)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies --steps-per-seed")
@@ -478,21 +547,35 @@ def main() -> None:
                     help="the run split into this many periods for the per-period table of its worlds")
     ap.add_argument("--world-plots", type=int, default=4,
                     help="worlds per seed drawn over their own life (trees standing, chop rate)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its last saved chunk, with the arguments it was started "
+                         "with (all others given now are ignored except --chunks)")
     args = ap.parse_args()
+    if args.resume:
+        args, out = resume_arguments(ap, args)
+    else:
+        args.chunks = 12 if args.chunks is None else args.chunks
     for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps", "world_plots", "periods"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
     if not args.scale > 0:
         ap.error(f"--scale={args.scale} is not allowed; need > 0")
+    if not args.resume:
+        batch = args.envs * args.num_steps
+        args.updates_per_chunk = max(1, round(args.steps_per_seed * args.scale / batch / args.chunks))
+        args.argv = sys.argv
     for gamma in args.gammas:
         tree_config(args, gamma)  # fail on a bad discount before any training
-    out = new_output_folder(ap, args.out)
-    log, lines = echo_log()
+    if not args.resume:
+        out = new_output_folder(ap, args.out)
+        (out / "args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=1))
+    log, lines = file_log(out / "log.txt")
 
     wall0 = time.perf_counter()
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {SPEC}, continuing (max_steps={NEVER}); "
-        f"fresh forests: {args.eval_forests} x {args.eval_steps} steps")
-    runs = {g: train_one(args, g, log) for g in args.gammas}
+        f"fresh forests: {args.eval_forests} x {args.eval_steps} steps"
+        + (f"; resumed with {' '.join(sys.argv)}" if args.resume else ""))
+    runs = {g: train_one(args, g, log, out) for g in args.gammas}
     wall = time.perf_counter() - wall0
     log(f"total wall time {wall:.0f} s ({wall / 60:.1f} min)")
     figs = {g: plot(r["curves"], r["fresh"], r["fresh_steps"], r["config"].batch_size, out,
@@ -502,7 +585,7 @@ def main() -> None:
     world_figs = {g: plot_worlds(r["worlds"], r["config"].num_steps, args.world_plots, out,
                                  f"TreeGrid online, reset-free PPO, gamma={g}: single worlds ({args.envs} per seed)",
                                  f"worlds_gamma{g}.png") for g, r in runs.items()}
-    report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(sys.argv)}`", "",
+    report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(args.argv)}`", "",
               *__doc__.split("\n\n")[1:3], "",
               "| gamma | seed | first extinction (steps) | extinct worlds at end | reward rate: peak (at step) / final "
               "| fresh forests extinct: peak (at step) / final | fresh reward rate final |",
