@@ -239,7 +239,8 @@ def alive_spells(trees_end: np.ndarray, extinct_steps: np.ndarray, num_steps: in
 
 def period_table(worlds: dict, num_steps: int, periods: int) -> list[dict]:
     """Per seed and per ``periods``-th of the run (in each world's own steps): the share of
-    world-time with no tree standing, the chop rate per step with trees standing, and the alive
+    world-time with no tree standing, the reward rate (chops per world-step, empty or not), the
+    chop rate per step with trees standing, and the alive
     stretches that began in it (forests at the start, or regrown): how many, how many ended in an
     extinction, their median length and hazard (extinctions per alive step, exponential fit with
     the unended ones censored at the end of the run)."""
@@ -257,6 +258,7 @@ def period_table(worlds: dict, num_steps: int, periods: int) -> list[dict]:
             alive = (num_steps - x).sum()
             rows.append(dict(seed=s, start=int(lo * num_steps), end=int(hi * num_steps),
                              empty_share=float(x.sum() / x.size / num_steps),
+                             reward_rate=float(worlds["world_chops"][s, lo:hi].sum() / x.size / num_steps),
                              alive_rate=float(worlds["world_chops"][s, lo:hi].sum() / alive) if alive else None,
                              spells=len(inside), ended=int(ended),
                              median_length=float(np.median([sp[1] for sp in inside])) if inside else None,
@@ -466,12 +468,30 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
     periods = period_table(worlds, config.num_steps, args.periods)
     for row in periods:
         log(f"  gamma={gamma} seed {row['seed']} world-steps {row['start']:>10,}-{row['end']:>10,}: empty share "
-            f"{row['empty_share']:.2f}, chop rate alive {_rate(row['alive_rate'])}; alive stretches begun "
+            f"{row['empty_share']:.2f}, reward rate {row['reward_rate']:.3f}, chop rate alive {_rate(row['alive_rate'])}; "
+            f"alive stretches begun "
             f"{row['spells']} ({row['ended']} ended), median length {_steps(row['median_length'], '-')}, hazard "
             f"{_sci(row['hazard'])[0] if row['hazard'] is not None else '-'}")
     log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s")
     return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps,
                 worlds=worlds, phases=phases, periods=periods)
+
+
+def period_markdown(periods: dict[float, list[dict]]) -> list[str]:
+    """:func:`period_table` rows, per discount, as a report paragraph and table."""
+    lines = [("Training worlds per period of the run (each world's own steps): share of world-time with no tree, "
+              "reward rate (chops per world-step, empty or not), chop rate per step with trees standing, and the "
+              "stretches with trees standing that began in the period (at the start or at a regrowth): count (ended "
+              "in an extinction), median length, hazard (extinctions per alive step, unended stretches censored at "
+              "the end of the run)."), "",
+             "| gamma | seed | world-steps | empty share | reward rate | chop rate alive | alive stretches (ended) "
+             "| median length | hazard |", "|---|---|---|---|---|---|---|---|---|"]
+    for g, rows in periods.items():
+        lines += [f"| {g} | {row['seed']} | {row['start']:,}-{row['end']:,} | {row['empty_share']:.2f} | "
+                  f"{row['reward_rate']:.3f} | {_rate(row['alive_rate'])} | {row['spells']} ({row['ended']}) | "
+                  f"{_steps(row['median_length'], '-')} | "
+                  f"{'-' if row['hazard'] is None else format(row['hazard'], '.1e')} |" for row in rows]
+    return lines
 
 
 def long_run_rate(fresh: dict, empty_steps: float = 1e6) -> np.ndarray:
@@ -608,18 +628,7 @@ def main() -> None:
             report.append(f"| {row['gamma']} | {row['seed']} | {row['fresh_extinct_final']:.2f} | "
                           f"{row['fresh_reward_rate_final']:.3f} | {row['fresh_alive_rate_final']:.3f} | "
                           f"{row['fresh_hazard_final']:.1e} | {row['fresh_long_run_final']:.3f} |")
-    report += ["", ("Training worlds per period of the run (each world's own steps): share of world-time with no "
-                    "tree, chop rate per step with trees standing, and the stretches with trees standing that began "
-                    "in the period (at the start or at a regrowth): count (ended in an extinction), median length, "
-                    "hazard (extinctions per alive step, unended stretches censored at the end of the run)."), "",
-               ("| gamma | seed | world-steps | empty share | chop rate alive | alive stretches (ended) "
-                "| median length | hazard |"), "|---|---|---|---|---|---|---|---|"]
-    for g, r in runs.items():
-        for row in r["periods"]:
-            report.append(f"| {g} | {row['seed']} | {row['start']:,}-{row['end']:,} | {row['empty_share']:.2f} | "
-                          f"{_rate(row['alive_rate'])} | {row['spells']} ({row['ended']}) | "
-                          f"{_steps(row['median_length'], '-')} | "
-                          f"{'-' if row['hazard'] is None else format(row['hazard'], '.1e')} |")
+    report += ["", *period_markdown({g: r["periods"] for g, r in runs.items()})]
     report += ["", ("Training worlds, one row each (steps are that world's own steps; chop rates per step with "
                     "trees standing: over the 1M steps before its first crash, from its first regrowth to its next "
                     "extinction or the end, and over the last 1M steps):"), "",

@@ -173,6 +173,7 @@ def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypat
     assert [(r["start"], r["end"], r["spells"], r["ended"]) for r in rows] == [(0, 50, 1, 1), (50, 100, 2, 2)]
     assert [r["empty_share"] for r in rows] == pytest.approx([24 / 50, 26 / 50])
     assert [r["alive_rate"] for r in rows] == pytest.approx([9 / 26, 6 / 24])
+    assert [r["reward_rate"] for r in rows] == pytest.approx([9 / 50, 6 / 50])
     assert [r["hazard"] for r in rows] == pytest.approx([1 / 26, 2 / 24])
     assert [r["median_length"] for r in rows] == [26, 12]
     # A world that never crashes has no phases but a rate at the end.
@@ -200,3 +201,29 @@ def test_segment_records_each_world_and_its_extinction_step_matches_the_env(monk
             ext, rev = tg.world_events(m["world_trees"][s, :, w], m["world_extinct_steps"][s, :, w], 8)
             assert rev == [] and ext == ([first[s, w]] if first[s, w] > 0 else [])
             assert int(m["world_chops"][s, :, w].sum()) == int(state.env_state.inner.chopped[s, w])
+
+
+def test_tree_run_resumed_from_saved_progress_ends_where_an_uninterrupted_run_ends(monkeypatch, tmp_path, capsys):
+    """The experiment saves its whole state after every chunk: one chunk, then ``--resume --chunks 2``,
+    gives bit-identical world records, curves and fresh-forest figures to two chunks in one go."""
+    tg = _tree_experiment(monkeypatch)
+    common = ["--envs", "2", "--num-steps", "16", "--gammas", "0.99", "--eval-forests", "2", "--eval-steps", "20",
+              "--periods", "2", "--world-plots", "1", "--seeds", "2"]
+
+    def run(*argv):
+        monkeypatch.setattr("sys.argv", ["tree_gridworld.py", *common, *argv])
+        tg.main()
+
+    run("--out", str(tmp_path / "whole"), "--chunks", "2", "--steps-per-seed", "64")
+    run("--out", str(tmp_path / "split"), "--chunks", "1", "--steps-per-seed", "32")
+    run("--out", str(tmp_path / "split"), "--resume", "--chunks", "2")
+    assert "resumed from progress_gamma0.99.npz: 1 of 2 chunks done" in capsys.readouterr().out
+    with np.load(tmp_path / "whole" / "worlds.npz") as a, np.load(tmp_path / "split" / "worlds.npz") as b:
+        assert a["gamma0.99_world_chops"].shape == (2, 2, 2)  # (seeds, updates, worlds)
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    import json
+    whole, split = (json.loads((tmp_path / d / "results.json").read_text())["runs"]["0.99"] for d in ("whole", "split"))
+    assert whole["curves"] == split["curves"] and whole["fresh"] == split["fresh"]
+    # A run can only end at or after the chunks it has done.
+    with pytest.raises(SystemExit, match="already has 2 chunks done"):
+        run("--out", str(tmp_path / "split"), "--resume", "--chunks", "1")
