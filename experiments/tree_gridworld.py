@@ -30,54 +30,7 @@ there is no train/test split and no episode. Here PPO runs exactly that way:
 * Constant learning rate (online; nothing anneals), MLP on the symbolic 10x10x2 grid (the tree
   count is a sum over one channel), several seeds under one ``jax.vmap``.
 
-Measured (defaults, 8.9 min on one shared core; same seed gives identical figures): only the
-first half of the paper's finding reproduces. With gamma=0.99 the agent gets competent (reward
-rate 0.03 -> ~0.155 by 3.5M steps/seed), out-chops regrowth and empties its worlds (95-97%
-extinct by 12M steps/seed); the frozen policy's extinct share on fresh forests peaks at
-0.28/0.34 and falls back to 0.16/0.14, but reward rate on fresh forests does not rise
-(0.16/0.15); a 2x longer run with 256 worlds (peak 0.28/0.33, end 0.14/0.10) is no different.
-With gamma=0.995 (``--gammas 0.995``, 24M steps/seed) the crash comes later (first extinction at
-3.1-3.9M, 83%/96% of worlds extinct at 24M) though the frozen policy rarely empties a fresh
-forest within 4,000 steps (0.02/0.04 at the end, reward rate 0.195/0.166): 4,000 steps are too
-few to see a hazard that kills a world in ~1e5. With gamma=0.999 there is no crash at all:
-slower competence, reward rate ~0.124, 9.2-9.3 trees standing, 2-3% of worlds extinct. No run
-shows a crash followed by sustainable chopping at a *higher* reward rate. With 128 worlds a
-world lives ~1e5 steps, so its extinction is permanent and recovery could only show on fresh
-forests.
-
-Measured with few long-lived worlds (16 per seed, 1024-step rollouts, 2 seeds, fresh forests
-32 x 50,000 steps, one run per discount on one core):
-``--envs 16 --num-steps 1024 --steps-per-seed 100000000 --gammas 0.99 --chunks 25
---eval-forests 32 --eval-steps 50000 --world-plots 8`` (35.1 min, 6.2M steps per world) and the
-same with ``--steps-per-seed 120000000 --gammas 0.995 --chunks 30`` (41.5 min, 7.5M steps per
-world). The first half of the finding now shows inside every world: all 64 worlds crash
-(gamma 0.99: at 139k-707k of their own steps, median 261k; 0.995: 225k-942k, median 460k) at
-an alive chop rate of 0.09-0.15 over the 1M steps before; they then spend 83-86% of their
-world-time empty. The empty spells end as specified (390 regrowths, fitted rate 1.05e-6 per
-empty step), and every world regrew at least once and was emptied again: 2-15 extinctions per
-world, none of the 64 stayed alive from its first regrowth to the end. gamma 0.99 shows the
-start of the second half, late and only partly: per sixth of each world's life (seed 0 / 1),
-the stretches with trees standing first get *shorter* (median 207k/181k for the starting
-forests, 17k-98k in sixths 2-5, hazard 0.7-2.9e-5 per alive step) and then longer in the last
-sixth (median 360k/157k, hazard 2.0e-6/3.0e-6, yet 10 of 14 / 11 of 19 still ended in an
-extinction), while the chop rate with trees standing rises 0.13 -> 0.20/0.21 and the empty
-share falls from 0.96/0.95 to 0.70/0.72. The population reward rate has the paper's shape so
-far: peak 0.142/0.121 at 3-4M steps/seed, 0.010/0.014 from 10M to 80M, 0.085/0.064 over the
-last 10M (4 and 8 of 16 worlds standing at the end). The frozen final policy on fresh forests:
-reward rate 0.193/0.204 over 50,000 steps (0.10-0.12 around the crash), 19%/6% emptied,
-hazard 4.1e-6/1.3e-6 per alive step, so over many ~1e6-step empty spells it would earn
-~0.041/0.093 per step (``long_run_rate``), not the ~0.21 it chops while trees stand. gamma
-0.995 shows no second half within 7.5M steps per world: hazard per sixth 2.8e-6 (starting
-forests), then 4.0e-6-1.4e-5 with no trend, empty share 0.83-0.94 to the end, alive chop rate
-0.19/0.09 in the last sixth, population reward rate 0.025/0.016 over the last 10M steps; fresh
-forests at the end: reward rate 0.172/0.115, hazard 3.4e-6/2.7e-6, implied long-run rate
-0.042/0.034. One world left standing there is not sustainable chopping: seed 1's world 7
-regrew to 10 trees at ~4.8M and the agent chopped once in its last 2.6M steps (stuck, not
-harvesting), which also inflates that period's alive stretches. So the crash reproduces in every world and the recovery does not, within these
-budgets: sustained chopping would need a hazard well under 1e-6 per alive step (a world alive
-for >1e6 steps); gamma 0.99 is heading that way at the end (2-3e-6) and would need a longer
-run, with more seeds, to say whether it gets there. Per-period tables: ``periods.md`` in the
-run folders (computed after the runs from ``worlds.npz`` with ``period_table``).
+Measured results, run by run, are in ``experiments/README.md``.
 
 Logged per PPO update (per seed): trees standing (mean over worlds), extinct share (worlds with
 0 trees), reward rate (chops per world-step; each chop is +1, so it *is* the chop rate over all
@@ -87,6 +40,8 @@ worlds) and the chop rate of the worlds still alive.
 
 Writes report.md, tree_over_training_gamma*.png, worlds_gamma*.png (single worlds over their life),
 results.json (with a phase table per world) and worlds.npz (per-world records); never overwrites ``--out``.
+A long run keeps log.txt and, after every chunk, progress_gamma*.npz (whole state, written atomically):
+``--out runs/tree --resume [--chunks N]`` continues it bit-identically, extends it, or ends it early.
 """
 
 from __future__ import annotations
@@ -606,7 +561,7 @@ def main() -> None:
                                  f"TreeGrid online, reset-free PPO, gamma={g}: single worlds ({args.envs} per seed)",
                                  f"worlds_gamma{g}.png") for g, r in runs.items()}
     report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(args.argv)}`", "",
-              *__doc__.split("\n\n")[1:3], "",
+              __doc__.split("\n\n")[1], "",
               "| gamma | seed | first extinction (steps) | extinct worlds at end | reward rate: peak (at step) / final "
               "| fresh forests extinct: peak (at step) / final | fresh reward rate final |",
               "|---|---|---|---|---|---|---|"]
