@@ -64,6 +64,7 @@ from rljaxinterp.agents import ppo as ppo_lib
 from rljaxinterp.agents.runs import save_figure
 
 NEVER = 2**31 - 1  # max_steps beyond any run: the world is continuing
+RESTRAINT_COUNTS = (1, 2, 3)  # trees standing at the start of make_restraint_test's forests
 SPEC = {"size": 10, "num_trees": 10}
 
 
@@ -281,6 +282,53 @@ def load_progress(path: Path, template) -> tuple:
         return state, [metrics] if metrics else [], fresh, fresh_steps, float(f["wall"])
 
 
+def few_tree_forests(env, counts: tuple[int, ...], forests: int, seed: int = 0):
+    """``forests`` levels per count in ``counts``: that many trees and the agent on distinct random
+    cells, a (len(counts) * forests,) batch."""
+    rng = np.random.default_rng(seed)
+    cells = env.shape[0] * env.shape[1]
+    rank = np.argsort(np.argsort(rng.random((len(counts), forests, cells)), -1), -1)  # random order of the cells
+    agent = np.stack(np.unravel_index(np.argmin(rank, -1), env.shape), -1).reshape(-1, 2)  # the first cell
+    trees = (rank >= 1) & (rank <= np.asarray(counts)[:, None, None])  # the next n cells
+    return jax.vmap(env.forest)(jnp.asarray(agent), jnp.asarray(trees.reshape(-1, *env.shape)))
+
+
+def make_restraint_test(agent: ppo_lib.PPO, counts: tuple[int, ...] = (1, 2, 3), forests: int = 256,
+                        steps: int = 300):
+    """``(params (seeds, ...) or None, key) -> (seeds, len(counts), 2)``: does the policy hold off
+    when few trees stand? From forests of n trees (regrowth as specified), the share it empties
+    before the forest grows back to n + 1 trees, and the share where neither happened within
+    ``steps``. A policy that always walks to the nearest tree empties a 1-tree forest unless a
+    tree regrows first (chance 0.087 per step), a sustainable one never does. ``params=None``
+    gives the uniformly random policy (no seeds axis), the reference for chance."""
+    env = agent.env
+    start = few_tree_forests(env, counts, forests)
+    n0 = jnp.repeat(jnp.asarray(counts), forests)
+    num = len(counts) * forests
+
+    def one(act, key):
+        def body(carry, key):
+            states, emptied, grown = carry
+            k_act, k_env = jax.random.split(key)
+            states = jax.vmap(env.step)(states, act(states, k_act), jax.random.split(k_env, num))
+            n = jnp.sum(states.inner.trees, (-2, -1))
+            emptied = emptied | ((n == 0) & ~grown)
+            return (states, emptied, grown | ((n > n0) & ~emptied)), None
+
+        (_, emptied, grown), _ = jax.lax.scan(body, (start, jnp.zeros(num, bool), jnp.zeros(num, bool)),
+                                              jax.random.split(key, steps))
+        share = lambda x: jnp.mean(x.reshape(len(counts), forests).astype(jnp.float32), 1)  # noqa: E731
+        return jnp.stack([share(emptied), share(~emptied & ~grown)], -1)
+
+    def test(params, key):
+        if params is None:
+            return one(lambda st, k: jax.random.randint(k, (num,), 0, env.num_actions), key)
+        seeds = jax.tree.leaves(params)[0].shape[0]
+        return jax.vmap(lambda p, k: one(lambda st, kk: agent.act(p, st, kk), k))(params, jax.random.split(key, seeds))
+
+    return test
+
+
 def plot(curves: dict, fresh: dict, fresh_steps: list, steps_per_update: int, out: Path, title: str,
          filename: str) -> Path:
     import matplotlib
@@ -410,6 +458,11 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
             f"peak {row['peak_reward_rate']:.3f} at {row['peak_reward_rate_step']:,}, final {row['final_reward_rate']:.3f}; "
             f"fresh forests extinct: peak {row['fresh_extinct_peak']:.2f} at {row['fresh_extinct_peak_step']:,}, final "
             f"{row['fresh_extinct_final']:.2f} (reward rate {row['fresh_reward_rate_final']:.3f})")
+    restraint_test = jax.jit(make_restraint_test(agent, RESTRAINT_COUNTS))
+    restraint = np.asarray(restraint_test(state.params, jax.random.PRNGKey(20_000)))
+    restraint_random = np.asarray(restraint_test(None, jax.random.PRNGKey(20_000)))
+    log(f"  gamma={gamma} final policy from forests of {list(RESTRAINT_COUNTS)} trees, share emptied before one "
+        f"regrows: per seed {r(restraint[..., 0], 3)} (random policy {r(restraint_random[:, 0], 3)})")
     phases = [[dict(gamma=gamma, seed=s, world=w, **world_phases(
         worlds["world_trees"][s, :, w], worlds["world_chops"][s, :, w], worlds["world_extinct_steps"][s, :, w],
         config.num_steps)) for w in range(args.envs)] for s in range(args.seeds)]
@@ -429,6 +482,7 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
             f"{_sci(row['hazard'])[0] if row['hazard'] is not None else '-'}")
     log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s")
     return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh_arr, fresh_steps=fresh_steps,
+                restraint=restraint, restraint_random=restraint_random,
                 worlds=worlds, phases=phases, periods=periods)
 
 
@@ -583,6 +637,15 @@ def main() -> None:
             report.append(f"| {row['gamma']} | {row['seed']} | {row['fresh_extinct_final']:.2f} | "
                           f"{row['fresh_reward_rate_final']:.3f} | {row['fresh_alive_rate_final']:.3f} | "
                           f"{row['fresh_hazard_final']:.1e} | {row['fresh_long_run_final']:.3f} |")
+    report += ["", ("Restraint of the final policy: from 256 forests with n trees standing (agent and trees on random "
+                    "cells, regrowth as specified), the share it empties before the forest grows back to n + 1 trees "
+                    "(within 300 steps; a sustainable policy: 0). The uniformly random policy is the reference."), "",
+               "| gamma | policy | " + " | ".join(f"n = {n}" for n in RESTRAINT_COUNTS) + " |",
+               "|---|---|" + "---|" * len(RESTRAINT_COUNTS)]
+    for g, r in runs.items():
+        rows = [(f"seed {s}", r["restraint"][s, :, 0]) for s in range(args.seeds)]
+        for who, shares in rows + [("random", r["restraint_random"][:, 0])]:
+            report.append(f"| {g} | {who} | " + " | ".join(f"{x:.3f}" for x in shares) + " |")
     report += ["", *period_markdown({g: r["periods"] for g, r in runs.items()})]
     report += ["", ("Training worlds, one row each (steps are that world's own steps; chop rates per step with "
                     "trees standing: over the 1M steps before its first crash, from its first regrowth to its next "
@@ -606,7 +669,8 @@ def main() -> None:
         args=vars(args), wall_s=wall,
         runs={str(g): dict(config=r["config"].to_dict(), wall_s=r["wall_s"], summary=r["summary"],
                            fresh_steps=r["fresh_steps"], curves={k: _json(v) for k, v in r["curves"].items()},
-                           fresh={k: _json(v) for k, v in r["fresh"].items()}, phases=r["phases"], periods=r["periods"])
+                           fresh={k: _json(v) for k, v in r["fresh"].items()}, phases=r["phases"], periods=r["periods"],
+                           restraint=r["restraint"].tolist(), restraint_random=r["restraint_random"].tolist())
               for g, r in runs.items()},
     ), indent=1) + "\n")
     # Per-world records (seeds, updates, worlds), one set per discount: too long for the JSON.

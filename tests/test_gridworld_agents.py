@@ -227,3 +227,24 @@ def test_tree_run_resumed_from_saved_progress_ends_where_an_uninterrupted_run_en
     # A run can only end at or after the chunks it has done.
     with pytest.raises(SystemExit, match="already has 2 chunks done"):
         run("--out", str(tmp_path / "split"), "--resume", "--chunks", "1")
+
+
+def test_restraint_test_matches_a_hand_count_for_one_random_step(monkeypatch):
+    """One uniformly random step on 3x3 with no regrowth: a 1-tree forest is emptied exactly when
+    the agent stands next to the tree (24 of the 72 ordered cell pairs) and moves into it; a
+    2-tree forest cannot be emptied in one step."""
+    tg = _tree_experiment(monkeypatch)
+    config = ppo_lib.PPOConfig(env="TreeGrid", env_kwargs={"size": 3, "num_trees": 2, "regrow_scale": 0.0,
+                                                           "max_steps": 2**31 - 1},
+                               model="mlp", model_kwargs={"hidden": [8]}, num_envs=2, num_steps=4,
+                               total_timesteps=8)
+    agent = ppo_lib.make_ppo(config)
+    forests = 3000
+    shares = np.asarray(tg.make_restraint_test(agent, (1, 2), forests, steps=1)(None, jax.random.PRNGKey(0)))
+    expected = 24 / 72 / agent.env.num_actions
+    assert abs(shares[0, 0] - expected) < 4 * np.sqrt(expected * (1 - expected) / forests)
+    assert shares[0, 1] == pytest.approx(1 - shares[0, 0])  # nothing regrows, so the rest is undecided
+    assert shares[1, 0] == 0.0
+    # The trained-policy path: one share pair per seed.
+    params = jax.vmap(agent.init)(jax.random.split(jax.random.PRNGKey(1), 2)).params
+    assert tg.make_restraint_test(agent, (1,), 8, steps=2)(params, jax.random.PRNGKey(0)).shape == (2, 1, 2)

@@ -415,6 +415,17 @@ def test_from_layout_round_trip_and_patch_pairs():
         assert env.to_layout(env.from_layout(layout)) == layout
 
 
+def test_tree_forest_from_data_equals_the_layout_and_vmaps():
+    env = env_of("TreeGrid", size=3, num_trees=2)
+    layout = ["A.T", "...", "T.."]
+    trees = jnp.array([[0, 0, 1], [0, 0, 0], [1, 0, 0]], bool)
+    one = env.forest(jnp.array([0, 0]), trees)
+    ref = env.from_layout(layout)
+    assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), one, ref))
+    many = jax.jit(jax.vmap(env.forest))(jnp.array([[0, 0], [1, 1]]), jnp.stack([trees, trees]))
+    assert env.to_layout(jax.tree.map(lambda x: x[1], many)) == ["..T", ".A.", "T.."]
+
+
 def test_from_layout_errors():
     env = env_of("CoinAtEnd", height=4, width=7)
     with pytest.raises(ValueError, match=r"shape \(3, 7\).*\(4, 7\)"):

@@ -97,6 +97,11 @@ class TreeGrid(GridEnv):
             first_extinction=jnp.int32(-1),
         )
 
+    def forest(self, agent: Array, trees: Array) -> EnvState:
+        """The first state of a forest given as data: the agent's (row, col) and a bool tree map.
+        ``from_layout`` for the many-level case: jittable, so ``vmap`` builds thousands at once."""
+        return self._wrap(self._fresh(agent, trees), 0.0, False, False, 0)
+
     def _transition(self, inner: TreeState, action: Array, key: Array) -> tuple[TreeState, Array, Array]:
         # Trees are not obstacles: a move into one chops it, then the agent stands there.
         agent = move(jnp.zeros(self.shape, jnp.bool_), inner.agent, action)
