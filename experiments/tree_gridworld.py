@@ -201,7 +201,7 @@ def period_table(worlds: dict, num_steps: int, periods: int) -> list[dict]:
     extinction, their median length and hazard (extinctions per alive step, exponential fit with
     the unended ones censored at the end of the run)."""
     seeds, updates, envs_ = worlds["world_trees"].shape
-    edges = np.linspace(0, updates, periods + 1).round().astype(int)
+    edges = np.unique(np.linspace(0, updates, periods + 1).round().astype(int))  # no empty period in a short run
     rows = []
     for s in range(seeds):
         spells = [sp for w in range(envs_) for sp in alive_spells(
