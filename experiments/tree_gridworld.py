@@ -64,7 +64,9 @@ from rljaxinterp.agents import ppo as ppo_lib
 from rljaxinterp.agents.runs import save_figure
 
 NEVER = 2**31 - 1  # max_steps beyond any run: the world is continuing
-RESTRAINT_COUNTS = (1, 2, 3)  # trees standing at the start of make_restraint_test's forests
+RESTRAINT_COUNTS = (1, 2, 3)  # make_restraint_test: trees standing at the start,
+RESTRAINT_FORESTS = 256  # forests per count,
+RESTRAINT_STEPS = 300  # and steps for the forest to be emptied or grow back
 SPEC = {"size": 10, "num_trees": 10}
 
 
@@ -293,8 +295,8 @@ def few_tree_forests(env, counts: tuple[int, ...], forests: int, seed: int = 0):
     return jax.vmap(env.forest)(jnp.asarray(agent), jnp.asarray(trees.reshape(-1, *env.shape)))
 
 
-def make_restraint_test(agent: ppo_lib.PPO, counts: tuple[int, ...] = (1, 2, 3), forests: int = 256,
-                        steps: int = 300):
+def make_restraint_test(agent: ppo_lib.PPO, counts: tuple[int, ...] = RESTRAINT_COUNTS,
+                        forests: int = RESTRAINT_FORESTS, steps: int = RESTRAINT_STEPS):
     """``(params (seeds, ...) or None, key) -> (seeds, len(counts), 2)``: does the policy hold off
     when few trees stand? From forests of n trees (regrowth as specified), the share it empties
     before the forest grows back to n + 1 trees, and the share where neither happened within
@@ -458,7 +460,7 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
             f"peak {row['peak_reward_rate']:.3f} at {row['peak_reward_rate_step']:,}, final {row['final_reward_rate']:.3f}; "
             f"fresh forests extinct: peak {row['fresh_extinct_peak']:.2f} at {row['fresh_extinct_peak_step']:,}, final "
             f"{row['fresh_extinct_final']:.2f} (reward rate {row['fresh_reward_rate_final']:.3f})")
-    restraint_test = jax.jit(make_restraint_test(agent, RESTRAINT_COUNTS))
+    restraint_test = jax.jit(make_restraint_test(agent))
     restraint = np.asarray(restraint_test(state.params, jax.random.PRNGKey(20_000)))
     restraint_random = np.asarray(restraint_test(None, jax.random.PRNGKey(20_000)))
     log(f"  gamma={gamma} final policy from forests of {list(RESTRAINT_COUNTS)} trees, share emptied before one "
@@ -523,6 +525,10 @@ def _rate(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _rate_list(v) -> str:
+    return "[" + ", ".join(f"{x:.3f}" for x in np.asarray(v)) + "]"
+
+
 def _json(a: np.ndarray) -> list:
     """Nested lists with NaN as null (JSON has no NaN)."""
     return np.where(np.isfinite(a), a, None).tolist()
@@ -537,6 +543,21 @@ def resume_arguments(ap: argparse.ArgumentParser, given: argparse.Namespace) -> 
     if given.chunks is not None:  # checked against the chunks already done in train_one
         args.chunks = given.chunks
     return args, out
+
+
+def restraint_of_saved(args: argparse.Namespace, paths: list[str]) -> None:
+    """Print :func:`make_restraint_test` of the policies in saved progress files of the run
+    ``args`` describes; copies of ``progress_gamma*.npz`` kept during a run give restraint over
+    training. Same forests and key as the report's final-policy table."""
+    agent = ppo_lib.make_ppo(tree_config(args, args.gammas[0]))  # the network does not depend on gamma
+    template = jax.vmap(agent.init)(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
+    test, key = jax.jit(make_restraint_test(agent)), jax.random.PRNGKey(20_000)
+    print(f"share of forests emptied before one regrows, n = {list(RESTRAINT_COUNTS)} trees at the start")
+    print(f"  random policy: {_rate_list(test(None, key)[:, 0])}")
+    for path in paths:
+        state = load_progress(Path(path), template)[0]
+        shares = " / ".join(_rate_list(seed) for seed in np.asarray(test(state.params, key))[..., 0])
+        print(f"  {path} ({int(np.asarray(state.env_steps)[0]):,} steps/seed): per seed {shares}")
 
 
 def file_log(path: Path) -> tuple:
@@ -579,7 +600,13 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its last saved chunk, with the arguments it was started "
                          "with (all others given now are ignored except --chunks)")
+    ap.add_argument("--restraint-of", nargs="+", metavar="PROGRESS", default=None,
+                    help="only print the restraint test of the policies in these saved progress files (copies of "
+                         "--out's progress_gamma*.npz taken during its run)")
     args = ap.parse_args()
+    if args.restraint_of:
+        restraint_of_saved(resume_arguments(ap, args)[0], args.restraint_of)
+        return
     if args.resume:
         args, out = resume_arguments(ap, args)
     else:
@@ -637,9 +664,10 @@ def main() -> None:
             report.append(f"| {row['gamma']} | {row['seed']} | {row['fresh_extinct_final']:.2f} | "
                           f"{row['fresh_reward_rate_final']:.3f} | {row['fresh_alive_rate_final']:.3f} | "
                           f"{row['fresh_hazard_final']:.1e} | {row['fresh_long_run_final']:.3f} |")
-    report += ["", ("Restraint of the final policy: from 256 forests with n trees standing (agent and trees on random "
-                    "cells, regrowth as specified), the share it empties before the forest grows back to n + 1 trees "
-                    "(within 300 steps; a sustainable policy: 0). The uniformly random policy is the reference."), "",
+    report += ["", (f"Restraint of the final policy: from {RESTRAINT_FORESTS} forests with n trees standing (agent and "
+                    "trees on random cells, regrowth as specified), the share it empties before the forest grows back "
+                    f"to n + 1 trees (within {RESTRAINT_STEPS} steps; a sustainable policy: 0). The uniformly random "
+                    "policy is the reference."), "",
                "| gamma | policy | " + " | ".join(f"n = {n}" for n in RESTRAINT_COUNTS) + " |",
                "|---|---|" + "---|" * len(RESTRAINT_COUNTS)]
     for g, r in runs.items():

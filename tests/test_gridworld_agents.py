@@ -227,6 +227,12 @@ def test_tree_run_resumed_from_saved_progress_ends_where_an_uninterrupted_run_en
     # A run can only end at or after the chunks it has done.
     with pytest.raises(SystemExit, match="already has 2 chunks done"):
         run("--out", str(tmp_path / "split"), "--resume", "--chunks", "1")
+    # Saved progress is also a policy to test: the final one gives the report's restraint figures.
+    capsys.readouterr()
+    run("--out", str(tmp_path / "split"), "--restraint-of", str(tmp_path / "split" / "progress_gamma0.99.npz"))
+    printed = capsys.readouterr().out.splitlines()[-1]
+    restraint = json.loads((tmp_path / "split" / "results.json").read_text())["runs"]["0.99"]["restraint"]
+    assert printed.endswith(" / ".join("[" + ", ".join(f"{n[0]:.3f}" for n in seed) + "]" for seed in restraint))
 
 
 def test_restraint_test_matches_a_hand_count_for_one_random_step(monkeypatch):

@@ -2,8 +2,8 @@
 
 Sites are stacked by width and each stack is fitted by one ``lax.map``, so a narrow site
 (the value head, the input) costs about its own width, not the widest site's; the
-returned weights are zero-padded to the widest site. Scores are on a held-out split: accuracy for binary concepts, R^2 for the
-rest.
+returned weights are zero-padded to the widest site. Scores are on a held-out split:
+accuracy for binary concepts, R^2 for the rest.
 """
 
 from __future__ import annotations
