@@ -16,8 +16,8 @@ import jax
 import numpy as np
 
 from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
-from rljaxinterp.agents.configs import default_config
-from rljaxinterp.agents.evaluate import greedy_player, play_match, pure_mcts_player, random_player, search_player
+from rljaxinterp.runs import default_config
+from rljaxinterp.eval.matches import greedy_player, play_match, pure_mcts_player, random_player, search_player
 
 
 def share(result: dict) -> str:
@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     # a long nominal run: the budget ends training, the learning rate stays near its start
-    cfg = default_config(args.env, seed=args.seed, iterations=100_000)
+    cfg = default_config("alphazero", args.env, seed=args.seed, iterations=100_000)
     agent = make_agent(cfg)
     greedy = jax.jit(agent.greedy_action)
     has_pass = args.env.startswith("go_") or args.env == "othello"

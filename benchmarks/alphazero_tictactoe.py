@@ -2,7 +2,7 @@
 of the right sign, then to an optimal move in every position, checked exactly.
 
 Run: .venv/bin/python benchmarks/alphazero_tictactoe.py [--minutes 3] [--seed S]
-Trains the default config (``default_config("tic_tac_toe")``) for its ``iterations``, then keeps
+Trains the default config (``default_config("alphazero", "tic_tac_toe")``) for its ``iterations``, then keeps
 going at its final learning rate until the optimal-move share reaches 100% or ``--minutes`` of
 training have passed. Every ``--check-every`` iterations the raw network is checked exhaustively
 (every opponent line, both seats), its value sign on the won/lost non-terminal positions and its
@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
-from rljaxinterp.agents.configs import default_config
-from rljaxinterp.agents.evaluate import (
+from rljaxinterp.runs import default_config
+from rljaxinterp.eval.matches import (
     decisive_sign_agreement,
     exhaustive,
     optimal_move_share,
@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--check-every", type=int, default=10)
     args = p.parse_args()
-    cfg = default_config("tic_tac_toe", seed=args.seed)
+    cfg = default_config("alphazero", "tic_tac_toe", seed=args.seed)
     agent = make_agent(cfg)
     states = tic_tac_toe_states()
     values = jax.jit(lambda params: agent.masked_policy_value(params, states)[1])

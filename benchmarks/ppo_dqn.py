@@ -20,7 +20,7 @@ from timing import compile_and_run
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
 from rljaxinterp.agents.rl_common import evaluate, random_return
-from rljaxinterp.agents.rl_runs import default_config
+from rljaxinterp.runs import default_config
 
 
 def run(lib, config, seeds: int) -> dict:

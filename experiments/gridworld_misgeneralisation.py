@@ -44,7 +44,7 @@ import numpy as np
 from rljaxinterp import envs
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
-from rljaxinterp.agents.runs import save_figure
+from rljaxinterp.reporting import save_figure
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,9 @@ import argparse
 import time
 from pathlib import Path
 
-from rljaxinterp.agents.configs import default_config
-from rljaxinterp.agents.runs import Run, load_run, train
-from rljaxinterp.quickstart import fresh_folder
+from rljaxinterp.runs import default_config
+from rljaxinterp.runs import Run, load_run, train
+from rljaxinterp.reporting import fresh_folder
 
 # Pinned so the experiments' agent stays the same when the library's defaults are retuned.
 PINNED = {"exploration": 0.3, "num_simulations": 32, "updates_per_iteration": 32, "symmetries": False}
@@ -20,7 +20,7 @@ MODEL_KWARGS = {"conv": {"channels": 32, "blocks": 2}, "mlp": {"hidden": [128, 1
 
 def tic_tac_toe_agent(folder: str | Path, model: str = "conv", iterations: int = 150,
                       checkpoint_every: int = 10) -> Run:
-    config = default_config("tic_tac_toe", model=model, model_kwargs=MODEL_KWARGS[model],
+    config = default_config("alphazero", "tic_tac_toe", model=model, model_kwargs=MODEL_KWARGS[model],
                             iterations=iterations, checkpoint_every=checkpoint_every, **PINNED)
     if (Path(folder) / "config.json").exists():
         run = load_run(folder)

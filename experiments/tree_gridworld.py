@@ -61,7 +61,7 @@ from gridworld_misgeneralisation import echo_log, new_output_folder
 
 from rljaxinterp import envs
 from rljaxinterp.agents import ppo as ppo_lib
-from rljaxinterp.agents.runs import save_figure
+from rljaxinterp.reporting import save_figure
 
 NEVER = 2**31 - 1  # max_steps beyond any run: the world is continuing
 RESTRAINT_COUNTS = (1, 2, 3)  # make_restraint_test: trees standing at the start,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tic_tac_toe_agent import tic_tac_toe_agent
 
-from rljaxinterp.agents.evaluate import evaluate_run
-from rljaxinterp.agents.runs import load_run
-from rljaxinterp.interp.report import write_report
+from rljaxinterp.eval.matches import evaluate_run
+from rljaxinterp.runs import load_run
+from rljaxinterp.cli.report import write_report
 
 
 def main() -> None:

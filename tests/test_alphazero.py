@@ -16,8 +16,9 @@ import jax
 import numpy as np
 import pytest
 
-from rljaxinterp.agents import AlphaZeroConfig, minimax
-from rljaxinterp.agents.runs import CheckpointError, RunFolderError, load_run, train
+from rljaxinterp.agents import AlphaZeroConfig
+from rljaxinterp.eval import minimax
+from rljaxinterp.runs import CheckpointError, RunFolderError, load_run, train
 
 TINY = AlphaZeroConfig(
     games=16, num_simulations=4, unroll_length=9, iterations=8, checkpoint_every=2,
@@ -137,7 +138,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_run, tmp_path):
     script = textwrap.dedent(f"""
         import time
         from rljaxinterp.agents import AlphaZeroConfig
-        from rljaxinterp.agents.runs import train
+        from rljaxinterp.runs import train
         cfg = AlphaZeroConfig.from_dict({TINY.to_dict()!r})
         train(cfg, {str(folder)!r}, progress=False, log=lambda s: (print(s, flush=True), time.sleep(0.4)))
     """)
@@ -164,7 +165,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_run, tmp_path):
 
 # -- CLI and other games ---------------------------------------------------------------------------
 def test_cli_registers_train_and_eval(tmp_path):
-    from rljaxinterp.agents.commands import config_from_args
+    from rljaxinterp.cli.train import config_from_args
     from rljaxinterp.cli import build_parser
 
     args = build_parser().parse_args(
@@ -186,10 +187,10 @@ SLOW = os.environ.get("RLJAXINTERP_SLOW_TESTS") == "1"
 def test_default_config_runs_end_to_end(env):
     """Each game's default config, shrunk, runs two jitted iterations (search, self-play, updates)."""
     from rljaxinterp.agents import init_state, iteration_key, make_iteration
-    from rljaxinterp.agents.configs import default_config
+    from rljaxinterp.runs import default_config
 
-    small = {"conv": {"channels": 8, "blocks": 1}, "mlp": {"hidden": [16]}}[default_config(env).model]
-    cfg = default_config(env, games=2, num_simulations=2, unroll_length=2, minibatch_size=4,
+    small = {"conv": {"channels": 8, "blocks": 1}, "mlp": {"hidden": [16]}}[default_config("alphazero", env).model]
+    cfg = default_config("alphazero", env, games=2, num_simulations=2, unroll_length=2, minibatch_size=4,
                          updates_per_iteration=1, replay_size=8, iterations=2, max_num_considered_actions=2,
                          model_kwargs=small)
     state, step = init_state(cfg), make_iteration(cfg)
@@ -224,7 +225,7 @@ def test_train_on_two_host_devices_matches_one_device(tmp_path):
     script = textwrap.dedent(f"""
         import json, sys, jax
         from rljaxinterp.agents import AlphaZeroConfig
-        from rljaxinterp.agents.runs import train
+        from rljaxinterp.runs import train
         cfg = AlphaZeroConfig.from_dict({cfg.to_dict()!r})
         state = train(cfg, sys.argv[1], progress=False)
         if len(sys.argv) > 2:

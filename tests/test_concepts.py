@@ -32,7 +32,7 @@ def test_tic_tac_toe_concepts_on_hand_written_boards():
 
 
 def test_game_value_concept_agrees_with_immediate_wins_and_the_solver_everywhere():
-    from rljaxinterp.agents import minimax
+    from rljaxinterp.eval import minimax
 
     states, boards = tic_tac_toe_reachable()
     c = concepts.compute("tic_tac_toe", states, ["can_win_now", "game_value", "winning", "losing"])

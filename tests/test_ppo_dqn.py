@@ -9,7 +9,7 @@ import pytest
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
 from rljaxinterp.agents.rl_common import evaluate, random_return
-from rljaxinterp.agents.run_kinds import load_registered
+from rljaxinterp.runs import load_run
 
 PPO_TINY = ppo_lib.PPOConfig(num_envs=8, num_steps=128, total_timesteps=40_960, lr=1e-3,
                              model_kwargs={"hidden": [64, 64]})
@@ -151,22 +151,22 @@ def test_config_round_trips_through_json():
 
 @pytest.mark.parametrize("kind", ["ppo", "dqn"])
 def test_run_folder_resumes_bit_identically_and_loads(tmp_path, kind):
-    from rljaxinterp.agents import rl_runs
+    from rljaxinterp import runs
 
     if kind == "ppo":
         cfg = ppo_lib.PPOConfig(num_envs=4, num_steps=32, total_timesteps=768, checkpoint_every=2)
     else:
         cfg = dqn_lib.DQNConfig(num_envs=4, total_timesteps=680, learning_starts=200, buffer_size=500,
                                 checkpoint_every=40, model_kwargs={"hidden": [32]})
-    full = rl_runs.train(cfg, tmp_path / "full", progress=False)
+    full = runs.train(cfg, tmp_path / "full", progress=False)
     assert cfg.num_updates == 3 * cfg.checkpoint_every  # one segment length, one compile
-    rl_runs.train(cfg, tmp_path / "part", progress=False, stop_after=1)
-    assert load_registered(tmp_path / "part").steps == [0, cfg.checkpoint_every]
-    resumed = rl_runs.train(cfg, tmp_path / "part", progress=False)
+    runs.train(cfg, tmp_path / "part", progress=False, stop_after=1)
+    assert load_run(tmp_path / "part").steps == [0, cfg.checkpoint_every]
+    resumed = runs.train(cfg, tmp_path / "part", progress=False)
     assert _same(full, resumed)  # whole state, bit-identical
 
-    run = load_registered(tmp_path / "part")
-    assert isinstance(run, rl_runs.RLRun) and run.kind == kind and run.config == cfg
+    run = load_run(tmp_path / "part")
+    assert isinstance(run, runs.Run) and run.kind.name == kind and run.config == cfg
     assert run.steps[-1] == cfg.num_updates
     assert _same(run.params(), full.params)
     rows = run.metrics()
@@ -175,5 +175,5 @@ def test_run_folder_resumes_bit_identically_and_loads(tmp_path, kind):
     out = run.policy_value(run.params(), jnp.zeros((3, 4)))
     assert out.logits.shape == (3, 2) and out.value.shape == (3,)
 
-    with pytest.raises(rl_runs.RunFolderError, match="different config"):
-        rl_runs.train(cfg.replace(seed=1), tmp_path / "part", progress=False)
+    with pytest.raises(runs.RunFolderError, match="different config"):
+        runs.train(cfg.replace(seed=1), tmp_path / "part", progress=False)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rljaxinterp.cli import build_parser
-from rljaxinterp.quickstart import fresh_folder, run_quickstart
+from rljaxinterp.cli.quickstart import run_quickstart
+from rljaxinterp.reporting import fresh_folder
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +50,11 @@ def test_cli_has_quickstart():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from rljaxinterp.agents.configs import default_config
-    from rljaxinterp.agents.runs import train
+    from rljaxinterp.runs import default_config
+    from rljaxinterp.runs import train
 
     folder = tmp_path_factory.mktemp("runs") / "ttt"
-    config = default_config("tic_tac_toe", iterations=4, checkpoint_every=2, games=16, num_simulations=4,
+    config = default_config("alphazero", "tic_tac_toe", iterations=4, checkpoint_every=2, games=16, num_simulations=4,
                             max_num_considered_actions=4, updates_per_iteration=1, minibatch_size=32,
                             replay_size=512, model_kwargs={"hidden": [16]})
     train(config, folder, progress=False)

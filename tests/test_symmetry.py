@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rljaxinterp import envs
-from rljaxinterp.agents import minimax
-from rljaxinterp.agents.evaluate import tic_tac_toe_states
+from rljaxinterp.eval import minimax
+from rljaxinterp.eval.matches import tic_tac_toe_states
 from rljaxinterp.agents.symmetry import GAMES, make_augment
 
 

@@ -1,4 +1,7 @@
-"""Agents that learn to play: AlphaZero with mctx, plus exact solvers and evaluation."""
+"""Training algorithms: AlphaZero with mctx, PPO and DQN in the PureJaxRL style, distillation.
+
+Run folders (configs, presets, checkpoints, resume) live in :mod:`rljaxinterp.runs`.
+"""
 
 from rljaxinterp.agents.alphazero import (
     Agent,
@@ -10,14 +13,12 @@ from rljaxinterp.agents.alphazero import (
     make_iteration,
 )
 from rljaxinterp.agents.config import AlphaZeroConfig
-from rljaxinterp.agents.configs import default_config
 
 __all__ = [
     "Agent",
     "AlphaZeroConfig",
     "ReplayBuffer",
     "TrainState",
-    "default_config",
     "init_state",
     "iteration_key",
     "make_agent",

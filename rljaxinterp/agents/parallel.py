@@ -8,7 +8,7 @@ and the (cheap) updates run replicated. Self-play dominates the cost, so this is
 devices help. Random keys are split the same way whatever the sharding (JAX's partitionable
 threefry), so a run on 1 or N devices differs only by floating-point reduction order.
 
-:func:`rljaxinterp.agents.runs.train` uses :func:`make_sharded_iteration` over all devices.
+:func:`rljaxinterp.runs.train` uses :func:`make_sharded_iteration` over all devices.
 """
 
 from __future__ import annotations

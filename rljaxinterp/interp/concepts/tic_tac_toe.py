@@ -58,7 +58,7 @@ def corners_owned(state):
 @functools.cache
 def _value_table() -> np.ndarray:
     """Minimax value (mover's view) of every board, indexed by its base-3 code."""
-    from rljaxinterp.agents.minimax import solve
+    from rljaxinterp.eval.minimax import solve
 
     solution = solve()
     codes = ((solution.boards + 1) * 3 ** np.arange(9)).sum(-1)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import mctx
 import numpy as np
 
-from rljaxinterp.agents import minimax
+from rljaxinterp.eval import minimax
 from rljaxinterp.agents.alphazero import Agent, Params
 from rljaxinterp.envs import Env, EnvState
 
@@ -200,7 +200,7 @@ def evaluate_run(folder: str, step: int | None = None, games: int = 64, num_simu
                  seed: int = 0) -> dict[str, Any]:
     """Raw network and search against random, pure MCTS and the first checkpoint, both seats;
     for tic-tac-toe also the exhaustive report."""
-    from rljaxinterp.agents.runs import load_run
+    from rljaxinterp.runs import load_run
 
     run = load_run(folder)
     agent, env = run.agent, run.env

@@ -1,8 +1,6 @@
-"""The main job on its embedded default: a tic-tac-toe agent, its activations over every
-reachable position, and an activation-patching sweep over every site, written to a folder.
-
-When the AlphaZero agent is available the network is trained first (a few dozen seconds
-here), so the sweep interprets a strong player rather than random weights.
+"""``rljaxinterp quickstart``: a tic-tac-toe AlphaZero agent trained in about a minute, its
+activations over every reachable position, and an activation-patching sweep over every
+site, written to a folder that never overwrites earlier results.
 """
 
 from __future__ import annotations
@@ -18,33 +16,38 @@ import numpy as np
 
 from rljaxinterp import interp
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
+from rljaxinterp.eval.matches import tic_tac_toe_report
 from rljaxinterp.interp.plots import plot_effects_by_unit, plot_effects_on_board
 from rljaxinterp.models import make_model
+from rljaxinterp.reporting import fresh_folder
+from rljaxinterp.runs import default_config, load_run, train
 
 BOARD = (3, 3)
 STATE_CHUNK = 1024  # positions per jitted call: keeps activations cache-sized on a CPU
 
 
-def fresh_folder(out: Path, marker: str = "results.json") -> Path:
-    """``out`` itself if it holds no ``marker`` file yet, else the first free ``out-N``:
-    earlier results are never overwritten."""
-    out = Path(out)
-    candidate, n = out, 1
-    while (candidate / marker).exists():
-        candidate, n = out.with_name(f"{out.name}-{n}"), n + 1
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate
+def train_agent(folder: Path, seed: int = 0):
+    """(model, params, description) of the default tic-tac-toe AlphaZero, trained (or resumed)
+    into ``folder`` and checked exhaustively before it is interpreted."""
+    config = default_config("alphazero", "tic_tac_toe", seed=seed)
+    train(config, folder)
+    run = load_run(folder)
+    params = run.params()
+    strength = tic_tac_toe_report(run.agent, params, with_search=False)
+    losses = {seat: r["loss"] for seat, r in strength["raw"].items()}
+    description = (
+        f"AlphaZero tic-tac-toe, {config.model} {dict(config.model_kwargs)}, {run.steps[-1]} iterations "
+        f"(run folder {folder}); raw network: unbeatable={strength['unbeatable']} (losing lines by seat "
+        f"{losses}), optimal move in {100 * strength['optimal_move_share']:.1f}% of non-terminal positions, "
+        f"value sign right on {100 * strength['decisive_sign_agreement']:.1f}% of won or lost positions"
+    )
+    return run.model, params, description
 
 
 def agent(out: Path, seed: int, train: bool):
-    """(model, params, description): a trained AlphaZero network when that agent exists."""
+    """(model, params, description): the trained AlphaZero network, or random weights."""
     if train:
-        try:
-            from rljaxinterp.agents.quickstart_agent import train_quickstart_agent
-        except ImportError:
-            train_quickstart_agent = None
-        if train_quickstart_agent is not None:
-            return train_quickstart_agent(out / "agent", seed)
+        return train_agent(out / "agent", seed)
     model = make_model("conv", 9, (3, 3, 2), channels=16, blocks=2, value_hidden=32)
     params = model.init(jax.random.key(seed), jnp.zeros((1, 3, 3, 2)))["params"]
     return model, params, "untrained ResTower (2 blocks x 16 channels), random initialisation"
@@ -140,14 +143,9 @@ def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
 
 
 def add_parser(commands) -> None:
-    p = commands.add_parser("quickstart", help="train (when available) and interpret a tic-tac-toe agent")
+    p = commands.add_parser("quickstart", help="train and interpret a tic-tac-toe agent")
     p.add_argument("--out", default="runs/quickstart", help="results folder (never overwritten)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-train", action="store_true", help="interpret an untrained network")
     p.set_defaults(run=lambda a: run_quickstart(Path(a.out), a.seed, not a.no_train) and 0)
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_parser(commands)

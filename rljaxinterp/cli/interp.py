@@ -31,7 +31,7 @@ def analysis_states(env, env_name: str, n: int, seed: int):
 
 
 def _open(args):
-    from rljaxinterp.agents.runs import load_run
+    from rljaxinterp.runs import load_run
 
     run = load_run(args.run_dir)
     step = args.step if args.step is not None else run.steps[-1]

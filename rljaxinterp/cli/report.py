@@ -212,7 +212,7 @@ def add_parser(commands) -> None:
     p.add_argument("--probe", default="ridge", choices=["ridge", "logistic", "sparse"])
 
     def run(args):
-        from rljaxinterp.agents.runs import load_run
+        from rljaxinterp.runs import load_run
 
         path = write_report(load_run(args.run_dir), Path(args.out or Path(args.run_dir) / "report"), args.probe)
         print(f"report written to {path}")

@@ -1,0 +1,96 @@
+"""``rljaxinterp train KIND --env ENV --out FOLDER [--field value ...]`` and ``rljaxinterp eval RUN``.
+
+Every registered agent kind (alphazero, ppo, dqn, ...) gets a sub-command whose flags are
+its config fields (``--num-envs 16``, ``--anneal-lr false``, ``--model-kwargs '{"hidden":
+[64, 64]}'``); unset flags keep the environment's preset. Running again on the same folder
+resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+
+from rljaxinterp.runs import KINDS, default_config, load_run, train
+
+DEFAULT_ENV = {"alphazero": "tic_tac_toe"}  # other kinds: the config class's default env
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false; got {text!r}")
+
+
+def _flag_type(cls: type, field: dataclasses.Field):
+    hint = typing.get_type_hints(cls)[field.name]
+    if hint is bool:
+        return _bool
+    if hint in (int, float, str):
+        return hint
+    return json.loads  # mappings
+
+
+def _default(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[misc]
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    train_parser = subparsers.add_parser("train", help="train an agent into a run folder (resumes if present)")
+    kinds = train_parser.add_subparsers(dest="algorithm", required=True)
+    for name, kind in KINDS.items():
+        cls = kind.config_cls
+        env_field = next(f for f in dataclasses.fields(cls) if f.name == "env")
+        env = DEFAULT_ENV.get(name, _default(env_field))
+        p = kinds.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0], description=cls.__doc__)
+        p.add_argument("--env", default=env, help=f"environment (default: {env})")
+        p.add_argument("--out", required=True, help="run folder (resumed if it holds the same config)")
+        for field in dataclasses.fields(cls):
+            if field.name != "env":
+                p.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
+                               type=_flag_type(cls, field), help=f"default: preset or {_default(field)!r}")
+        p.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
+        p.set_defaults(run=run_train, kind=name)
+
+    ev = subparsers.add_parser("eval", help="evaluate a run folder's latest (or given) checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--step", type=int, help="checkpoint step (default: latest)")
+    ev.add_argument("--games", type=int, default=64, help="AlphaZero: games per seat against each opponent")
+    ev.add_argument("--simulations", type=int, help="AlphaZero: search simulations (default: the run's)")
+    ev.add_argument("--episodes", type=int, default=64, help="PPO/DQN: episodes to play")
+    ev.set_defaults(run=run_eval)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The preset of ``args.env`` for ``args.kind`` with every given flag applied."""
+    cls = KINDS[args.kind].config_cls
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+               if f.name != "env" and getattr(args, f.name) is not None}
+    preset = default_config(args.kind, args.env)
+    if "model" in changes and "model_kwargs" not in changes and changes["model"] != getattr(preset, "model", None):
+        changes["model_kwargs"] = {}  # the preset's kwargs belong to another model kind
+    return dataclasses.replace(preset, **changes)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    train(config_from_args(args), args.out, progress=not args.quiet)
+    print(f"run written to {args.out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    run = load_run(args.run_dir)
+    if run.kind.name == "alphazero":
+        report = run.evaluate(args.step, games=args.games, num_simulations=args.simulations)
+    else:
+        returns = run.evaluate(args.step, num_episodes=args.episodes)
+        report = {"run": args.run_dir, "step": args.step or run.steps[-1], "episodes": len(returns),
+                  "mean_return": float(returns.mean()), "std_return": float(returns.std())}
+    print(json.dumps(report, indent=2))
+    return 0

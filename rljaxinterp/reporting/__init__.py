@@ -1,0 +1,59 @@
+"""Where results go: figures written atomically, output folders that never overwrite.
+
+matplotlib is imported inside the functions that draw, so importing this is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Write a matplotlib figure atomically (temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    fig.tight_layout()
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fresh_folder(out: Path, marker: str = "results.json") -> Path:
+    """``out`` itself if it holds no ``marker`` file yet, else the first free ``out-N``:
+    earlier results are never overwritten."""
+    out = Path(out)
+    candidate, n = out, 1
+    while (candidate / marker).exists():
+        candidate, n = out.with_name(f"{out.name}-{n}"), n + 1
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
+def plot_curves(rows: list[dict], panels: Sequence[tuple[str, str, Sequence[str]]], out: Path) -> Path:
+    """One panel per ``(title, x field, y fields)`` of metric rows; missing values are gaps."""
+    plt = pyplot()
+    nan = float("nan")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (title, x, ys) in zip(axes[0], panels):
+        xs = [r.get(x) for r in rows]
+        for y in ys:
+            ax.plot(xs, [nan if r.get(y) is None else r[y] for r in rows], label=y)
+        ax.set_xlabel(x.replace("_", " ")), ax.set_title(title)
+        if len(ys) > 1:
+            ax.legend()
+    return save_figure(fig, out)

@@ -1,0 +1,26 @@
+"""One run-folder layer for every agent kind: configs and presets, training with resume,
+orbax checkpoints, metrics and learning curves, and reading a run back.
+
+```python
+from rljaxinterp import runs
+config = runs.default_config("ppo", "CartPole-v1", total_timesteps=100_000)
+runs.train(config, "runs/cartpole")           # resumes if the folder holds this config
+run = runs.load_run("runs/cartpole")           # run.params(step), run.metrics(), run.evaluate()
+```
+"""
+
+from rljaxinterp.runs.folder import CheckpointError, RunFolderError
+from rljaxinterp.runs.kinds import KINDS, RunKind, Trainer, kind_named, kind_of, register_kind
+from rljaxinterp.runs.run import Run, load_run
+from rljaxinterp.runs.train import plot_learning_curve, read_config, train
+
+
+def default_config(kind: str, env: str, **changes):
+    """The preset config of agent ``kind`` ("alphazero", "ppo", "dqn", ...) for ``env``."""
+    return kind_named(kind).default_config(env, **changes)
+
+
+__all__ = [
+    "KINDS", "CheckpointError", "Run", "RunFolderError", "RunKind", "Trainer", "default_config", "kind_named",
+    "kind_of", "load_run", "plot_learning_curve", "read_config", "register_kind", "train",
+]

@@ -1,0 +1,112 @@
+"""Train (or resume) any registered agent kind in a run folder.
+
+Checkpoints hold the whole training state (params, optimiser, live environments, replay
+buffer, PRNG key) and every step's key depends only on the seed and step index, so a
+resumed run ends bit-identical to an uninterrupted one. A folder holding another config is
+refused; no checkpoint is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from rljaxinterp.runs import folder as files
+from rljaxinterp.runs.kinds import RunKind, abstract_state, kind_named, kind_of
+from rljaxinterp.runs.progress import Progress
+
+
+def read_config(folder: str | os.PathLike) -> tuple[RunKind, Any]:
+    """The folder's agent kind and its parsed config."""
+    name, data = files.read_config_json(folder)
+    kind = kind_named(name)
+    try:
+        return kind, kind.config_cls.from_dict(data)
+    except (TypeError, ValueError, KeyError) as e:
+        raise files.RunFolderError(f"{Path(folder) / files.CONFIG_FILE} is not a valid {name} config: {e}") from None
+
+
+def _claim(kind: RunKind, config: Any, folder: Path) -> None:
+    existing = None
+    if (folder / files.CONFIG_FILE).exists():
+        held, existing_config = read_config(folder)
+        if held.name != kind.name:
+            raise files.RunFolderError(f"{folder} holds a {held.name} run, not a {kind.name} run; use another folder")
+        existing = existing_config.to_dict()
+    files.claim(folder, kind.name, config.to_dict(), existing)
+
+
+def plot_learning_curve(folder: str | os.PathLike) -> Path:
+    from rljaxinterp.reporting import plot_curves
+
+    kind, _ = read_config(folder)
+    return plot_curves(files.read_metrics(folder), kind.curves, Path(folder) / files.CURVE_FILE)
+
+
+def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
+          log: Callable[[str], None] | None = None, stop_after: int | None = None,
+          devices: Sequence[jax.Device] | None = None) -> Any:
+    """Train (or resume) the run in ``out_dir`` and return the final training state.
+
+    ``stop_after`` ends this call after that many chunks of work (AlphaZero iterations,
+    PPO/DQN segments), leaving a resumable folder (for tests). ``devices`` (AlphaZero)
+    shards self-play games; a checkpoint resumes on any device count. ``progress`` shows a
+    bar on a terminal and a summary line every few chunks otherwise; ``log`` receives those
+    lines instead of stdout.
+    """
+    folder = Path(out_dir)
+    kind = kind_of(config)
+    _claim(kind, config, folder)
+    trainer = kind.make_trainer(config, devices)
+    manager = files.checkpoint_manager(folder)
+    latest = manager.latest_step()
+    if latest is None:
+        state, meta, rows = trainer.init(), {"wall_time": 0.0}, []
+    else:
+        abstract = files.with_shardings(abstract_state(trainer.agent), trainer.shardings)
+        state, meta = files.restore_checkpoint(manager, latest, abstract)
+        rows = [r for r in files.read_metrics(folder) if r[kind.step_name] <= latest]
+    files.rewrite_metrics(folder, rows)  # rows after the last checkpoint are recomputed identically
+
+    wall0 = time.perf_counter() - float(meta["wall_time"])
+
+    def save(state: Any, metrics: dict) -> None:
+        step = trainer.step(state)
+        files.save_checkpoint(manager, step, state, {
+            kind.step_name: step, "env_steps": int(state.env_steps),
+            "wall_time": time.perf_counter() - wall0, "metrics": metrics})
+
+    if latest is None:
+        save(state, {})
+    done, total, every = trainer.step(state), trainer.total, trainer.every
+    bar = Progress(f"{kind.name} {config.env}", total, done, trainer.chunk, enabled=progress, log=log)
+    devices_used = getattr(trainer, "devices", ())
+    if len(devices_used) > 1:
+        bar.note(f"self-play games sharded over {len(devices_used)} devices")
+    chunks = 0
+    with open(folder / files.METRICS_FILE, "a") as metrics_file:
+        while done < total and (stop_after is None or chunks < stop_after):
+            n = min(trainer.chunk, every - done % every, total - done)  # boundaries at multiples of `every`
+            state, new_rows = trainer.advance(state, n)
+            wall = round(time.perf_counter() - wall0, 3)
+            for r in new_rows:
+                r["wall_time"] = wall
+                metrics_file.write(json.dumps(r) + "\n")
+            metrics_file.flush()
+            done, chunks = trainer.step(state), chunks + 1
+            summary = trainer.describe(new_rows)
+            bar.update(n, done, summary, lambda: f"{kind.name} {config.env} {kind.step_name}={done}/{total} "
+                                                 f"env_steps={int(state.env_steps)} wall={wall:.1f}s {summary}")
+            if done % every == 0 or done == total:
+                save(state, {**trainer.summary(new_rows), kind.step_name: done})
+                plot_learning_curve(folder)
+    bar.close()
+    manager.close()
+    return state
+

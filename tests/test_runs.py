@@ -1,0 +1,72 @@
+"""The run layer: folders written before the redesign still load, and training output fits
+a terminal and a log."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from rljaxinterp import runs
+from rljaxinterp.runs.progress import MAX_LINES, every_n
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs_v1"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["alphazero", "ppo", "dqn"])
+def test_folders_written_by_the_old_layout_load_with_the_same_contents(kind):
+    run = runs.load_run(FIXTURES / kind)
+    expected = EXPECTED[kind]
+    assert run.kind.name == kind and run.steps == expected["steps"]
+    leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(run.params())]
+    assert sum(x.sum() for x in leaves) == pytest.approx(expected["param_sum"], rel=1e-12)
+    assert sum(np.abs(x).sum() for x in leaves) == pytest.approx(expected["param_abs_sum"], rel=1e-12)
+    assert len(run.metrics()) == expected["metrics_rows"]
+    state, meta = run.state()
+    assert meta["wall_time"] > 0 and jax.tree.structure(state.params) == jax.tree.structure(run.params())
+
+
+def test_old_alphazero_folder_without_agent_field_resumes_only_its_own_config(tmp_path):
+    folder = tmp_path / "az"
+    shutil.copytree(FIXTURES / "alphazero", folder)
+    config = runs.load_run(folder).config
+    assert "agent" not in json.loads((folder / "config.json").read_text())
+    runs.train(config, folder, progress=False)  # finished: nothing to do, nothing rewritten
+    assert runs.load_run(folder).steps == EXPECTED["alphazero"]["steps"]
+    with pytest.raises(runs.RunFolderError, match="different config.*seed: folder has 0, asked 1"):
+        runs.train(config.replace(seed=1), folder, progress=False)
+    with pytest.raises(runs.RunFolderError, match="holds a alphazero run, not a ppo run"):
+        runs.train(runs.load_run(FIXTURES / "ppo").config, folder, progress=False)
+
+
+def test_unknown_agent_kind_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"agent": "sarsa", "env": "CartPole-v1"}))
+    with pytest.raises(ValueError, match="unknown agent kind 'sarsa'; registered kinds: alphazero, ppo, dqn"):
+        runs.load_run(tmp_path)
+
+
+def test_summary_lines_are_capped_for_logs():
+    assert every_n(300) == 10 and every_n(30) == 1 and every_n(31) == 2 and every_n(0) == 1
+    assert all(-(-chunks // every_n(chunks)) <= MAX_LINES for chunks in range(1, 2000))
+
+
+def test_training_piped_to_a_log_prints_a_few_summary_lines(tmp_path):
+    """A 40-iteration run whose stdout is a pipe prints at most MAX_LINES lines, the last one
+    at the final iteration, and no progress-bar fragments."""
+    script = f"""
+from rljaxinterp import runs
+cfg = runs.default_config("alphazero", "tic_tac_toe", model_kwargs={{"hidden": [8]}}, games=4, replay_size=36,
+    num_simulations=2, max_num_considered_actions=2, updates_per_iteration=1, minibatch_size=8,
+    iterations=40, checkpoint_every=20)
+runs.train(cfg, {str(tmp_path / "run")!r})
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert 1 <= len(lines) <= MAX_LINES and lines == [l for l in lines if l.startswith("alphazero tic_tac_toe")]
+    assert "iteration=40/40" in lines[-1] and "\r" not in done.stdout + done.stderr
