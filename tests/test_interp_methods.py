@@ -268,7 +268,7 @@ def test_head_granularity_patches_whole_heads(data, transformer):
 def test_state_tiles_with_padding_equal_one_tile(data, mlp):
     model, params = mlp
     clean, corrupted = data
-    sweep = lambda **kw: interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,  # noqa: E731
+    sweep = lambda **kw: interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,
                                                sites=["layer0.post"], granularity="unit", **kw)["layer0.post"]
     whole = sweep(state_tile=32, chunk_size=12)
     tiled = sweep(state_tile=5, chunk_size=4)  # 7 tiles of 5: three padding rows, weighted zero

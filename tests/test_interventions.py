@@ -10,9 +10,9 @@ from rljaxinterp.models import KINDS, make_model
 
 OBS_SHAPE = (3, 3, 2)
 SMALL = {
-    "mlp": dict(hidden=(16, 12)),
-    "conv": dict(channels=8, blocks=2, value_hidden=8),
-    "transformer": dict(d_model=16, heads=2, layers=2, d_mlp=24),
+    "mlp": {"hidden": (16, 12)},
+    "conv": {"channels": 8, "blocks": 2, "value_hidden": 8},
+    "transformer": {"d_model": 16, "heads": 2, "layers": 2, "d_mlp": 24},
 }
 LAST_LAYER = {"mlp": "layer1.post", "conv": "block1.resid_post", "transformer": "block1.resid_post"}
 HIDDEN_UNIT_SITE = {"mlp": "layer0.post", "conv": "block0.conv1.post", "transformer": "block1.mlp.post"}
@@ -54,7 +54,7 @@ def test_site_names_are_stable_and_in_forward_order():
 
 
 def test_cache_matches_sites_and_plain_output(setup):
-    kind, model, params, clean, _ = setup
+    _kind, model, params, clean, _ = setup
     out, cache = interp.run_with_cache(model, params, clean)
     assert_same_output(out, model.apply({"params": params}, clean))
     shapes = interp.sites(model, clean)
@@ -68,7 +68,7 @@ def test_cache_matches_sites_and_plain_output(setup):
 
 
 def test_patching_every_site_with_its_own_activation_changes_nothing(setup):
-    kind, model, params, clean, _ = setup
+    _kind, model, params, clean, _ = setup
     out, cache = interp.run_with_cache(model, params, clean)
     patched = interp.run_with_interventions(model, params, clean, [interp.patch(n, a) for n, a in cache.items()])
     assert_same_output(patched, out)
@@ -92,13 +92,13 @@ def test_parameter_removal_equals_activation_zero_ablation(setup):
         ablated = interp.run_with_interventions(
             model, params, clean, interp.zero_ablate(site, interp.unit_mask(shape, unit))
         )
-        edited = model.apply({"params": interp.remove_unit(model, params, site, unit)}, clean)
+        edited = model.apply({"params": interp.remove_unit(model, params, site, unit, clean)}, clean)
         assert_same_output(edited, ablated, atol=1e-6)
         assert not np.allclose(ablated.logits, model.apply({"params": params}, clean).logits)
 
 
 def test_each_intervention_kind_does_what_it_says(setup):
-    kind, model, params, clean, corrupted = setup
+    kind, model, params, clean, _corrupted = setup
     site = HIDDEN_UNIT_SITE[kind]
     _, cache = interp.run_with_cache(model, params, clean)
     x = cache[site]
@@ -129,7 +129,7 @@ def test_each_intervention_kind_does_what_it_says(setup):
 
 
 def test_vmapped_sweep_over_mixed_sites_equals_python_loop(setup):
-    kind, model, params, clean, corrupted = setup
+    _kind, model, params, clean, corrupted = setup
     _, source = interp.run_with_cache(model, params, corrupted)
     shapes = interp.sites(model, clean)
     chosen = [s for s in shapes if s not in ("input", "tokens")][:4]
@@ -204,7 +204,7 @@ def test_patching_sweep_matches_single_patches(setup):
 
 
 def test_bad_input_names_the_bad_value_and_what_is_allowed(setup):
-    kind, model, params, clean, _ = setup
+    _kind, model, params, clean, _ = setup
     with pytest.raises(KeyError, match=r"unknown site 'nope'.*available sites: .*logits"):
         interp.run_with_interventions(model, params, clean, interp.zero_ablate("nope"))
     with pytest.raises(ValueError, match=r"mask has shape \(5,\).*allowed"):
@@ -216,7 +216,7 @@ def test_bad_input_names_the_bad_value_and_what_is_allowed(setup):
     with pytest.raises(ValueError, match="granularity='heads' is not allowed"):
         interp.patching_sweep(model, params, clean, clean, interp.metrics.value, granularity="heads")
     with pytest.raises(ValueError, match="not produced unit-by-unit"):
-        interp.remove_unit(model, params, "logits", 0)
+        interp.remove_unit(model, params, "logits", 0, clean)
 
 
 def test_unknown_model_kind_lists_kinds():
@@ -225,7 +225,7 @@ def test_unknown_model_kind_lists_kinds():
 
 
 def test_state_chunks_with_per_state_metric_data_equal_one_pass(setup):
-    kind, model, params, clean, corrupted = setup
+    _kind, model, params, clean, corrupted = setup
     reference = model.apply({"params": params}, clean).logits
     legal = jnp.arange(9) % 2 == 0
     legal = jnp.broadcast_to(legal, reference.shape)

@@ -1,17 +1,28 @@
-"""Interpretability as pure functions over parameter and activation trees."""
+"""Interpretability as pure functions over parameter and activation trees.
+
+Every method module is an attribute (``interp.probes.fit_probes``), imported on first use so
+``import rljaxinterp.interp`` stays light (no matplotlib until ``interp.plots`` is touched).
+"""
+
+import importlib
 
 from rljaxinterp.interp import metrics
-from rljaxinterp.interp.cache import run_with_cache, sites
+from rljaxinterp.interp.cache import run_with_cache, site_axes, site_info, sites
 from rljaxinterp.interp.interventions import (
     Intervention,
+    SubspaceIntervention,
     add,
     mean_ablate,
+    orthogonal,
     patch,
+    project_out,
     resample_ablate,
+    rotated_patch,
     run_with_interventions,
     run_with_interventions_and_cache,
     scale,
     stack,
+    subspace_patch,
     zero_ablate,
 )
 from rljaxinterp.interp.param_edits import (
@@ -22,10 +33,29 @@ from rljaxinterp.interp.param_edits import (
     zero_output_unit,
 )
 from rljaxinterp.interp.patching import patching_sweep
+from rljaxinterp.models.sites import SiteInfo
+
+MODULES = (
+    "ablation", "attribution", "attribution_patching", "cache", "concepts", "dynamics", "factorisation",
+    "interventions", "metrics", "param_edits", "patching", "path_patching", "plots", "probes", "similarity",
+    "steering",
+)
+
+
+def __getattr__(name: str):
+    if name in MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}; method modules: {', '.join(MODULES)}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *MODULES})
+
 
 __all__ = [
-    "Intervention", "add", "edit_leaf", "mean_ablate", "metrics", "patch", "patching_sweep",
-    "remove_unit", "resample_ablate", "run_with_cache", "run_with_interventions",
-    "run_with_interventions_and_cache", "scale", "sites", "stack", "unit_mask", "zero_ablate",
+    "Intervention", "SiteInfo", "SubspaceIntervention", "add", "edit_leaf", "mean_ablate", "metrics",
+    "orthogonal", "patch", "patching_sweep", "project_out", "remove_unit", "resample_ablate",
+    "rotated_patch", "run_with_cache", "run_with_interventions", "run_with_interventions_and_cache",
+    "scale", "site_axes", "site_info", "sites", "stack", "subspace_patch", "unit_mask", "zero_ablate",
     "zero_input_unit", "zero_output_unit",
 ]

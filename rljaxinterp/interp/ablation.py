@@ -12,10 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
+from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
-from rljaxinterp.interp.cache import sites as sites_of
 from rljaxinterp.interp.patching import has_heads, sweep_sources
 
 METHODS = ("zero", "mean", "resample")
@@ -50,7 +49,7 @@ def ablation_sweep(
     """Effect on ``metric`` of ablating each element (group) of each site alone
     (``granularity="head"`` with ``sites=None``: every head of every attention site)."""
     if granularity == "head" and sites is None:
-        sites = [n for n, shape in sites_of(model, obs[:1], params).items() if has_heads(n, shape)]
+        sites = [n for n, info in trace_sites(model, params, obs[:1]).items() if has_heads(info)]
     values = ablation_values(model, params, obs, method, sites, key)
     return sweep_sources(model, params, obs, values, metric, granularity, chunk_size, reduce)
 

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
+from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.patching import base_and_source
@@ -32,8 +32,8 @@ def attribution_patching(
     base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     _, source_cache = run_with_cache(model, params, source_obs)
     chosen = select_sites(source_cache, sites)
-    batch_ndim = run_with_cache(model, params, base_obs, sites=[])[0].value.ndim
-    masks = {name: jnp.zeros(source_cache[name].shape[batch_ndim:]) for name in chosen}
+    infos = trace_sites(model, params, base_obs)
+    masks = {name: jnp.zeros(infos[name].shape) for name in chosen}
 
     def mean_metric(masks):
         ivs = [patch(name, source_cache[name], m) for name, m in masks.items()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -9,7 +10,7 @@ import flax.linen as nn
 import jax
 from flax import traverse_util
 
-from rljaxinterp.models.sites import CACHE
+from rljaxinterp.models.sites import CACHE, SiteInfo, recording
 
 Params = Any
 Cache = dict[str, jax.Array]
@@ -27,21 +28,45 @@ def _flat_sites(intermediates: Mapping) -> dict[tuple[str, ...], jax.Array]:
     return traverse_util.flatten_dict(dict(intermediates))
 
 
-def trace_sites(model: nn.Module, params: Params, obs: jax.Array) -> dict[str, tuple[tuple[str, ...], jax.ShapeDtypeStruct]]:
-    """Full site name -> (key path in the Flax collections, abstract activation), in forward order.
+def _resolve_batch(found: dict[str, SiteInfo]) -> dict[str, SiteInfo]:
+    """Give sites without declared axes the batch rank the declared sites agree on (one
+    leading batch axis when no site declares axes)."""
+    declared = {info.batch_ndim for info in found.values() if info.axes is not None}
+    if len(declared) > 1:
+        ranks = {name: info.batch_ndim for name, info in found.items() if info.axes is not None}
+        raise ValueError(f"the model's sites disagree on the number of batch axes: {ranks}")
+    batch = declared.pop() if declared else 1
+    resolved = {}
+    for name, info in found.items():
+        if info.axes is None:
+            full = info.activation_shape
+            b = min(batch, len(full))
+            info = dataclasses.replace(info, batch_shape=full[:b], shape=full[b:])
+        resolved[name] = info
+    return resolved
 
-    Runs abstractly (no FLOPs); the order is read while tracing because pytree
-    flattening would sort the names.
+
+def trace_sites(model: nn.Module, params: Params, obs: jax.Array) -> dict[str, SiteInfo]:
+    """Full site name -> ``SiteInfo`` (shape without batch axes, axes, producing layer), in
+    forward order, as the model declares them for observations shaped like ``obs``.
+
+    Runs abstractly (no FLOPs); ``site()`` reports to a recorder only during this trace.
     """
-    found = {}
+    with recording() as found:
+        jax.eval_shape(lambda p, o: model.apply(variables(p), o), params, obs)
+    return _resolve_batch(dict(found))
 
-    def forward(p, o):
-        _, state = model.apply(variables(p), o, mutable=[CACHE])
-        flat = _flat_sites(state.get(CACHE, {}))
-        found.update({".".join(k): (k, jax.ShapeDtypeStruct(v.shape, v.dtype)) for k, v in flat.items()})
 
-    jax.eval_shape(forward, params, obs)
-    return found
+def site_info(model: nn.Module, example_obs: jax.Array, params: Params | None = None) -> dict[str, SiteInfo]:
+    """Every site's ``SiteInfo`` for observations shaped like ``example_obs`` (one or a batch)."""
+    if params is None:
+        params = jax.eval_shape(model.init, jax.random.key(0), example_obs)
+    return trace_sites(model, params, example_obs)
+
+
+def site_axes(model: nn.Module, example_obs: jax.Array, params: Params | None = None) -> dict[str, tuple[str, ...] | None]:
+    """Every site's declared axis names (None where the model declares none)."""
+    return {name: info.axes for name, info in site_info(model, example_obs, params).items()}
 
 
 def sites(model: nn.Module, example_obs: jax.Array, params: Params | None = None) -> dict[str, tuple[int, ...]]:
@@ -51,11 +76,7 @@ def sites(model: nn.Module, example_obs: jax.Array, params: Params | None = None
     ``example_obs`` is a single observation or a batch of them; parameters are only
     needed for their shapes, so they are initialised abstractly when not given.
     """
-    if params is None:
-        params = jax.eval_shape(model.init, jax.random.key(0), example_obs)
-    out = jax.eval_shape(lambda p, o: model.apply(variables(p), o), params, example_obs)
-    batch_ndim = out.value.ndim
-    return {name: tuple(a.shape[batch_ndim:]) for name, (_, a) in trace_sites(model, params, example_obs).items()}
+    return {name: info.shape for name, info in site_info(model, example_obs, params).items()}
 
 
 def select_sites(available: Iterable[str], selection: SiteSelection) -> list[str]:

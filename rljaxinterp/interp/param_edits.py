@@ -2,22 +2,22 @@
 
 Removing a unit by its weights is the parameter-space twin of zero-ablating it: zeroing
 the kernel column and bias that produce unit ``j`` makes its pre-activation 0 and, for
-ReLU and GELU, its post-activation 0 too. ``remove_unit`` maps a site name of our models
-to the layer that produces it, so ``remove_unit(model, params, "layer0.post", j)`` equals
-``run_with_interventions(..., zero_ablate("layer0.post", one_hot(j)))``.
+ReLU and GELU, its post-activation 0 too. ``remove_unit`` finds the layer that produces a
+site from the model itself (``site(..., produced_by=...)``), so
+``remove_unit(model, params, "layer0.post", j, obs)`` equals
+``run_with_interventions(..., zero_ablate("layer0.post", unit_mask(shape, j)))``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from rljaxinterp.interp.cache import Params
-from rljaxinterp.models import MLP, BoardTransformer, ResTower
+from rljaxinterp.interp.cache import Params, site_info
 
 Path = str | Sequence[str]
 
@@ -49,33 +49,27 @@ def zero_input_unit(params: Params, layer: Path, unit: int | jax.Array) -> Param
     return edit_leaf(params, (*_split(layer), "kernel"), lambda k: k.at[..., unit, :].set(0.0))
 
 
-def producing_layer(model, site: str) -> tuple[str, ...]:
-    """The layer whose output units are the elements of ``site`` (a ``.post`` or ``.pre`` site)."""
-    patterns = []
-    if isinstance(model, MLP):
-        patterns = [(r"layer(\d+)\.(pre|post)", lambda m: (f"layer{m[1]}",))]
-    elif isinstance(model, ResTower):
-        patterns = [
-            (r"stem\.(pre|post)", lambda m: ("stem",)),
-            (r"block(\d+)\.(conv[12])\.pre|block(\d+)\.(conv1)\.post",
-             lambda m: (f"block{m[1] or m[3]}", m[2] or m[4])),
-        ]
-    elif isinstance(model, BoardTransformer):
-        patterns = [(r"block(\d+)\.mlp\.(pre|post)", lambda m: (f"block{m[1]}", "mlp_up"))]
-    for pattern, layer in patterns:
-        match = re.fullmatch(pattern, site)
-        if match:
-            return layer(match)
-    raise ValueError(
-        f"site {site!r} of {type(model).__name__} is not produced unit-by-unit by one layer; "
-        f"removable sites are the .pre/.post sites of hidden layers (MLP layer{{i}}, ResTower "
-        f"stem and block{{i}}.conv1, BoardTransformer block{{i}}.mlp)"
-    )
+def producing_layer(model: nn.Module, site: str, example_obs: jax.Array, params: Params | None = None) -> tuple[str, ...]:
+    """The layer whose output units are the last axis of ``site``, as the model declares it
+    (``site(..., produced_by=...)``); ``example_obs`` is any observation the model accepts."""
+    infos = site_info(model, example_obs, params)
+    if site not in infos:
+        raise KeyError(f"unknown site {site!r}; available sites: {', '.join(infos)}")
+    if infos[site].produced_by is None:
+        removable = [name for name, info in infos.items() if info.produced_by is not None]
+        raise ValueError(
+            f"site {site!r} of {type(model).__name__} is not produced unit-by-unit by one layer (its model "
+            f"declares no produced_by); removable sites: {', '.join(removable) or 'none'}"
+        )
+    return infos[site].produced_by
 
 
-def remove_unit(model, params: Params, site: str, unit: int | jax.Array) -> Params:
-    """Remove neuron/channel ``unit`` of ``site`` by zeroing the weights that produce it."""
-    return zero_output_unit(params, producing_layer(model, site), unit)
+def remove_unit(
+    model: nn.Module, params: Params, site: str, unit: int | jax.Array, example_obs: jax.Array
+) -> Params:
+    """Remove neuron/channel ``unit`` of ``site`` by zeroing the weights that produce it
+    (the layer comes from the model's ``produced_by``, read by tracing on ``example_obs``)."""
+    return zero_output_unit(params, producing_layer(model, site, example_obs, params), unit)
 
 
 def unit_mask(shape: Sequence[int], unit: int | jax.Array) -> jax.Array:

@@ -10,6 +10,7 @@ computes it once per chunk instead of once per patch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -19,47 +20,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites
-from rljaxinterp.interp.cache import sites as sites_of
+from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
+from rljaxinterp.models.sites import AXIS_KINDS, SiteInfo
 
 DIRECTIONS = ("noising", "denoising")
 GRANULARITIES = ("element", "unit", "position", "head")
 
-# Where the head axis sits in an attention site's shape (batch axes removed), by the site's
-# last name component, following TransformerLens: q/k/v/z are (tokens, heads, d_head) and
-# the pattern is (heads, query, key). Sites count as attention sites when their name is
-# ``<...>.attn.<component>``; a model with other names can add its own entries here.
-HEAD_AXES = {"q": -2, "k": -2, "v": -2, "z": -2, "pattern": -3}
 
 
-def head_axis(name: str, shape: tuple[int, ...]) -> int:
-    """The head axis of attention site ``name`` (a negative index into its shape)."""
-    parts = name.split(".")
-    axis = HEAD_AXES.get(parts[-1]) if len(parts) >= 2 and parts[-2] == "attn" else None
-    if axis is None or len(shape) < -axis:
+def group_axes(info: SiteInfo, granularity: str) -> tuple[int, ...]:
+    """Indices (into the site shape) of the axes one patch group is indexed by: every axis
+    for ``"element"``, else the site's axes of that kind as its model declares them (none: the
+    whole site is one group; ``"head"`` refuses sites without a head axis)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r} is not allowed; use one of {GRANULARITIES}")
+    if granularity == "element" or not info.shape:
+        return tuple(range(len(info.shape)))
+    if info.axes is None:
         raise ValueError(
-            f"granularity='head' needs an attention site with a head axis; site {name!r} (shape {shape}) "
-            f"has none; allowed: sites named '<...>.attn.<c>' with c in {sorted(HEAD_AXES)}"
+            f"granularity={granularity!r} needs the axes of site {info.name!r} (shape {info.shape}), which its "
+            f"model does not declare; declare them with site(..., axes=...) or use granularity='element'"
         )
-    return axis
+    axes = info.axes_of_kind(granularity)
+    if granularity == "head" and not axes:
+        raise ValueError(
+            f"granularity='head' needs an attention site with a head axis; site {info.name!r} has axes "
+            f"{info.axes}; allowed: sites with an axis in {AXIS_KINDS['head']}"
+        )
+    return axes
 
 
-def has_heads(name: str, shape: tuple[int, ...]) -> bool:
-    try:
-        head_axis(name, shape)
-    except ValueError:
-        return False
-    return True
+def has_heads(info: SiteInfo) -> bool:
+    return info.axes is not None and bool(info.axes_of_kind("head"))
 
 
-def head_mask(name: str, shape: tuple[int, ...], head: int | jax.Array) -> jax.Array:
-    """Mask selecting every element of one head at attention site ``name`` of ``shape``."""
-    axis = head_axis(name, shape)
-    n = shape[axis]
-    one = jax.nn.one_hot(head, n).reshape(n, *([1] * (-axis - 1)))
-    return jnp.broadcast_to(one, shape)
+def group_mask(shape: tuple[int, ...], axes: tuple[int, ...], i: int | jax.Array) -> jax.Array:
+    """Mask of group ``i`` (flat index over ``axes``): 1 on that index, every other axis whole."""
+    sizes = tuple(shape[a] for a in axes)
+    one = jax.nn.one_hot(i, max(1, math.prod(sizes))).reshape(sizes)
+    kept = [shape[a] if a in axes else 1 for a in range(len(shape))]
+    return jnp.broadcast_to(one.reshape(kept), shape)
 
 
 # Activation elements (of the patched site) that one vectorised step of a sweep touches.
@@ -101,23 +103,10 @@ def base_and_source(clean_obs: jax.Array, corrupted_obs: jax.Array, direction: s
     return (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
 
 
-def _element_groups(
-    shape: tuple[int, ...], granularity: str, name: str = ""
-) -> tuple[int, Callable[[jax.Array], jax.Array]]:
-    """How many groups a site splits into and a function from group index to mask."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity={granularity!r} is not allowed; use one of {GRANULARITIES}")
-    if granularity == "head":
-        return shape[head_axis(name, shape)], lambda i: head_mask(name, shape, i)
-    if granularity == "element" or len(shape) == 0:
-        n = max(1, math.prod(shape))
-        return n, lambda i: jax.nn.one_hot(i, n).reshape(shape)
-    if granularity == "unit":  # a neuron / channel: last axis, at every position
-        return shape[-1], lambda i: jnp.broadcast_to(jax.nn.one_hot(i, shape[-1]), shape)
-    if granularity == "position":  # a square / token: all units at one position
-        n = max(1, math.prod(shape[:-1]))
-        return n, lambda i: jnp.broadcast_to(jax.nn.one_hot(i, n).reshape(*shape[:-1], 1), shape)
-    raise ValueError(f"granularity={granularity!r} is not allowed; use one of {GRANULARITIES}")
+def _element_groups(info: SiteInfo, granularity: str) -> tuple[tuple[int, ...], Callable[[jax.Array], jax.Array]]:
+    """The shape of a site's groups and a function from flat group index to mask."""
+    axes = group_axes(info, granularity)
+    return tuple(info.shape[a] for a in axes), lambda i: group_mask(info.shape, axes, i)
 
 
 def patching_sweep(
@@ -137,10 +126,11 @@ def patching_sweep(
 ) -> dict[str, jax.Array]:
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
-    Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``),
-    by last axis (``"unit"``), by leading positions (``"position"``) or by attention head
-    (``"head"``: one whole head of a q/k/v/z/pattern site at a time; with ``sites=None`` it
-    sweeps every attention site), averaged over states
+    Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``)
+    or by the site's axes of one kind, as its model declares them (``models.sites.AXIS_KINDS``):
+    ``"unit"`` (neuron / channel, at every position), ``"position"`` (square / token, all its
+    units) or ``"head"`` (one whole attention head at a time; with ``sites=None`` it sweeps
+    every site with a head axis), averaged over states
     when ``reduce`` (else with a trailing state axis). ``chunk_size`` patches run together
     per vectorised step, ``state_tile`` states per step and ``state_chunk`` states per jitted call (see ``sweep_sources``). ``metric`` maps a model output to one
     number per state; a metric returning a dict of such arrays is swept in the same pass
@@ -149,12 +139,18 @@ def patching_sweep(
     base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
     _, source_cache = run_with_cache(model, params, source_obs)
     if granularity == "head" and sites is None:
-        sites = [n for n, a in source_cache.items() if has_heads(n, a.shape[1:])]
+        sites = [n for n, info in trace_sites(model, params, base_obs[:1]).items() if has_heads(info)]
     chosen = select_sites(source_cache, sites)
     return sweep_sources(
         model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce,
         state_chunk, metric_data, state_tile,
     )
+
+
+def _pad_rows(x: jax.Array, rows: int) -> jax.Array:
+    """``x`` extended to ``rows`` rows by repeating its last row."""
+    extra = rows - x.shape[0]
+    return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]) if extra > 0 else x
 
 
 def shard_states(x: jax.Array) -> jax.Array:
@@ -195,13 +191,15 @@ def sweep_sources(
     """
     n_total = base_obs.shape[0]
     state_chunk = min(state_chunk or n_total, n_total)
-    site_shapes = sites_of(model, base_obs[:1], params)
+    infos = trace_sites(model, params, base_obs[:1])
     for name in sources:
-        if name not in site_shapes:
-            raise KeyError(f"unknown site {name!r}; available sites: {', '.join(site_shapes)}")
+        if name not in infos:
+            raise KeyError(f"unknown site {name!r}; available sites: {', '.join(infos)}")
     effects = {}
     for name, value in sources.items():
-        shape = site_shapes[name]
+        shape = infos[name].shape
+        group_shape, mask_of = _element_groups(infos[name], granularity)
+        n_groups = max(1, math.prod(group_shape))
         elements = max(1, math.prod(shape))
         tile = min(state_tile or _tile(state_chunk, elements), state_chunk)
         # Whole shards of whole tiles; pad to whole chunks (one compilation per site) and
@@ -210,18 +208,17 @@ def sweep_sources(
         chunk_len = -(-state_chunk // step) * step
         n_chunks = -(-n_total // chunk_len)
         padded = n_chunks * chunk_len
-        pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - n_total, axis=0)]) if padded > n_total else x  # noqa: E731
+        pad = functools.partial(_pad_rows, rows=padded)
         valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
-        n_groups, mask_of = _element_groups(shape, granularity, name)
         batch = chunk_size or _chunk(n_groups, tile * elements)
 
         @jax.jit
         def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name, tile=tile):
             def per_tile(xs):
                 obs, value, weight, data = xs
-                run = lambda iv: run_with_interventions(model, params, obs, iv)  # noqa: E731
-                metric_of = metric if metric_data is None else (lambda out: metric(out, data))  # noqa: E731
+                run = lambda iv: run_with_interventions(model, params, obs, iv)
+                metric_of = metric if metric_data is None else (lambda out: metric(out, data))
                 base_metric = metric_of(run(None))
 
                 def one(i):
@@ -239,15 +236,12 @@ def sweep_sources(
         parts = []
         for c in range(n_chunks):
             rows = slice(c * chunk_len, (c + 1) * chunk_len)
-            data = jax.tree.map(lambda x: shard_states(pad(x)[rows]), metric_data)
+            data = jax.tree.map(lambda x, pad=pad, rows=rows: shard_states(pad(x)[rows]), metric_data)
             parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
                                shard_states(valid[rows]), data))
         if reduce:
             result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
         else:
             result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
-        group_shape = {
-            "element": shape, "unit": shape[-1:], "position": shape[:-1], "head": (n_groups,),
-        }[granularity if shape else "element"]
-        effects[name] = jax.tree.map(lambda r: r.reshape(*group_shape, *r.shape[1:]), result)
+        effects[name] = jax.tree.map(lambda r, g=group_shape: r.reshape(*g, *r.shape[1:]), result)
     return effects

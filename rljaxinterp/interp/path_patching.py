@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.interp.cache import Params, run_with_cache, select_sites
+from rljaxinterp.interp.cache import Params, run_with_cache, select_sites, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions, run_with_interventions_and_cache
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.patching import base_and_source
@@ -39,7 +39,7 @@ def path_patching(
     select_sites(base_cache, [sender, receiver])
     _, source_cache = run_with_cache(model, params, source_obs, sites=[sender])
     base_metric = metric(base_out)
-    shape = source_cache[sender].shape[base_metric.ndim :]
+    shape = trace_sites(model, params, base_obs)[sender].shape
     n = max(1, math.prod(shape))
 
     def one(i):

@@ -9,7 +9,7 @@ import flax.linen as nn
 from rljaxinterp.models.base import ModelOutput
 from rljaxinterp.models.conv import ResBlock, ResTower
 from rljaxinterp.models.mlp import MLP
-from rljaxinterp.models.sites import CACHE, INTERVENTIONS, site
+from rljaxinterp.models.sites import AXES, AXIS_KINDS, CACHE, INTERVENTIONS, SiteInfo, site
 from rljaxinterp.models.transformer import BoardTransformer
 
 KINDS = ("mlp", "conv", "transformer")
@@ -31,6 +31,6 @@ def make_model(kind: str, num_actions: int, observation_shape: tuple[int, ...], 
 
 
 __all__ = [
-    "CACHE", "INTERVENTIONS", "KINDS", "MLP", "BoardTransformer", "ModelOutput", "ResBlock",
-    "ResTower", "make_model", "site",
+    "AXES", "AXIS_KINDS", "CACHE", "INTERVENTIONS", "KINDS", "MLP", "BoardTransformer", "ModelOutput",
+    "ResBlock", "ResTower", "SiteInfo", "make_model", "site",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -35,11 +35,12 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> ModelOutput:
         batch_shape = obs.shape[: obs.ndim - self.obs_ndim]
-        x = site(self, "input", floating(obs.reshape(*batch_shape, -1)))
+        x = site(self, "input", floating(obs.reshape(*batch_shape, -1)), axes=("feature",))
         for i, width in enumerate(self.hidden):
-            x = site(self, f"layer{i}.pre", nn.Dense(width, name=f"layer{i}")(x))
-            x = site(self, f"layer{i}.post", nn.relu(x))
-        logits = site(self, "logits", nn.Dense(self.num_actions, name="policy_head")(x))
+            layer = f"layer{i}"
+            x = site(self, f"{layer}.pre", nn.Dense(width, name=layer)(x), axes=("unit",), produced_by=layer)
+            x = site(self, f"{layer}.post", nn.relu(x), axes=("unit",), produced_by=layer)
+        logits = site(self, "logits", nn.Dense(self.num_actions, name="policy_head")(x), axes=("action",))
         value = nn.Dense(1, name="value_head")(x)[..., 0]
-        value = site(self, "value", value_head_activation(self.value_activation)(value))
+        value = site(self, "value", value_head_activation(self.value_activation)(value), axes=())
         return ModelOutput(logits=logits, value=value)
