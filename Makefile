@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs/quickstart
 
-.PHONY: quickstart test bench install clean
+.PHONY: quickstart test test-slow bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ quickstart: $(STAMP)
 	$(BIN)/rljaxinterp quickstart --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest tests -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/intervention_overhead.py
