@@ -176,13 +176,10 @@ def test_cli_registers_train_and_eval(tmp_path):
     assert callable(args.run) and args.run_dir == str(tmp_path)
 
 
-SLOW = os.environ.get("RLJAXINTERP_SLOW_TESTS") == "1"
-
-
 @pytest.mark.parametrize("env", [
     "connect_four", "othello",
-    pytest.param("go_9x9", marks=pytest.mark.skipif(not SLOW, reason="~30 s compile; RLJAXINTERP_SLOW_TESTS=1")),
-    pytest.param("chess", marks=pytest.mark.skipif(not SLOW, reason="~40 s compile; RLJAXINTERP_SLOW_TESTS=1")),
+    pytest.param("go_9x9", marks=pytest.mark.slow),  # ~30 s compile
+    pytest.param("chess", marks=pytest.mark.slow),  # ~40 s compile
 ])
 def test_default_config_runs_end_to_end(env):
     """Each game's default config, shrunk, runs two jitted iterations (search, self-play, updates)."""
