@@ -10,7 +10,7 @@ import pytest
 from rljaxinterp import envs
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
-from rljaxinterp.agents.rl_common import loop_friendly_conv
+from rljaxinterp.models.kernels import loop_friendly_conv
 
 TINY_COIN = {"height": 5, "width": 7, "max_steps": 30}
 
@@ -29,7 +29,7 @@ def test_loop_friendly_conv_has_the_values_and_gradients_of_a_plain_conv(kernel)
     g = jax.random.normal(kg, (2, 3, 5, 7, 6))
 
     def grads(conv):
-        loss = lambda x, k, g: jnp.sum(conv(x, k) * g)  # noqa: E731
+        loss = lambda x, k, g: jnp.sum(conv(x, k) * g)
         return jax.vmap(jax.value_and_grad(loss, argnums=(0, 1)))(x, k, g)
 
     (v1, (dx1, dk1)), (v2, (dx2, dk2)) = grads(loop_friendly_conv), grads(_conv)
@@ -58,7 +58,7 @@ def coin_env():
 
 @pytest.fixture(scope="module")
 def random_success(coin_env):
-    policy = lambda p, obs, k: jax.random.randint(k, obs.shape[:1], 0, 4)  # noqa: E731
+    policy = lambda p, obs, k: jax.random.randint(k, obs.shape[:1], 0, 4)
     return _success(coin_env, policy, None, jax.random.PRNGKey(1))
 
 
@@ -67,7 +67,7 @@ def test_ppo_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
                                num_envs=32, num_steps=32, lr=1e-3, total_timesteps=32 * 32 * 40)
     agent = ppo_lib.make_ppo(config)
     state, _ = ppo_lib.make_train(config)(jax.random.PRNGKey(0))
-    policy = lambda p, obs, k: jax.random.categorical(k, agent.policy_value(p, obs).logits)  # noqa: E731
+    policy = lambda p, obs, k: jax.random.categorical(k, agent.policy_value(p, obs).logits)
     trained = _success(coin_env, policy, state.params, jax.random.PRNGKey(2))
     assert trained >= random_success + 0.4, (trained, random_success)
 
@@ -79,7 +79,7 @@ def test_dqn_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
                                gamma=0.95)
     agent = dqn_lib.make_dqn(config)
     state, _ = dqn_lib.make_train(config)(jax.random.PRNGKey(0))
-    policy = lambda p, obs, k: jnp.argmax(agent.policy_value(p, obs).logits, -1)  # noqa: E731
+    policy = lambda p, obs, k: jnp.argmax(agent.policy_value(p, obs).logits, -1)
     trained = _success(coin_env, policy, state.params, jax.random.PRNGKey(2))
     assert trained >= random_success + 0.4, (trained, random_success)
 

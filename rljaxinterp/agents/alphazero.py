@@ -25,26 +25,25 @@ import optax
 from flax import struct
 
 from rljaxinterp import envs
+from rljaxinterp.agents.common import (
+    Params,
+    RingBuffer,
+    build_model,
+    epsilon_explore,
+    init_params,
+    mask_logits,
+)
 from rljaxinterp.agents.config import AlphaZeroConfig
 from rljaxinterp.agents.symmetry import Augment, make_augment
 from rljaxinterp.envs import Env, EnvState, tree_select
-from rljaxinterp.models import ModelOutput, make_model
-
-Params = Any
-
-
-def build_model(config: AlphaZeroConfig, env: Env) -> nn.Module:
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model_kwargs.items()}
-    try:
-        return make_model(config.model, env.num_actions, env.observation_shape, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"AlphaZeroConfig.model_kwargs={config.model_kwargs!r} do not fit model "
-                         f"{config.model!r}: {e}") from None
+from rljaxinterp.envs.pgx_games import go_consecutive_passes
+from rljaxinterp.models import ModelOutput
 
 
 @struct.dataclass
-class ReplayBuffer:
-    """Fixed-size ring buffer on device; ``size`` counts filled rows, ``cursor`` the next write."""
+class ReplayBuffer(RingBuffer):
+    """Self-play training samples on device; ``ReplayBuffer.empty(capacity, **blank_row)``
+    starts it."""
 
     observation: jax.Array  # (N, *obs_shape)
     policy: jax.Array  # (N, num_actions) search's improved policy
@@ -52,34 +51,6 @@ class ReplayBuffer:
     value: jax.Array  # (N,) value target, mover's view
     size: jax.Array
     cursor: jax.Array
-
-    @classmethod
-    def empty(cls, capacity: int, obs_shape: tuple[int, ...], num_actions: int) -> ReplayBuffer:
-        return cls(
-            observation=jnp.zeros((capacity, *obs_shape), jnp.float32),
-            policy=jnp.zeros((capacity, num_actions), jnp.float32),
-            legal=jnp.ones((capacity, num_actions), jnp.bool_),
-            value=jnp.zeros((capacity,), jnp.float32),
-            size=jnp.int32(0),
-            cursor=jnp.int32(0),
-        )
-
-    def add(self, observation: jax.Array, policy: jax.Array, legal: jax.Array, value: jax.Array) -> ReplayBuffer:
-        capacity = self.value.shape[0]
-        n = value.shape[0]
-        idx = (self.cursor + jnp.arange(n)) % capacity
-        return self.replace(
-            observation=self.observation.at[idx].set(observation),
-            policy=self.policy.at[idx].set(policy),
-            legal=self.legal.at[idx].set(legal),
-            value=self.value.at[idx].set(value),
-            size=jnp.minimum(self.size + n, capacity),
-            cursor=(self.cursor + n) % capacity,
-        )
-
-    def sample(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        idx = jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1))
-        return self.observation[idx], self.policy[idx], self.legal[idx], self.value[idx]
 
 
 @struct.dataclass
@@ -128,16 +99,14 @@ class Agent:
         legal = states.legal_action_mask
         if not self.config.restrict_pass:
             return legal
-        # pgx Go keeps the count of consecutive passes in its game state
-        opponent_passed = states.inner._x.consecutive_pass_count > 0
+        opponent_passed = go_consecutive_passes(states) > 0
         allow = opponent_passed | ~legal[..., :-1].any(axis=-1)
         return legal.at[..., -1].set(legal[..., -1] & allow)
 
     def masked_policy_value(self, params: Params, states: EnvState) -> tuple[jax.Array, jax.Array]:
         out = self.policy_value(params, states.observation)
         logits = out.logits - jnp.max(out.logits, axis=-1, keepdims=True)
-        logits = jnp.where(self.legal_actions(states), logits, jnp.finfo(logits.dtype).min)
-        return logits, out.value
+        return mask_logits(logits, self.legal_actions(states)), out.value
 
     def greedy_action(self, params: Params, states: EnvState) -> jax.Array:
         logits, _ = self.masked_policy_value(params, states)
@@ -165,9 +134,9 @@ class Agent:
         cfg = self.config
         logits, value = self.masked_policy_value(params, states)
         root = mctx.RootFnOutput(prior_logits=logits, value=value, embedding=states)
-        common = dict(params=params, rng_key=key, root=root, recurrent_fn=self.recurrent_fn,
-                      num_simulations=num_simulations or cfg.num_simulations,
-                      invalid_actions=~self.legal_actions(states))
+        common = {"params": params, "rng_key": key, "root": root, "recurrent_fn": self.recurrent_fn,
+                  "num_simulations": num_simulations or cfg.num_simulations,
+                  "invalid_actions": ~self.legal_actions(states)}
         if cfg.policy == "gumbel":
             return mctx.gumbel_muzero_policy(
                 **common, max_num_considered_actions=cfg.max_num_considered_actions,
@@ -188,9 +157,7 @@ class Agent:
             k_search, k_explore, k_random, k_env, k_reset = jax.random.split(key, 5)
             out = self.search(params, states, k_search)
             legal = self.legal_actions(states)
-            random_action = jax.random.categorical(k_random, jnp.where(legal, 0.0, -jnp.inf))
-            explore = jax.random.uniform(k_explore, (n,)) < cfg.exploration
-            action = jnp.where(explore, random_action, out.action)
+            action, explore = epsilon_explore(k_explore, k_random, out.action, legal, cfg.exploration)
             mover = states.current_player
             nxt = jax.vmap(self.env.step)(states, action, jax.random.split(k_env, n))
             tr = Transition(
@@ -242,10 +209,11 @@ class Agent:
         def one(carry, key):
             params, opt_state = carry
             k_sample, k_symmetry = jax.random.split(key)
-            obs, policy, legal, value = buffer.sample(k_sample, self.config.minibatch_size)
+            rows = buffer.sample(k_sample, self.config.minibatch_size)
+            obs, policy, legal = rows.observation, rows.policy, rows.legal
             if self.augment is not None:
                 obs, (policy, legal) = self.augment(k_symmetry, obs, (policy, legal))
-            batch = obs, policy, legal, value
+            batch = obs, policy, legal, rows.value
             grads, (pl, vl) = jax.grad(self.loss, has_aux=True)(params, *batch)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), (pl, vl)
@@ -257,14 +225,17 @@ class Agent:
     # -- the iteration -----------------------------------------------------------------------
     def init(self, key: jax.Array) -> TrainState:
         k_model, k_games = jax.random.split(key)
-        obs = jnp.zeros((1, *self.env.observation_shape), jnp.float32)
-        params = self.model.init(k_model, obs)["params"]
-        cfg = self.config
+        params = init_params(self.model, self.env.observation_shape, k_model)
+        num_actions = self.env.num_actions
+        buffer = ReplayBuffer.empty(
+            self.config.replay_size, observation=jnp.zeros(self.env.observation_shape, jnp.float32),
+            policy=jnp.zeros(num_actions, jnp.float32), legal=jnp.ones(num_actions, jnp.bool_),
+            value=jnp.float32(0))
         return TrainState(
             params=params,
             opt_state=self.optimizer.init(params),
             env_state=self.init_games(k_games),
-            buffer=ReplayBuffer.empty(cfg.replay_size, self.env.observation_shape, self.env.num_actions),
+            buffer=buffer,
             iteration=jnp.int32(0),
             env_steps=jnp.int32(0),
         )
@@ -275,7 +246,8 @@ class Agent:
         games, traj = self.self_play(state.params, state.env_state, k_play)
         value_target = self.value_targets(state.params, traj, games)
         flat = lambda x: x.reshape(-1, *x.shape[2:])
-        buffer = state.buffer.add(flat(traj.observation), flat(traj.policy), flat(traj.legal), flat(value_target))
+        buffer = state.buffer.add(observation=flat(traj.observation), policy=flat(traj.policy),
+                                  legal=flat(traj.legal), value=flat(value_target))
         params, opt_state, pl, vl = self.update(state.params, state.opt_state, buffer, k_train)
         finished = traj.done.sum()
         # reward to the mover is +1 only on winning moves; a finished game without one is a draw
@@ -304,8 +276,8 @@ def make_agent(config: AlphaZeroConfig) -> Agent:
         config.learning_rate, max(1, config.iterations * config.updates_per_iteration),
         alpha=config.final_learning_rate_fraction)
     augment = make_augment(config.env, env.observation_shape, env.num_actions) if config.symmetries else None
-    return Agent(config=config, env=env, model=build_model(config, env), optimizer=optax.adam(schedule),
-                 augment=augment)
+    model = build_model("AlphaZeroConfig", config.model, config.model_kwargs, env)
+    return Agent(config=config, env=env, model=model, optimizer=optax.adam(schedule), augment=augment)
 
 
 def make_iteration(config: AlphaZeroConfig) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:

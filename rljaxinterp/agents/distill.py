@@ -8,7 +8,6 @@ and value (squared error) over states from the teacher's own play, in one jitted
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -17,10 +16,10 @@ import numpy as np
 import optax
 from flax import struct
 
+from rljaxinterp.agents.common import Params, epsilon_explore, mask_logits, masked_log_softmax
 from rljaxinterp.envs.base import EnvState
 from rljaxinterp.models.base import ModelOutput
 
-Params = Any
 _WIDTH_KEYS = {"mlp": ("hidden",), "conv": ("channels", "value_hidden"), "transformer": ("d_model", "d_mlp")}
 
 
@@ -51,9 +50,8 @@ def sampling_player(policy_value: Callable[[jax.Array], ModelOutput], temperatur
         k_policy, k_random, k_coin = jax.random.split(key, 3)
         legal = states.legal_action_mask
         logits = policy_value(states.observation).logits / temperature
-        chosen = jax.random.categorical(k_policy, jnp.where(legal, logits, -jnp.inf))
-        uniform = jax.random.categorical(k_random, jnp.where(legal, 0.0, -jnp.inf))
-        return jnp.where(jax.random.uniform(k_coin, chosen.shape) < epsilon, uniform, chosen)
+        chosen = jax.random.categorical(k_policy, mask_logits(logits, legal))
+        return epsilon_explore(k_coin, k_random, chosen, legal, epsilon)[0]
     return act
 
 
@@ -64,12 +62,8 @@ class Distillation:
     held_out: dict  # policy KL, top-1 agreement, value error on held-out states
 
 
-def _log_policy(logits, legal):
-    return jax.nn.log_softmax(jnp.where(legal, logits, -1e9), axis=-1)
-
-
 def _compare(teacher: ModelOutput, student: ModelOutput, legal) -> dict:
-    t, s = _log_policy(teacher.logits, legal), _log_policy(student.logits, legal)
+    t, s = masked_log_softmax(teacher.logits, legal), masked_log_softmax(student.logits, legal)
     return {
         "policy_kl": jnp.mean(jnp.sum(jnp.exp(t) * (t - s), -1)),
         "top1_agreement": jnp.mean(jnp.argmax(t, -1) == jnp.argmax(s, -1)),
@@ -99,7 +93,7 @@ def distil(
                          f"{legal_mask.shape[0]} masks")
     k_split, k_init, k_train = jax.random.split(key, 3)
     perm = np.asarray(jax.random.permutation(k_split, n))
-    n_test = max(1, int(round(test_fraction * n)))
+    n_test = max(1, round(test_fraction * n))
     test, train = perm[:n_test], perm[n_test:]
     targets = jax.jit(teacher)(obs)
     params = student.init(k_init, obs[:1])["params"]

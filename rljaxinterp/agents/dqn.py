@@ -21,22 +21,20 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from rljaxinterp.agents.common import Params, RingBuffer, epsilon_explore, mask_logits
 from rljaxinterp.agents.rl_common import (
     NetworkAgent,
-    ConfigMixin,
+    RLConfig,
     build_env,
     build_network,
-    masked_logits,
     mean_or_nan,
     track_returns,
 )
 from rljaxinterp.envs import AutoReset, EnvState
 
-Params = Any
-
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig(ConfigMixin):
+class DQNConfig(RLConfig):
     """Everything that determines a DQN run; equal configs give bit-identical runs.
 
     One *update* is ``train_frequency`` steps of all ``num_envs`` environments followed by
@@ -45,13 +43,13 @@ class DQNConfig(ConfigMixin):
     ``eps_start`` to ``eps_finish`` over ``eps_decay_steps`` environment steps. The target
     network moves ``tau`` of the way to the online one every ``target_update_every``
     updates (``tau=1``: a hard copy). ``double_dqn`` picks the bootstrap action with the
-    online network. ``checkpoint_every`` is the number of updates per jitted segment.
+    online network. The task, network, seed and checkpoint fields come from
+    :class:`~rljaxinterp.agents.rl_common.RLConfig`.
     """
 
-    env: str = "CartPole-v1"
-    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    model: str = "auto"
+    # RLConfig fields with DQN's own defaults (they keep their place in the field order)
     model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"hidden": [120, 84]})
+    checkpoint_every: int = 5_000
     num_envs: int = 10
     total_timesteps: int = 500_000
     buffer_size: int = 10_000
@@ -67,16 +65,9 @@ class DQNConfig(ConfigMixin):
     eps_finish: float = 0.05
     eps_decay_steps: int = 250_000
     double_dqn: bool = False
-    seed: int = 0
-    checkpoint_every: int = 5_000
-
-    def __post_init__(self) -> None:
-        self._canonicalise()
-        self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad value and its allowed range."""
-        self._check_common()
+        super().validate()
         for name in ("num_envs", "batch_size", "train_frequency", "target_update_every", "eps_decay_steps"):
             self._int_at_least(name, 1)
         self._int_at_least("learning_starts", 0)
@@ -110,8 +101,8 @@ class DQNConfig(ConfigMixin):
 
 
 @struct.dataclass
-class Replay:
-    """Fixed-size ring buffer on device; ``size`` counts filled rows, ``cursor`` the next write."""
+class Replay(RingBuffer):
+    """Transitions on device; ``Replay.empty(capacity, **blank_row)`` starts it."""
 
     observation: jax.Array  # (N, *obs_shape)
     action: jax.Array  # (N,)
@@ -121,46 +112,6 @@ class Replay:
     terminated: jax.Array  # (N,) no bootstrap; truncated transitions do bootstrap
     size: jax.Array
     cursor: jax.Array
-
-    @classmethod
-    def empty(cls, capacity: int, obs_shape: tuple[int, ...], num_actions: int) -> Replay:
-        return cls(
-            observation=jnp.zeros((capacity, *obs_shape), jnp.float32),
-            action=jnp.zeros((capacity,), jnp.int32),
-            reward=jnp.zeros((capacity,), jnp.float32),
-            next_observation=jnp.zeros((capacity, *obs_shape), jnp.float32),
-            next_legal=jnp.ones((capacity, num_actions), jnp.bool_),
-            terminated=jnp.zeros((capacity,), jnp.bool_),
-            size=jnp.int32(0),
-            cursor=jnp.int32(0),
-        )
-
-    def add(self, before: EnvState, action: jax.Array, after: EnvState) -> Replay:
-        """One vector step: ``before`` -> ``action`` -> ``after`` (an AutoReset state)."""
-        capacity = self.action.shape[0]
-        n = action.shape[0]
-        idx = (self.cursor + jnp.arange(n)) % capacity
-        # After a reset the state's legal mask is the new episode's; the final state's is
-        # lost. Terminal rows never bootstrap, and single-agent tasks allow every action.
-        next_legal = jnp.where(after.done[:, None], True, after.legal_action_mask)
-        return self.replace(
-            observation=self.observation.at[idx].set(before.observation),
-            action=self.action.at[idx].set(action),
-            reward=self.reward.at[idx].set(after.rewards[:, 0]),
-            next_observation=self.next_observation.at[idx].set(after.final_observation),
-            next_legal=self.next_legal.at[idx].set(next_legal),
-            terminated=self.terminated.at[idx].set(after.terminated),
-            size=jnp.minimum(self.size + n, capacity),
-            cursor=(self.cursor + n) % capacity,
-        )
-
-    def sample(self, key: jax.Array, n: int) -> Replay:
-        """``n`` rows uniformly with replacement (``size``/``cursor`` are left as they are)."""
-        idx = jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1))
-        rows = jax.tree.map(lambda x: x[idx], (self.observation, self.action, self.reward,
-                                               self.next_observation, self.next_legal, self.terminated))
-        return self.replace(**dict(zip(("observation", "action", "reward", "next_observation",
-                                        "next_legal", "terminated"), rows)))
 
 
 @struct.dataclass
@@ -185,7 +136,7 @@ class DQN(NetworkAgent):
     config: DQNConfig
 
     def q_values(self, params: Params, observation: jax.Array, legal: jax.Array) -> jax.Array:
-        return masked_logits(self.net(params, observation).logits, legal)
+        return mask_logits(self.net(params, observation).logits, legal)
 
     def act(self, params: Params, state: EnvState, key: jax.Array) -> jax.Array:
         """Greedy legal action (evaluation); any batch shape."""
@@ -199,10 +150,8 @@ class DQN(NetworkAgent):
     def explore(self, params: Params, state: EnvState, eps: jax.Array, key: jax.Array) -> jax.Array:
         """Epsilon-greedy over legal actions, for a (num_envs,) batch of states."""
         k_coin, k_random = jax.random.split(key)
-        legal = state.legal_action_mask
-        random_action = jax.random.categorical(k_random, jnp.where(legal, 0.0, -jnp.inf))
-        coin = jax.random.uniform(k_coin, random_action.shape) < eps
-        return jnp.where(coin, random_action, self.act(params, state, key))
+        greedy = self.act(params, state, key)
+        return epsilon_explore(k_coin, k_random, greedy, state.legal_action_mask, eps)[0]
 
     # -- acting ----------------------------------------------------------------------------
     def collect(self, params: Params, carry, eps: jax.Array, keys: jax.Array):
@@ -215,7 +164,12 @@ class DQN(NetworkAgent):
             action = self.explore(params, env_state, eps, k_act)
             nxt = jax.vmap(env.step)(env_state, action, jax.random.split(k_env, n))
             running, finished = track_returns(running, nxt.rewards[:, 0], nxt.done)
-            buffer = buffer.add(env_state, action, nxt)
+            # After a reset the state's legal mask is the new episode's; the final state's is
+            # lost. Terminal rows never bootstrap, and single-agent tasks allow every action.
+            buffer = buffer.add(observation=env_state.observation, action=action, reward=nxt.rewards[:, 0],
+                                next_observation=nxt.final_observation,
+                                next_legal=jnp.where(nxt.done[:, None], True, nxt.legal_action_mask),
+                                terminated=nxt.terminated)
             return (nxt, running, buffer, ret_sum + finished.sum(), ret_count + nxt.done.sum()), None
 
         return jax.lax.scan(step, carry, keys)[0]
@@ -224,9 +178,12 @@ class DQN(NetworkAgent):
     def init(self, key: jax.Array) -> DQNState:
         cfg = self.config
         k_model, k_env, k_fill, k_run = jax.random.split(key, 4)
-        params = self.model.init(k_model, jnp.zeros((1, *self.env.observation_shape), jnp.float32))["params"]
+        params = self.init_params(k_model)
         env_state = jax.vmap(AutoReset(self.env).init)(jax.random.split(k_env, cfg.num_envs))
-        buffer = Replay.empty(cfg.buffer_size, self.env.observation_shape, self.env.num_actions)
+        obs = jnp.zeros(self.env.observation_shape, jnp.float32)
+        buffer = Replay.empty(cfg.buffer_size, observation=obs, action=jnp.int32(0), reward=jnp.float32(0),
+                              next_observation=obs, next_legal=jnp.ones(self.env.num_actions, jnp.bool_),
+                              terminated=jnp.bool_(False))
         running = jnp.zeros((cfg.num_envs,), jnp.float32)
         carry = (env_state, running, buffer, jnp.float32(0), jnp.int32(0))
         env_state, running, buffer, _, _ = self.collect(
@@ -278,24 +235,14 @@ class DQN(NetworkAgent):
                        env_steps=state.env_steps + cfg.steps_per_update)
         return new, metrics
 
-    def segment(self, state: DQNState, num_updates: int) -> tuple[DQNState, dict[str, jax.Array]]:
-        """``num_updates`` updates as one scan; metrics gain a leading (update,) axis."""
-        return jax.lax.scan(lambda s, _: self.update(s), state, None, num_updates)
-
 
 def make_dqn(config: DQNConfig) -> DQN:
     env = build_env(config.env, config.env_kwargs)
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
-    return DQN(config=config, env=env, model=build_network(config.model, config.model_kwargs, env),
-               optimizer=optimizer)
+    return DQN(config=config, env=env, model=build_network(config, env), optimizer=optimizer)
 
 
 def make_train(config: DQNConfig) -> Callable[[jax.Array], tuple[DQNState, dict[str, jax.Array]]]:
     """``train(key) -> (final DQNState, metrics over updates)``, jitted; the whole run is one
     scan, so ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key in parallel."""
-    dqn = make_dqn(config)
-
-    def train(key: jax.Array):
-        return dqn.segment(dqn.init(key), config.num_updates)
-
-    return jax.jit(train)
+    return jax.jit(make_dqn(config).train)

@@ -4,7 +4,7 @@ Read top to bottom: ``PPOConfig`` -> ``PPOState`` -> ``PPO.init`` -> ``PPO.updat
 advantages, epochs of minibatch steps) -> ``make_train``. ``make_train(config)(key)`` runs a
 whole training run as one ``lax.scan`` of updates, so ``jax.vmap(train)(keys)`` trains many
 seeds at once. ``PPO.segment`` runs a fixed number of updates from a state, which is what a
-run folder checkpoints between (``rl_runs.py``).
+run folder checkpoints between (:mod:`rljaxinterp.runs`).
 
 Everything a run needs to continue (params, optimiser, live environments, running episode
 returns, PRNG key) lives in ``PPOState``, so a resumed run is bit-identical.
@@ -13,7 +13,7 @@ returns, PRNG key) lives in ``PPOState``, so a resumed run is bit-identical.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -21,34 +21,27 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from rljaxinterp.agents.common import Params, mask_logits, masked_log_softmax
 from rljaxinterp.agents.rl_common import (
     NetworkAgent,
-    ConfigMixin,
+    RLConfig,
     build_env,
     build_network,
-    masked_logits,
     mean_or_nan,
     track_returns,
 )
 from rljaxinterp.envs import AutoReset, EnvState
 
-Params = Any
-
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(ConfigMixin):
+class PPOConfig(RLConfig):
     """Everything that determines a PPO run; equal configs give bit-identical runs.
 
     One *update* collects ``num_envs * num_steps`` transitions, then takes
-    ``update_epochs * num_minibatches`` gradient steps on them. ``model="auto"`` picks
-    ``conv`` for (height, width, planes) observations and ``mlp`` otherwise.
-    ``checkpoint_every`` is the number of updates per jitted segment of a run folder.
+    ``update_epochs * num_minibatches`` gradient steps on them. The task, network, seed and
+    checkpoint fields come from :class:`~rljaxinterp.agents.rl_common.RLConfig`.
     """
 
-    env: str = "CartPole-v1"
-    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    model: str = "auto"
-    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     num_envs: int = 16
     num_steps: int = 128
     total_timesteps: int = 500_000
@@ -62,16 +55,9 @@ class PPOConfig(ConfigMixin):
     max_grad_norm: float = 0.5
     lr: float = 2.5e-4
     anneal_lr: bool = True
-    seed: int = 0
-    checkpoint_every: int = 20
-
-    def __post_init__(self) -> None:
-        self._canonicalise()
-        self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad value and its allowed range."""
-        self._check_common()
+        super().validate()
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
             self._int_at_least(name, 1)
         self._int_at_least("total_timesteps", 1)
@@ -129,14 +115,13 @@ class PPO(NetworkAgent):
 
     def act(self, params: Params, state: EnvState, key: jax.Array) -> jax.Array:
         """Sample from the masked policy; any batch shape."""
-        logits = masked_logits(self.net(params, state.observation).logits, state.legal_action_mask)
+        logits = mask_logits(self.net(params, state.observation).logits, state.legal_action_mask)
         return jax.random.categorical(key, logits)
 
     # -- init ------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> PPOState:
         k_model, k_env, k_run = jax.random.split(key, 3)
-        obs = jnp.zeros((1, *self.env.observation_shape), jnp.float32)
-        params = self.model.init(k_model, obs)["params"]
+        params = self.init_params(k_model)
         env = AutoReset(self.env)
         n = self.config.num_envs
         return PPOState(
@@ -158,7 +143,7 @@ class PPO(NetworkAgent):
             env_state, running, ret_sum, ret_count = carry
             k_act, k_env = jax.random.split(key)
             out = self.net(state.params, env_state.observation)
-            logits = masked_logits(out.logits, env_state.legal_action_mask)
+            logits = mask_logits(out.logits, env_state.legal_action_mask)
             action = jax.random.categorical(k_act, logits)
             log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=1)[:, 0]
             nxt = jax.vmap(env.step)(env_state, action, jax.random.split(k_env, cfg.num_envs))
@@ -196,7 +181,7 @@ class PPO(NetworkAgent):
         """Clipped surrogate + clipped value loss - entropy bonus (PPO paper, PureJaxRL)."""
         cfg = self.config
         out = self.net(params, batch.observation)
-        log_probs = jax.nn.log_softmax(masked_logits(out.logits, batch.legal))
+        log_probs = masked_log_softmax(out.logits, batch.legal)
         log_prob = jnp.take_along_axis(log_probs, batch.action[:, None], axis=1)[:, 0]
         entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1).mean()
 
@@ -255,10 +240,6 @@ class PPO(NetworkAgent):
                        key=key, update=state.update + 1, env_steps=state.env_steps + cfg.batch_size)
         return new, metrics
 
-    def segment(self, state: PPOState, num_updates: int) -> tuple[PPOState, dict[str, jax.Array]]:
-        """``num_updates`` updates as one scan; metrics gain a leading (update,) axis."""
-        return jax.lax.scan(lambda s, _: self.update(s), state, None, num_updates)
-
 
 def _lr_schedule(config: PPOConfig) -> Callable[[jax.Array], jax.Array] | float:
     if not config.anneal_lr:
@@ -274,16 +255,10 @@ def make_ppo(config: PPOConfig) -> PPO:
     env = build_env(config.env, config.env_kwargs)
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                             optax.adam(_lr_schedule(config), eps=1e-5))
-    return PPO(config=config, env=env, model=build_network(config.model, config.model_kwargs, env),
-               optimizer=optimizer)
+    return PPO(config=config, env=env, model=build_network(config, env), optimizer=optimizer)
 
 
 def make_train(config: PPOConfig) -> Callable[[jax.Array], tuple[PPOState, dict[str, jax.Array]]]:
     """``train(key) -> (final PPOState, metrics over updates)``, jitted; the whole run is one
     scan, so ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key in parallel."""
-    ppo = make_ppo(config)
-
-    def train(key: jax.Array):
-        return ppo.segment(ppo.init(key), config.num_updates)
-
-    return jax.jit(train)
+    return jax.jit(make_ppo(config).train)

@@ -1,11 +1,15 @@
-"""What PPO and DQN share: config checks, building env + network, masking, episode returns.
+"""What PPO and DQN share: the config base, building env + network, episode returns,
+evaluation, and the agent bundle whose ``net`` runs inside training loops.
 
 Kept apart so each training loop (``ppo.py``, ``dqn.py``) stays one file you can read top
-to bottom, and both agree on what "a config", "a network" and "a return" mean.
+to bottom, and both agree on what "a config", "a network" and "a return" mean. What
+AlphaZero shares with them too (legal-action policies, the replay buffer) is in
+:mod:`rljaxinterp.agents.common`.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
@@ -17,24 +21,54 @@ import jax.numpy as jnp
 import optax
 
 from rljaxinterp import envs
+from rljaxinterp.agents.common import Params, build_model, init_params, uniform_legal_action
 from rljaxinterp.envs import Env
-from rljaxinterp.models import KINDS, ModelOutput, make_model
+from rljaxinterp.models import KINDS, ModelOutput
+from rljaxinterp.models.kernels import loop_friendly_apply
 
 MODEL_KINDS = ("auto",) + KINDS
 
 
-class ConfigMixin:
-    """JSON round trip and validation helpers for the frozen PPO/DQN configs.
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """The fields every PPO/DQN config has, its JSON round trip and validation helpers.
 
+    Subclasses add their algorithm's fields and extend :meth:`validate`. ``model="auto"``
+    picks ``conv`` for (height, width, planes) observations and ``mlp`` otherwise.
+    ``checkpoint_every`` is the number of updates per jitted segment of a run folder.
     ``model_kwargs``/``env_kwargs`` are stored in JSON form (tuples become lists) so a
     config read back from ``config.json`` compares equal to the one that wrote it.
     """
+
+    env: str = "CartPole-v1"
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: str = "auto"
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    checkpoint_every: int = 20
+
+    def __post_init__(self) -> None:
+        self._canonicalise()
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad value and its allowed range."""
+        names = envs.available()
+        self._need(isinstance(self.env, str) and self.env in names, "env",
+                   "use a registered single-agent task, e.g. CartPole-v1, Breakout-MinAtar")
+        self._need(self.model in MODEL_KINDS, "model", f"allowed: {', '.join(MODEL_KINDS)}")
+        self._need(self.model_kwargs.get("value_activation", "none") == "none", "model_kwargs",
+                   "value_activation must be 'none' (returns are unbounded)")
+        self._int_at_least("seed", 0)
+        self._need(self.seed < 2**31, "seed", "need 0 <= seed < 2**31")
+        self._int_at_least("checkpoint_every", 1)
 
     def _canonicalise(self) -> None:
         for name in ("env_kwargs", "model_kwargs"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
-                raise ValueError(f"{type(self).__name__}.{name}={value!r} is not allowed; need a dict")
+                # ValueError like every other bad config value, so callers catch one type
+                raise ValueError(f"{type(self).__name__}.{name}={value!r} is not allowed; need a dict")  # noqa: TRY004
             object.__setattr__(self, name, json.loads(json.dumps(dict(value))))
 
     def _need(self, ok: bool, name: str, allowed: str) -> None:
@@ -51,18 +85,6 @@ class ConfigMixin:
         is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
         ok = is_num and (lo < v if lo_open else lo <= v) and v <= hi
         self._need(ok, name, f"need {lo} {'<' if lo_open else '<='} value <= {hi}")
-
-    def _check_common(self) -> None:
-        """env, model, seed, checkpoint_every: the fields every RL config has."""
-        names = envs.available()
-        self._need(isinstance(self.env, str) and self.env in names, "env",
-                   "use a registered single-agent task, e.g. CartPole-v1, Breakout-MinAtar")
-        self._need(self.model in MODEL_KINDS, "model", f"allowed: {', '.join(MODEL_KINDS)}")
-        self._need(self.model_kwargs.get("value_activation", "none") == "none", "model_kwargs",
-                   "value_activation must be 'none' (returns are unbounded)")
-        self._int_at_least("seed", 0)
-        self._need(self.seed < 2**31, "seed", "need 0 <= seed < 2**31")
-        self._int_at_least("checkpoint_every", 1)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -95,23 +117,17 @@ def resolve_model_kind(kind: str, env: Env) -> str:
     return "conv" if len(env.observation_shape) == 3 else "mlp"
 
 
-def build_network(kind: str, model_kwargs: Mapping[str, Any], env: Env) -> nn.Module:
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in model_kwargs.items()}
-    kwargs["value_activation"] = "none"
-    return make_model(resolve_model_kind(kind, env), env.num_actions, env.observation_shape, **kwargs)
-
-
-def masked_logits(logits: jax.Array, legal: jax.Array) -> jax.Array:
-    """Illegal actions get the most negative finite logit: probability exactly 0, and
-    ``p * log p`` stays 0 (``-inf`` would make entropies NaN)."""
-    return jnp.where(legal, logits, jnp.finfo(logits.dtype).min)
+def build_network(config: RLConfig, env: Env) -> nn.Module:
+    """The config's network; its value head is linear because returns are unbounded."""
+    return build_model(type(config).__name__, resolve_model_kind(config.model, env), config.model_kwargs, env,
+                       value_activation="none")
 
 
 def track_returns(running: jax.Array, reward: jax.Array, done: jax.Array):
     """Add this step's reward to each env's running return; on ``done`` emit it and restart.
 
-    Returns ``(new_running, finished_returns, done)``: ``finished_returns`` is the
-    episode's return where ``done`` and 0 elsewhere.
+    Returns ``(new_running, finished_returns)``: ``finished_returns`` is the episode's
+    return where ``done`` and 0 elsewhere.
     """
     total = running + reward
     return jnp.where(done, 0.0, total), jnp.where(done, total, 0.0)
@@ -151,85 +167,12 @@ def evaluate(env: Env, act: Callable[[Any, jax.Array, jax.Array], jax.Array], pa
 def random_return(env: Env, key: jax.Array, num_episodes: int = 64) -> jax.Array:
     """Returns of the uniformly random legal policy: the baseline a learner must beat."""
     def act(_, state, key):
-        return jax.random.categorical(key, jnp.where(state.legal_action_mask, 0.0, -jnp.inf))
+        return uniform_legal_action(key, state.legal_action_mask)
     return jax.jit(evaluate, static_argnums=(0, 1, 4))(env, act, None, key, num_episodes)
 
 
-def _same_padding(kh: int, kw: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    return ((kh - 1) // 2, kh - 1 - (kh - 1) // 2), ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
-
-
-def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-@jax.custom_vjp
-def loop_friendly_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 SAME convolution of ``(N, H, W, Cin)`` by ``(kh, kw, Cin, Cout)``, no bias.
-
-    Why: inside loops (``lax.scan``, i.e. every jitted training loop here) XLA:CPU runs the
-    two *gradient* convolutions ~10-20x slower than outside them (jax-ml/jax#12868; measured
-    here: kernel gradient 375 ms in a scan vs 14 ms outside). This VJP computes the kernel
-    gradient as one ``(Cin, N*H*W) @ (N*H*W, Cout)`` contraction per kernel tap and the input
-    gradient as a forward-shaped convolution with the flipped kernel, neither of which has
-    that problem. Same maths as ``nn.Conv``, so a trained agent is read with the plain model.
-    End to end it is no cure: PPO on Breakout-MinAtar with a 16-channel tower ran 1,371 env
-    steps/s with this and 1,299 with the earlier im2col version (same machine, same minute);
-    the forward and input-gradient convolutions in loops are still slow.
-    """
-    kh, kw = kernel.shape[:2]
-    return _conv(x, kernel, _same_padding(kh, kw))
-
-
-def _loop_conv_fwd(x, kernel):
-    return loop_friendly_conv(x, kernel), (x, kernel)
-
-
-def _loop_conv_bwd(res, g):
-    x, kernel = res
-    kh, kw = kernel.shape[:2]
-    h, w = x.shape[1:3]
-    (pt, pb), (pl, pr) = _same_padding(kh, kw)
-    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    dk = jnp.stack([jnp.stack([jnp.einsum("nhwc,nhwd->cd", xp[:, i:i + h, j:j + w], g)
-                               for j in range(kw)]) for i in range(kh)])
-    dx = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), ((pb, pt), (pr, pl)))
-    return dx, dk.astype(kernel.dtype)
-
-
-loop_friendly_conv.defvjp(_loop_conv_fwd, _loop_conv_bwd)
-
-
-def _intercept_conv(next_fun, args, kwargs, context):
-    """Route plain stride-1 SAME ``nn.Conv`` calls through :func:`loop_friendly_conv`;
-    anything else falls through to ``nn.Conv``."""
-    mod = context.module
-    if not isinstance(mod, nn.Conv) or context.method_name != "__call__" or mod.is_initializing():
-        return next_fun(*args, **kwargs)
-    ones = (None, 1, (1, 1), [1, 1])
-    if (mod.padding != "SAME" or mod.strides not in ones or mod.input_dilation not in ones
-            or mod.kernel_dilation not in ones or mod.feature_group_count != 1 or len(args) != 1 or kwargs):
-        return next_fun(*args, **kwargs)
-    x = jnp.asarray(args[0], jnp.float32)
-    kernel = mod.get_variable("params", "kernel")
-    if x.ndim < 3 or x.shape[-1] != kernel.shape[2]:
-        return next_fun(*args, **kwargs)
-    batch = x.shape[:-3]
-    y = loop_friendly_conv(x.reshape(-1, *x.shape[-3:]), kernel)
-    y = y.reshape(*batch, *y.shape[1:])
-    if mod.use_bias:
-        y = y + mod.get_variable("params", "bias")
-    return y
-
-
-def loop_friendly_apply(model: nn.Module, params: Any, observation: jax.Array):
-    """``model.apply`` for training loops; see :func:`loop_friendly_conv`."""
-    with nn.intercept_methods(_intercept_conv):
-        return model.apply({"params": params}, observation)
-
-
 @dataclasses.dataclass(frozen=True)
-class NetworkAgent:
+class NetworkAgent(abc.ABC):
     """What PPO and DQN share: their config, the single (non-resetting) environment, the
     network from the model layer and its optimiser."""
 
@@ -238,12 +181,32 @@ class NetworkAgent:
     model: nn.Module
     optimizer: optax.GradientTransformation
 
-    def policy_value(self, params: Any, observation: jax.Array) -> ModelOutput:
+    def policy_value(self, params: Params, observation: jax.Array) -> ModelOutput:
         """Raw network on any batch shape (the thing interpretability reads); Q-learning
         agents read ``logits`` as Q-values."""
         return self.model.apply({"params": params}, observation)
 
-    def net(self, params: Any, observation: jax.Array) -> ModelOutput:
+    def net(self, params: Params, observation: jax.Array) -> ModelOutput:
         """The same network as run inside training loops (conv gradients rewritten; see
-        ``loop_friendly_conv``)."""
+        :func:`rljaxinterp.models.kernels.loop_friendly_conv`)."""
         return loop_friendly_apply(self.model, params, observation)
+
+    def init_params(self, key: jax.Array) -> Params:
+        return init_params(self.model, self.env.observation_shape, key)
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array) -> Any:
+        """The training state before the first update."""
+
+    @abc.abstractmethod
+    def update(self, state: Any) -> tuple[Any, dict[str, jax.Array]]:
+        """One update: act in the environments, then learn."""
+
+    def segment(self, state: Any, num_updates: int) -> tuple[Any, dict[str, jax.Array]]:
+        """``num_updates`` updates as one scan; metrics gain a leading (update,) axis. A run
+        folder checkpoints between segments."""
+        return jax.lax.scan(lambda s, _: self.update(s), state, None, num_updates)
+
+    def train(self, key: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+        """A whole run as one scan from ``key``, so ``jax.vmap`` trains one agent per key."""
+        return self.segment(self.init(key), self.config.num_updates)

@@ -73,3 +73,12 @@ def from_pgx(state: pgx.State) -> EnvState:
         step_count=jnp.asarray(state._step_count, jnp.int32),
         inner=state,
     )
+
+
+def go_consecutive_passes(state: EnvState) -> Array:
+    """How many passes in a row led to a (possibly batched) pgx Go state: 0 after a stone
+    was placed, 1 right after the opponent passed. pgx keeps it in its private game state,
+    so only this wrapper reads pgx's internals."""
+    if not hasattr(state.inner, "_x") or not hasattr(state.inner._x, "consecutive_pass_count"):
+        raise ValueError(f"not a pgx Go state: {type(state.inner).__name__}")
+    return state.inner._x.consecutive_pass_count
