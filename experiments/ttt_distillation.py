@@ -84,8 +84,8 @@ def main() -> None:
     t_feat = {k: v for k, v in site_features(run.model, teacher_params, obs[live]).items() if k not in skip}
     _, t_cache = interp.run_with_cache(run.model, teacher_params, obs[live])
     pairs = single_square_pairs(boards, terminal)
-    spatial = [s for s, shape in interp.sites(run.model, obs[:1]).items()
-               if shape[:2] == (3, 3) and s.endswith(("stem.post", "resid_post", "conv1.post"))]
+    spatial = [s for s, axes in interp.site_axes(run.model, obs[:1]).items()
+               if (axes or ())[:2] == ("row", "col") and s.endswith(("stem.post", "resid_post", "conv1.post"))]
     teacher_maps = square_patching(run.model, teacher_params, obs, pairs, spatial)
     plot_square_maps(teacher_maps, out / "patching_teacher.png")
     n_teacher = sum(x.size for x in jax.tree.leaves(teacher_params))

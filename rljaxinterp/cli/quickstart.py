@@ -109,16 +109,18 @@ def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
           f"metrics {', '.join(metrics)}, in {timings['sweep_s']:.1f} s")
 
     files = []
+    site_axes = interp.site_axes(model, obs[:1], params)
     for name in metrics:
         shown = {s: e for s, e in effects[name].items() if s not in ("value",)}
         if np.size(shown.get("input", ())) == int(np.prod(obs.shape[1:])):  # a flattened board
             shown["input"] = np.reshape(shown["input"], obs.shape[1:])
+            site_axes["input"] = ("row", "col", "channel")
         files.append(plot_effects_by_unit(
             shown, out / f"patching_{name}_by_unit.png",
             f"Noising patch effect on {name} (mean over {obs.shape[0]} positions)"))
         board = plot_effects_on_board(
             shown, BOARD, out / f"patching_{name}_on_board.png",
-            f"Effect on {name} of patching each square (summed over channels)")
+            f"Effect on {name} of patching each square (summed over channels)", site_axes)
         if board:
             files.append(board)
 

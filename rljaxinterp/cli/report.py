@@ -141,7 +141,8 @@ def write_report(run, out: Path, probe_kind: str = "ridge", seed: int = 0) -> Pa
                          "same probes on a randomly initialised network (control)"),
     ]
     params = run.params()
-    spatial = [s for s, shape in interp.sites(run.model, obs[:1]).items() if shape[:2] == (3, 3) and s != "input"]
+    spatial = [s for s, axes in interp.site_axes(run.model, obs[:1]).items()
+               if (axes or ())[:2] == ("row", "col") and s != "input"]
     maps = {}
     if spatial:
         solution_terminal = np.asarray(states.terminated)

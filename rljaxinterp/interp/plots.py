@@ -1,4 +1,8 @@
-"""Figures for patching results: per-unit heatmaps and effects drawn on the board."""
+"""Figures for patching results: per-unit heatmaps and effects drawn on the board.
+
+Which sites lie on the board comes from the axes the model declares (``interp.site_axes``),
+never from shapes.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from rljaxinterp.reporting import pyplot
 
 
 def _by_unit(effect: np.ndarray) -> np.ndarray:
@@ -23,6 +25,7 @@ def _by_unit(effect: np.ndarray) -> np.ndarray:
 
 def plot_effects_by_unit(effects: Mapping[str, np.ndarray], path: Path, title: str) -> Path:
     """One row per site, one column per neuron/channel (summed over squares)."""
+    plt = pyplot()
     rows = {name: _by_unit(e) for name, e in effects.items()}
     width = max(len(r) for r in rows.values())
     grid = np.full((len(rows), width), np.nan)
@@ -41,19 +44,29 @@ def plot_effects_by_unit(effects: Mapping[str, np.ndarray], path: Path, title: s
     return path
 
 
+def on_board(axes: tuple[str, ...] | None, shape: tuple[int, ...], board_shape: tuple[int, int]) -> bool:
+    """A site is drawn on the board when its leading axes are the board's rows and columns,
+    or one token per square."""
+    axes = axes or ()
+    if axes[:2] == ("row", "col"):
+        return tuple(shape[:2]) == tuple(board_shape)
+    return axes[:1] == ("token",) and shape[0] == math.prod(board_shape)
+
+
 def plot_effects_on_board(
-    effects: Mapping[str, np.ndarray], board_shape: tuple[int, int], path: Path, title: str
+    effects: Mapping[str, np.ndarray], board_shape: tuple[int, int], path: Path, title: str,
+    site_axes: Mapping[str, tuple[str, ...] | None],
 ) -> Path | None:
-    """For every site laid out on the board, the effect per square (summed over units)."""
+    """For every site laid out on the board (by ``site_axes``), the effect per square
+    (summed over units)."""
     boards = {}
     for name, e in effects.items():
         e = np.asarray(e)
-        if e.shape[:2] == tuple(board_shape):
-            boards[name] = e.reshape(*board_shape, -1).sum(-1)
-        elif e.ndim >= 1 and e.shape[0] == math.prod(board_shape) and name not in ("logits",):
-            boards[name] = e.reshape(e.shape[0], -1).sum(-1).reshape(board_shape)  # one token per square
+        if on_board(site_axes.get(name), e.shape, board_shape):
+            boards[name] = e.reshape(math.prod(board_shape), -1).sum(-1).reshape(board_shape)
     if not boards:
         return None
+    plt = pyplot()
     cols = min(6, len(boards))
     rows = math.ceil(len(boards) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 2.4 * cols), 2.5 * rows), squeeze=False)
@@ -92,6 +105,7 @@ def draw_board(ax, heat: np.ndarray, own: np.ndarray | None = None, opponent: np
 def plot_board_rows(rows: list[list[dict]], path: Path, title: str, row_labels: list[str] | None = None,
                     cmap: str = "RdBu_r") -> Path:
     """A grid of boards: ``rows[i][j]`` holds ``draw_board`` arguments (heat, own, opponent, title)."""
+    plt = pyplot()
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.5 * n_cols + 1.0, 1.6 * n_rows + 0.6), squeeze=False)
     for ax in axes.flat:
