@@ -16,8 +16,8 @@ import jax
 import numpy as np
 
 from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
-from rljaxinterp.runs import default_config
 from rljaxinterp.eval.matches import greedy_player, play_match, pure_mcts_player, random_player, search_player
+from rljaxinterp.runs import default_config
 
 
 def share(result: dict) -> str:

@@ -20,7 +20,6 @@ import jax
 import numpy as np
 
 from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
-from rljaxinterp.runs import default_config
 from rljaxinterp.eval.matches import (
     decisive_sign_agreement,
     exhaustive,
@@ -29,6 +28,7 @@ from rljaxinterp.eval.matches import (
     tic_tac_toe_report,
     tic_tac_toe_states,
 )
+from rljaxinterp.runs import default_config
 
 
 def main() -> None:

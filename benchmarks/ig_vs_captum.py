@@ -37,7 +37,7 @@ from captum.attr import IntegratedGradients
 from patching_vs_torch import TorchMLP, TorchResTower, connect_four_states
 
 from rljaxinterp import envs
-from rljaxinterp.interp import metrics
+from rljaxinterp.interp import Sizing, metrics
 from rljaxinterp.interp.attribution import integrated_gradients
 from rljaxinterp.models import make_model
 
@@ -73,7 +73,7 @@ def main() -> None:
 
     def ours():
         return jax.block_until_ready(integrated_gradients(model, params, obs, metrics.value, steps=args.steps,
-                                                          state_chunk=args.chunk))
+                                                          sizing=Sizing(states_per_call=args.chunk)))
 
     t0 = time.perf_counter()
     ours()

@@ -7,8 +7,8 @@ permuted), and the change of the value head is averaged over states (noising).
 * JAX: one ``patching_sweep(..., granularity="unit")`` call, wrapped in ``jax.jit`` so it
   compiles once; compilation is timed separately from the steady-state sweep. Variant
   "default" is ``patching_sweep`` as shipped (its own cache-sized ``state_tile`` and
-  ``chunk_size``); variant "tuned" passes ``chunk_size=--tuned-chunk`` and
-  ``state_tile=--tile``.
+  ``Sizing.patches_per_step``); variant "tuned" passes ``patches_per_step=--tuned-chunk`` and
+  ``states_per_step=--tile``.
 * PyTorch ("the best conventional way"): the same network with identical weights, a
   forward hook that overwrites one channel of a module output with the cached corrupted
   activation, and a Python loop over sites and units; each forward is batched over all
@@ -40,10 +40,10 @@ import torch
 from torch import nn as tnn
 
 from rljaxinterp import envs
-from rljaxinterp.interp import metrics
+from rljaxinterp.envs.sampling import random_play_states
+from rljaxinterp.interp import Sizing, metrics
 from rljaxinterp.interp.cache import sites as sites_of
 from rljaxinterp.interp.patching import patching_sweep
-from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.models import make_model
 
 NOT_HIDDEN = ("input", "logits", "value")
@@ -211,14 +211,15 @@ def run_case(label, model, tmodel, obs_all, n, args):
     hidden = [s for s in shapes if s not in NOT_HIDDEN]
     n_units = sum(shapes[s][-1] for s in hidden)
 
-    # JAX: the whole sweep in one compiled program, as shipped (chunk_size=None) and tuned.
+    # JAX: the whole sweep in one compiled program, as shipped (default Sizing) and tuned.
     variants = {"default": (None, None)}
     if not args.no_tuned:
         variants["tuned"] = (args.tuned_chunk, args.tile)
     jax_rows, jax_effects = {}, None
     for vname, (chunk, tile) in variants.items():
         sweep = jax.jit(lambda p, c, x, chunk=chunk, tile=tile: patching_sweep(
-            model, p, c, x, metrics.value, sites=hidden, granularity="unit", chunk_size=chunk, state_tile=tile))
+            model, p, c, x, metrics.value, sites=hidden, granularity="unit",
+            sizing=Sizing(states_per_step=tile, patches_per_step=chunk)))
         t = time.perf_counter()
         compiled = sweep.lower(params, clean, corrupted).compile()
         compile_s = time.perf_counter() - t

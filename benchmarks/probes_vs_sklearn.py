@@ -126,7 +126,7 @@ def main():
           f"{'ratio':>7s} {'max|dscore|':>11s} {'mean|dscore|':>12s}")
     stacked = {site: jnp.stack([f[site] for f in features]) for site in features[0]}
     for kind in args.kinds:
-        fit = lambda f, kind=kind: jax.block_until_ready(fit_probes(  # noqa: E731
+        fit = lambda f, kind=kind: jax.block_until_ready(fit_probes(
             f, concepts, kind=kind, key=key, test_fraction=args.test_fraction, l2=args.l2, l1=args.l1))
         # All checkpoints in one call: the first call compiles, later ones reuse the program.
         t = time.perf_counter()

@@ -124,8 +124,8 @@ def rollout_metrics(env: envs.Env, policy, params, key: jax.Array, n: int):
 
 def make_evaluator(agent, env: envs.Env, n: int):
     """``(params (seeds, ...), key) -> metrics (seeds, n), traces (seeds, steps)``, jitted."""
-    policy = lambda p, obs: agent.policy_value(p, obs).logits  # noqa: E731
-    one = lambda p, k: rollout_metrics(env, policy, p, k, n)  # noqa: E731
+    policy = lambda p, obs: agent.policy_value(p, obs).logits
+    one = lambda p, k: rollout_metrics(env, policy, p, k, n)
     return jax.jit(lambda params, key: jax.vmap(one)(params, jax.random.split(key, _leading(params))))
 
 
@@ -244,7 +244,7 @@ def dqn_vs_ppo(spec: Spec, ppo_res: dict, ppo_ev: dict, seeds: int, scale: float
     state, metrics = jax.block_until_ready(train(keys))
     dqn_s = time.perf_counter() - t0
     # DQN is read greedily (argmax Q) - that is its policy; PPO samples its policy.
-    greedy = lambda p, obs: jnp.where(  # noqa: E731
+    greedy = lambda p, obs: jnp.where(
         jax.nn.one_hot(jnp.argmax(agent.policy_value(p, obs).logits, -1), agent.env.num_actions) > 0, 0.0, -1e9)
     out = {}
     for dist in ("train", "test"):

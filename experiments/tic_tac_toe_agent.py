@@ -8,9 +8,8 @@ import argparse
 import time
 from pathlib import Path
 
-from rljaxinterp.runs import default_config
-from rljaxinterp.runs import Run, load_run, train
 from rljaxinterp.reporting import fresh_folder
+from rljaxinterp.runs import Run, default_config, load_run, train
 
 # Pinned so the experiments' agent stays the same when the library's defaults are retuned.
 PINNED = {"exploration": 0.3, "num_simulations": 32, "updates_per_iteration": 32, "symmetries": False}

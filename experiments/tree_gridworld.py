@@ -319,7 +319,7 @@ def make_restraint_test(agent: ppo_lib.PPO, counts: tuple[int, ...] = RESTRAINT_
 
         (_, emptied, grown), _ = jax.lax.scan(body, (start, jnp.zeros(num, bool), jnp.zeros(num, bool)),
                                               jax.random.split(key, steps))
-        share = lambda x: jnp.mean(x.reshape(len(counts), forests).astype(jnp.float32), 1)  # noqa: E731
+        share = lambda x: jnp.mean(x.reshape(len(counts), forests).astype(jnp.float32), 1)
         return jnp.stack([share(emptied), share(~emptied & ~grown)], -1)
 
     def test(params, key):
@@ -402,7 +402,7 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
     segment = make_segment(agent, args.updates_per_chunk)
     fresh_eval = make_fresh_eval(agent, args.eval_forests, args.eval_steps)
     progress = out / f"progress_gamma{gamma}.npz"
-    r = lambda v, d=2: np.round(np.asarray(v, np.float64), d).tolist()  # noqa: E731
+    r = lambda v, d=2: np.round(np.asarray(v, np.float64), d).tolist()
     log(f"== gamma={gamma}: PPO {args.seeds} seeds x {args.envs} worlds, {config.total_timesteps:,} steps/seed, "
         f"lr={args.lr} constant, ent_coef={args.ent_coef}, MLP {config.model_kwargs['hidden']}")
     state = jax.jit(jax.vmap(agent.init))(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))

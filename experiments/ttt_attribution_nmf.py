@@ -28,12 +28,11 @@ from scipy.stats import rankdata
 from tic_tac_toe_agent import experiment_parser, open_experiment
 
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
-from rljaxinterp.interp import concepts, metrics, run_with_interventions, zero_ablate
+from rljaxinterp.interp import Sizing, concepts, metrics, run_with_interventions, zero_ablate
 from rljaxinterp.interp.attribution import integrated_gradients
 from rljaxinterp.interp.concepts.tic_tac_toe import square_concepts
 from rljaxinterp.interp.factorisation import nmf, nonnegative_parts, per_position, top_rows
 from rljaxinterp.interp.plots import plot_board_rows
-
 
 SQUARE_NAMES = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"]
 
@@ -66,7 +65,7 @@ def main() -> None:
 
     # 1. integrated gradients of the value at the site, zero-activation baseline
     attr, gap = integrated_gradients(model, params, obs, metrics.value, site=args.site, steps=32,
-                                     return_delta=True, state_chunk=512)
+                                     return_delta=True, sizing=Sizing(states_per_call=512))
     if attr.shape[1:3] != (3, 3):
         raise SystemExit(f"site {args.site!r} has shape {attr.shape[1:]}; pick a conv site laid out on the board")
     channels = attr.shape[-1]

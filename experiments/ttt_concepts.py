@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tic_tac_toe_agent import tic_tac_toe_agent
 
+from rljaxinterp.cli.report import write_report
 from rljaxinterp.eval.matches import evaluate_run
 from rljaxinterp.runs import load_run
-from rljaxinterp.cli.report import write_report
 
 
 def main() -> None:

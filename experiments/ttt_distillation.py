@@ -32,11 +32,11 @@ from tic_tac_toe_agent import experiment_parser, open_experiment
 from rljaxinterp import interp
 from rljaxinterp.agents.alphazero import make_agent
 from rljaxinterp.agents.distill import distil, sampling_player, scale_width
-from rljaxinterp.eval.matches import tic_tac_toe_report
+from rljaxinterp.cli.report import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.envs.sampling import random_play_states
+from rljaxinterp.eval.matches import tic_tac_toe_report
 from rljaxinterp.interp.probes import site_features
-from rljaxinterp.cli.report import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.interp.similarity import regression_similarity, similarity_matrix
 
 RECOVERED = 0.5  # held-out R^2 below which a teacher channel counts as having no counterpart
@@ -74,7 +74,7 @@ def main() -> None:
     t0 = time.perf_counter()
     run, out = open_experiment(args)
     teacher_params = run.params()
-    teacher = lambda o: run.policy_value(teacher_params, o)  # noqa: E731
+    teacher = lambda o: run.policy_value(teacher_params, o)
 
     states, boards = tic_tac_toe_reachable()
     terminal = np.asarray(states.terminated)

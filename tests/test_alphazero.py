@@ -165,8 +165,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_run, tmp_path):
 
 # -- CLI and other games ---------------------------------------------------------------------------
 def test_cli_registers_train_and_eval(tmp_path):
-    from rljaxinterp.cli.train import config_from_args
     from rljaxinterp.cli import build_parser
+    from rljaxinterp.cli.train import config_from_args
 
     args = build_parser().parse_args(
         ["train", "alphazero", "--env", "connect_four", "--out", str(tmp_path), "--iterations", "3"])
@@ -284,7 +284,7 @@ def test_go_restrict_pass_allows_pass_only_after_opponent_pass():
     agent = make_agent(AlphaZeroConfig(env="go_9x9", model="conv", model_kwargs={"channels": 4, "blocks": 1},
                                        restrict_pass=True))
     env, pass_ = agent.env, agent.env.num_actions - 1
-    batch = lambda s: jax.tree.map(lambda x: x[None], s)  # noqa: E731
+    batch = lambda s: jax.tree.map(lambda x: x[None], s)
     state = env.init(jax.random.PRNGKey(0))
     assert bool(state.legal_action_mask[pass_]) and not bool(agent.legal_actions(batch(state))[0, pass_])
     after_stone = env.step(state, 40, jax.random.PRNGKey(1))

@@ -8,7 +8,7 @@ import pytest
 
 from rljaxinterp.agents.distill import distil, scale_width
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
-from rljaxinterp.interp import attribution, metrics, run_with_cache
+from rljaxinterp.interp import Sizing, attribution, metrics, run_with_cache
 from rljaxinterp.interp.factorisation import nmf, nonnegative_parts, pca, random_init, top_rows
 from rljaxinterp.interp.similarity import linear_cka, regression_similarity, similarity_matrix
 from rljaxinterp.interp.steering import mean_difference, steering_effect
@@ -45,7 +45,7 @@ def test_nmf_recovers_a_planted_low_rank_matrix():
     assert float(fit.relative_error) < 1e-2
     assert jnp.all(fit.weights >= 0) and jnp.all(fit.components >= 0)
     # Each planted part is found: its direction matches one factor's (cosine ~ 1).
-    unit = lambda m: m / jnp.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    unit = lambda m: m / jnp.linalg.norm(m, axis=1, keepdims=True)
     cos = unit(h) @ unit(fit.components).T
     assert float(jnp.min(jnp.max(cos, axis=1))) > 0.99
     # Extra rank cannot make the fit worse.
@@ -99,7 +99,7 @@ def test_attributions_of_a_linear_model_are_weight_times_input(positions):
     expected = np.asarray(obs) * w
     for fn in (attribution.gradient_x_input, attribution.integrated_gradients):
         np.testing.assert_allclose(np.asarray(fn(model, params, obs, metrics.value)), expected, atol=1e-6)
-    grads = attribution.gradients(model, params, obs, metrics.value, state_chunk=10)  # chunk not dividing 64
+    grads = attribution.gradients(model, params, obs, metrics.value, sizing=Sizing(states_per_call=10))  # chunk not dividing 64
     np.testing.assert_allclose(np.asarray(grads), np.broadcast_to(w, obs.shape), atol=1e-6)
 
 
@@ -109,7 +109,7 @@ def test_integrated_gradients_completeness(conv, positions, site_name):
     model, params = conv
     obs = positions[0][:200]
     attr, gap = attribution.integrated_gradients(model, params, obs, metrics.value, steps=64,
-                                                 site=site_name, return_delta=True, state_chunk=64)
+                                                 site=site_name, return_delta=True, sizing=Sizing(states_per_call=64))
     spread = float(jnp.std(model.apply({"params": params}, obs).value))
     assert attr.shape[0] == 200
     assert float(jnp.max(jnp.abs(gap))) < 1e-3 * max(spread, 1e-3) + 1e-5

@@ -239,7 +239,7 @@ def test_head_granularity_patches_whole_heads(data, transformer):
     clean, corrupted = data
     attention = ["block0.attn.q", "block0.attn.k", "block0.attn.v", "block0.attn.pattern", "block0.attn.z"]
     metric = interp.metrics.value
-    effects = interp.patching_sweep(model, params, clean, corrupted, metric, granularity="head", chunk_size=3)
+    effects = interp.patching_sweep(model, params, clean, corrupted, metric, granularity="head", sizing=interp.Sizing(patches_per_step=3))
     assert sorted(effects) == sorted(attention)  # sites=None: every attention site, nothing else
     own = interp.patching_sweep(model, params, clean, clean, metric, sites=["block0.attn.pattern"], granularity="head")
     np.testing.assert_allclose(own["block0.attn.pattern"], np.zeros(4), atol=1e-6)  # own activation: no change
@@ -268,11 +268,29 @@ def test_head_granularity_patches_whole_heads(data, transformer):
 def test_state_tiles_with_padding_equal_one_tile(data, mlp):
     model, params = mlp
     clean, corrupted = data
-    sweep = lambda **kw: interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,
-                                               sites=["layer0.post"], granularity="unit", **kw)["layer0.post"]
-    whole = sweep(state_tile=32, chunk_size=12)
-    tiled = sweep(state_tile=5, chunk_size=4)  # 7 tiles of 5: three padding rows, weighted zero
+    sweep = lambda steps, patches=None, **kw: interp.patching_sweep(
+        model, params, clean, corrupted, interp.metrics.value, sites=["layer0.post"], granularity="unit",
+        sizing=interp.Sizing(states_per_step=steps, patches_per_step=patches), **kw)["layer0.post"]
+    whole = sweep(32, 12)
+    tiled = sweep(5, 4)  # 7 tiles of 5: three padding rows, weighted zero
     np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-7)
-    per_state = sweep(state_tile=5, reduce=False)
+    per_state = sweep(5, reduce=False)
     assert per_state.shape == (12, 32)
     np.testing.assert_allclose(per_state.mean(-1), whole, rtol=1e-5, atol=1e-7)
+
+
+def test_sweeps_share_one_sizing_option_and_return_site_effects(data, mlp):
+    model, params = mlp
+    clean, corrupted = data
+    effects = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, sites=["layer0.post"],
+                                    granularity="unit", sizing=interp.Sizing(states_per_call=7, patches_per_step=2))
+    assert isinstance(effects, interp.SiteEffects) and effects.granularity == "unit" and list(effects) == ["layer0.post"]
+    ablated = interp.ablation.ablation_sweep(model, params, clean, interp.metrics.value, "zero", sites=["layer0.post"],
+                                             sizing=interp.Sizing(states_per_step=4))
+    assert isinstance(ablated, interp.SiteEffects) and ablated["layer0.post"].shape == effects["layer0.post"].shape
+    doubled = jax.tree.map(lambda x: 2 * x, effects)  # a pytree: jit, vmap and tree maps see the arrays
+    np.testing.assert_array_equal(doubled["layer0.post"], 2 * effects["layer0.post"])
+    with pytest.raises(KeyError, match="no effects for site 'layer9.post'; sites: layer0.post"):
+        effects["layer9.post"]
+    with pytest.raises(ValueError, match=r"Sizing.states_per_call=0 is not allowed; need None or an integer >= 1"):
+        interp.Sizing(states_per_call=0)

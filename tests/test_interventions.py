@@ -189,7 +189,7 @@ def test_patching_sweep_matches_single_patches(setup):
     kind, model, params, clean, corrupted = setup
     site = HIDDEN_UNIT_SITE[kind]
     effects = interp.patching_sweep(
-        model, params, clean, corrupted, interp.metrics.value, sites=[site], granularity="unit", chunk_size=3
+        model, params, clean, corrupted, interp.metrics.value, sites=[site], granularity="unit", sizing=interp.Sizing(patches_per_step=3)
     )[site]
     _, source = interp.run_with_cache(model, params, corrupted)
     base = model.apply({"params": params}, clean).value
@@ -233,10 +233,10 @@ def test_state_chunks_with_per_state_metric_data_equal_one_pass(setup):
                                   granularity="unit")
     chunked = interp.patching_sweep(
         model, params, clean, corrupted, interp.metrics.policy_kl_to_reference, granularity="unit",
-        state_chunk=4, metric_data={"reference_logits": reference, "legal_mask": legal},
+        sizing=interp.Sizing(states_per_call=4), metric_data={"reference_logits": reference, "legal_mask": legal},
     )
     for site in whole:
         np.testing.assert_allclose(chunked[site], whole[site], rtol=1e-5, atol=1e-7)
     per_state = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, granularity="unit",
-                                      state_chunk=4, reduce=False, sites=["logits"])
+                                      sizing=interp.Sizing(states_per_call=4), reduce=False, sites=["logits"])
     assert per_state["logits"].shape == (9, clean.shape[0])

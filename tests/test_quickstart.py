@@ -50,8 +50,7 @@ def test_cli_has_quickstart():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from rljaxinterp.runs import default_config
-    from rljaxinterp.runs import train
+    from rljaxinterp.runs import default_config, train
 
     folder = tmp_path_factory.mktemp("runs") / "ttt"
     config = default_config("alphazero", "tic_tac_toe", iterations=4, checkpoint_every=2, games=16, num_simulations=4,

@@ -20,7 +20,7 @@ params = model.init(jax.random.key(0), clean)["params"]
 out = {}
 for chunk in (None, 16):
     effects = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,
-                                    granularity="unit", state_chunk=chunk)
+                                    granularity="unit", sizing=interp.Sizing(states_per_call=chunk))
     out[str(chunk)] = {k: jnp.asarray(v).tolist() for k, v in effects.items()}
 from rljaxinterp.interp.patching import shard_states
 spread = len(shard_states(clean).sharding.device_set)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from rljaxinterp import envs
+from rljaxinterp.agents.symmetry import GAMES, make_augment
 from rljaxinterp.eval import minimax
 from rljaxinterp.eval.matches import tic_tac_toe_states
-from rljaxinterp.agents.symmetry import GAMES, make_augment
 
 
 def test_tic_tac_toe_symmetries_map_optimal_moves_to_optimal_moves():

@@ -68,7 +68,7 @@ class RLConfig:
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 # ValueError like every other bad config value, so callers catch one type
-                raise ValueError(f"{type(self).__name__}.{name}={value!r} is not allowed; need a dict")  # noqa: TRY004
+                raise ValueError(f"{type(self).__name__}.{name}={value!r} is not allowed; need a dict")
             object.__setattr__(self, name, json.loads(json.dumps(dict(value))))
 
     def _need(self, ok: bool, name: str, allowed: str) -> None:

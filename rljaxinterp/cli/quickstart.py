@@ -5,7 +5,6 @@ site, written to a folder that never overwrites earlier results.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -100,7 +99,7 @@ def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
     per_site = interp.patching_sweep(
         model, params, obs, corrupted,
         lambda out, data: {"value": out.value, "policy_kl": interp.metrics.policy_kl_to_reference(out, data)},
-        state_chunk=STATE_CHUNK, metric_data={"reference_logits": clean_out.logits, "legal_mask": legal},
+        sizing=interp.Sizing(states_per_call=STATE_CHUNK), metric_data={"reference_logits": clean_out.logits, "legal_mask": legal},
     )
     effects = {name: {site: np.asarray(e[name]) for site, e in per_site.items()} for name in metrics}
     timings["sweep_s"] = time.perf_counter() - t

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from rljaxinterp.envs.base import Env, EnvState
 
-
 Player = Callable[[EnvState, jax.Array], jax.Array]
 
 

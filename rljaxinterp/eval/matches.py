@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import mctx
 import numpy as np
 
-from rljaxinterp.eval import minimax
 from rljaxinterp.agents.alphazero import Agent, Params
 from rljaxinterp.envs import Env, EnvState
+from rljaxinterp.eval import minimax
 
 Player = Callable[[EnvState, jax.Array], jax.Array]
 

@@ -1,5 +1,9 @@
 """Interpretability as pure functions over parameter and activation trees.
 
+One calling convention: every method takes ``(model, params, observations, ...)`` first,
+sizes its work with one ``Sizing`` value (``sizing=``), and returns a typed result
+(``SiteEffects`` for sweeps, ``ProbeScores``, ``Factorisation``, arrays shaped as documented).
+
 Every method module is an attribute (``interp.probes.fit_probes``), imported on first use so
 ``import rljaxinterp.interp`` stays light (no matplotlib until ``interp.plots`` is touched).
 """
@@ -33,12 +37,13 @@ from rljaxinterp.interp.param_edits import (
     zero_output_unit,
 )
 from rljaxinterp.interp.patching import patching_sweep
+from rljaxinterp.interp.results import SiteEffects, Sizing
 from rljaxinterp.models.sites import SiteInfo
 
 MODULES = (
     "ablation", "attribution", "attribution_patching", "cache", "concepts", "dynamics", "factorisation",
-    "interventions", "metrics", "param_edits", "patching", "path_patching", "plots", "probes", "similarity",
-    "steering",
+    "interventions", "metrics", "param_edits", "patching", "path_patching", "plots", "probes", "results",
+    "similarity", "steering",
 )
 
 
@@ -53,7 +58,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Intervention", "SiteInfo", "SubspaceIntervention", "add", "edit_leaf", "mean_ablate", "metrics",
+    "Intervention", "SiteEffects", "SiteInfo", "Sizing", "SubspaceIntervention", "add", "edit_leaf", "mean_ablate", "metrics",
     "orthogonal", "patch", "patching_sweep", "project_out", "remove_unit", "resample_ablate",
     "rotated_patch", "run_with_cache", "run_with_interventions", "run_with_interventions_and_cache",
     "scale", "site_axes", "site_info", "sites", "stack", "subspace_patch", "unit_mask", "zero_ablate",

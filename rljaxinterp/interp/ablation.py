@@ -16,6 +16,7 @@ from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, sele
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.patching import has_heads, sweep_sources
+from rljaxinterp.interp.results import DEFAULT_SIZING, SiteEffects, Sizing
 
 METHODS = ("zero", "mean", "resample")
 
@@ -44,14 +45,14 @@ def ablation_values(
 def ablation_sweep(
     model: nn.Module, params: Params, obs: jax.Array, metric: Metric, method: str = "mean",
     sites: SiteSelection = None, granularity: str = "element", key: jax.Array | None = None,
-    chunk_size: int | None = None, reduce: bool = True,
-) -> dict[str, jax.Array]:
+    reduce: bool = True, sizing: Sizing = DEFAULT_SIZING,
+) -> SiteEffects:
     """Effect on ``metric`` of ablating each element (group) of each site alone
     (``granularity="head"`` with ``sites=None``: every head of every attention site)."""
     if granularity == "head" and sites is None:
         sites = [n for n, info in trace_sites(model, params, obs[:1]).items() if has_heads(info)]
     values = ablation_values(model, params, obs, method, sites, key)
-    return sweep_sources(model, params, obs, values, metric, granularity, chunk_size, reduce)
+    return sweep_sources(model, params, obs, values, metric, granularity, reduce, sizing=sizing)
 
 
 def circuit_faithfulness(

@@ -6,7 +6,7 @@ activation at ``site``. Attributing at a site means treating that activation as 
 the site is overwritten with the value being differentiated (a full ``patch``), so only the
 layers after it matter (Hilton et al. attribute at a hidden conv layer this way).
 
-States are processed ``state_chunk`` at a time by one compiled program, so memory stays
+States are processed ``sizing.states_per_call`` at a time by one compiled program, so memory stays
 bounded whatever the number of states; integrated gradients vmaps its path points within
 a chunk.
 """
@@ -26,6 +26,7 @@ import numpy as np
 from rljaxinterp.interp.cache import Params, run_with_cache, variables
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
+from rljaxinterp.interp.results import DEFAULT_SIZING, Sizing
 from rljaxinterp.models.base import floating
 
 INTEGRATION = ("gausslegendre", "riemann_trapezoid", "riemann_middle")
@@ -100,7 +101,7 @@ def _in_chunks(state_chunk: int | None, rows_per_state: int, *arrays, **static) 
     n = jax.tree.leaves(per_state)[0].shape[0]
     chunk = min(state_chunk or max(1, DEFAULT_ROWS // rows_per_state), n)
     padded = -(-n // chunk) * chunk
-    pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - n, axis=0)]) if padded > n else a  # noqa: E731
+    pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - n, axis=0)]) if padded > n else a
     per_state = jax.tree.map(pad, per_state)
     parts = [_attribute(params, *jax.tree.map(lambda a: a[i:i + chunk], per_state), **static)
              for i in range(0, padded, chunk)]
@@ -128,17 +129,17 @@ def _baseline_like(baseline: Any, x: jax.Array) -> jax.Array:
 
 
 def gradients(model: nn.Module, params: Params, obs: jax.Array, metric: Metric, site: str | None = None,
-              state_chunk: int | None = None, metric_data: Any = None) -> jax.Array:
+              metric_data: Any = None, sizing: Sizing = DEFAULT_SIZING) -> jax.Array:
     """d metric / d (observation or site activation), per state."""
     x = _inputs(model, params, obs, site)
-    return _in_chunks(state_chunk, 1, params, x, x, obs, metric_data, model=model, metric=metric, site=site,
+    return _in_chunks(sizing.states_per_call, 1, params, x, x, obs, metric_data, model=model, metric=metric, site=site,
                       how="gradient", steps=0)
 
 
 def gradient_x_input(model: nn.Module, params: Params, obs: jax.Array, metric: Metric, site: str | None = None,
-                     state_chunk: int | None = None, metric_data: Any = None) -> jax.Array:
+                     metric_data: Any = None, sizing: Sizing = DEFAULT_SIZING) -> jax.Array:
     x = _inputs(model, params, obs, site)
-    return x * gradients(model, params, obs, metric, site, state_chunk, metric_data)
+    return x * gradients(model, params, obs, metric, site, metric_data, sizing)
 
 
 def integrated_gradients(
@@ -150,9 +151,9 @@ def integrated_gradients(
     steps: int = 50,
     method: str = "gausslegendre",
     site: str | None = None,
-    state_chunk: int | None = None,
     metric_data: Any = None,
     return_delta: bool = False,
+    sizing: Sizing = DEFAULT_SIZING,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Integrated gradients (Sundararajan et al.) from ``baseline`` to each state.
 
@@ -162,7 +163,7 @@ def integrated_gradients(
     path_points(steps, method)  # validates before any work
     x = _inputs(model, params, obs, site)
     base = _baseline_like(baseline, x)
-    attr, gap = _in_chunks(state_chunk, steps, params, x, base, obs, metric_data, model=model, metric=metric,
+    attr, gap = _in_chunks(sizing.states_per_call, steps, params, x, base, obs, metric_data, model=model, metric=metric,
                            site=site, how=method, steps=steps)
     if return_delta:
         return attr, attr.reshape(attr.shape[0], -1).sum(1) - gap
@@ -170,13 +171,13 @@ def integrated_gradients(
 
 
 def occlusion(model: nn.Module, params: Params, obs: jax.Array, metric: Metric, fill: Any = 0.0,
-              state_chunk: int | None = None, metric_data: Any = None) -> jax.Array:
+              metric_data: Any = None, sizing: Sizing = DEFAULT_SIZING) -> jax.Array:
     """Change of the metric when one square/cell (all channels of one position) is set to
     ``fill``: shape ``(states, *positions)``, the observation's shape without its channels.
     The unedited run is evaluated in the same batch, so occluding a square with the value
     it already holds gives exactly zero."""
     x = jnp.asarray(obs, jnp.float32)
     fill = jnp.broadcast_to(jnp.asarray(fill, jnp.float32), x.shape)
-    effect = _in_chunks(state_chunk, math.prod(x.shape[1:-1]) + 1, params, x, fill, x, metric_data, model=model,
+    effect = _in_chunks(sizing.states_per_call, math.prod(x.shape[1:-1]) + 1, params, x, fill, x, metric_data, model=model,
                         metric=metric, site=None, how="occlusion", steps=0)
     return effect.reshape(x.shape[:-1])

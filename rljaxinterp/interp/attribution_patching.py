@@ -8,6 +8,8 @@ exact patching uses, differentiated instead of swept.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,7 @@ from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, sele
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.patching import base_and_source
+from rljaxinterp.interp.results import SiteEffects
 
 
 def attribution_patching(
@@ -26,7 +29,7 @@ def attribution_patching(
     metric: Metric,
     sites: SiteSelection = None,
     direction: str = "noising",
-) -> dict[str, jax.Array]:
+) -> SiteEffects:
     """Estimated effect of patching each element of each site, shaped like the site and
     averaged over states: comparable element by element with ``patching_sweep``."""
     base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
@@ -39,10 +42,10 @@ def attribution_patching(
         ivs = [patch(name, source_cache[name], m) for name, m in masks.items()]
         return metric(run_with_interventions(model, params, base_obs, ivs)).mean()
 
-    return jax.grad(mean_metric)(masks)
+    return SiteEffects(jax.grad(mean_metric)(masks))
 
 
-def agreement(exact: dict[str, jax.Array], estimate: dict[str, jax.Array], top_k: int = 20) -> dict[str, float]:
+def agreement(exact: Mapping[str, jax.Array], estimate: Mapping[str, jax.Array], top_k: int = 20) -> dict[str, float]:
     """Pearson correlation and top-k overlap (by magnitude) between two effect maps."""
     names = [n for n in exact if n in estimate]
     a = jnp.concatenate([jnp.ravel(exact[n]) for n in names])

@@ -23,6 +23,7 @@ import numpy as np
 from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
+from rljaxinterp.interp.results import DEFAULT_SIZING, SiteEffects, Sizing
 from rljaxinterp.models.sites import AXIS_KINDS, SiteInfo
 
 DIRECTIONS = ("noising", "denoising")
@@ -118,12 +119,10 @@ def patching_sweep(
     sites: SiteSelection = None,
     direction: str = "noising",
     granularity: str = "element",
-    chunk_size: int | None = None,
     reduce: bool = True,
-    state_chunk: int | None = None,
     metric_data: Any = None,
-    state_tile: int | None = None,
-) -> dict[str, jax.Array]:
+    sizing: Sizing = DEFAULT_SIZING,
+) -> SiteEffects:
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
     Returns ``{site: effect}`` with the effect shaped like the site (``granularity="element"``)
@@ -131,8 +130,8 @@ def patching_sweep(
     ``"unit"`` (neuron / channel, at every position), ``"position"`` (square / token, all its
     units) or ``"head"`` (one whole attention head at a time; with ``sites=None`` it sweeps
     every site with a head axis), averaged over states
-    when ``reduce`` (else with a trailing state axis). ``chunk_size`` patches run together
-    per vectorised step, ``state_tile`` states per step and ``state_chunk`` states per jitted call (see ``sweep_sources``). ``metric`` maps a model output to one
+    when ``reduce`` (else with a trailing state axis); ``sizing`` bounds the work in flight
+    (see ``sweep_sources``). ``metric`` maps a model output to one
     number per state; a metric returning a dict of such arrays is swept in the same pass
     and gives ``{site: {metric name: effect}}``.
     """
@@ -141,10 +140,8 @@ def patching_sweep(
     if granularity == "head" and sites is None:
         sites = [n for n, info in trace_sites(model, params, base_obs[:1]).items() if has_heads(info)]
     chosen = select_sites(source_cache, sites)
-    return sweep_sources(
-        model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity, chunk_size, reduce,
-        state_chunk, metric_data, state_tile,
-    )
+    return sweep_sources(model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity,
+                         reduce, metric_data, sizing)
 
 
 def _pad_rows(x: jax.Array, rows: int) -> jax.Array:
@@ -170,19 +167,18 @@ def sweep_sources(
     sources: dict[str, jax.Array],
     metric: Metric,
     granularity: str = "element",
-    chunk_size: int | None = None,
     reduce: bool = True,
-    state_chunk: int | None = None,
     metric_data: Any = None,
-    state_tile: int | None = None,
-) -> dict[str, jax.Array]:
+    sizing: Sizing = DEFAULT_SIZING,
+) -> SiteEffects:
     """The sweep itself: set each element (group) of each site in ``sources`` to the given
     value (broadcast against batch + site shape) in the base run, one patch at a time.
 
-    Three sizes bound the work in flight. ``state_chunk`` states go to each jitted call (all
-    by default), sharded over the available devices, so device memory is bounded by the
-    chunk, not the data. Inside the call, ``lax.map`` walks over tiles of ``state_tile``
-    states and, per tile, over groups of ``chunk_size`` patches run together with ``vmap``;
+    Three sizes bound the work in flight. ``sizing.states_per_call`` states go to each jitted
+    call (all by default), sharded over the available devices, so device memory is bounded by
+    the chunk, not the data. Inside the call, ``lax.map`` walks over tiles of
+    ``sizing.states_per_step`` states and, per tile, over groups of ``sizing.patches_per_step``
+    patches run together with ``vmap``;
     the defaults keep one step's activations cache-sized (``STEP_BUDGET``), which is what
     makes CPU sweeps fast (``ACCELERATOR_STEP_BUDGET`` on GPU/TPU), and the work before the
     patched site is shared by every patch of a tile. A metric that needs per-state data (reference logits, legal masks) takes it as
@@ -190,7 +186,7 @@ def sweep_sources(
     chunked with the states.
     """
     n_total = base_obs.shape[0]
-    state_chunk = min(state_chunk or n_total, n_total)
+    state_chunk = min(sizing.states_per_call or n_total, n_total)
     infos = trace_sites(model, params, base_obs[:1])
     for name in sources:
         if name not in infos:
@@ -201,7 +197,7 @@ def sweep_sources(
         group_shape, mask_of = _element_groups(infos[name], granularity)
         n_groups = max(1, math.prod(group_shape))
         elements = max(1, math.prod(shape))
-        tile = min(state_tile or _tile(state_chunk, elements), state_chunk)
+        tile = min(sizing.states_per_step or _tile(state_chunk, elements), state_chunk)
         # Whole shards of whole tiles; pad to whole chunks (one compilation per site) and
         # weight the padding rows by zero.
         step = tile * jax.device_count()
@@ -211,7 +207,7 @@ def sweep_sources(
         pad = functools.partial(_pad_rows, rows=padded)
         valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
-        batch = chunk_size or _chunk(n_groups, tile * elements)
+        batch = sizing.patches_per_step or _chunk(n_groups, tile * elements)
 
         @jax.jit
         def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name, tile=tile):
@@ -244,4 +240,4 @@ def sweep_sources(
         else:
             result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
         effects[name] = jax.tree.map(lambda r, g=group_shape: r.reshape(*g, *r.shape[1:]), result)
-    return effects
+    return SiteEffects(effects, granularity)

@@ -17,6 +17,7 @@ from rljaxinterp.interp.cache import Params, run_with_cache, select_sites, trace
 from rljaxinterp.interp.interventions import patch, run_with_interventions, run_with_interventions_and_cache
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.patching import base_and_source
+from rljaxinterp.interp.results import DEFAULT_SIZING, Sizing
 
 
 def path_patching(
@@ -28,7 +29,7 @@ def path_patching(
     sender: str,
     receiver: str,
     direction: str = "noising",
-    chunk_size: int = 16,
+    sizing: Sizing = DEFAULT_SIZING,
 ) -> jax.Array:
     """Mean effect on ``metric`` of patching each sender element, through ``receiver`` only.
 
@@ -50,5 +51,5 @@ def path_patching(
         out = run_with_interventions(model, params, base_obs, patch(receiver, cache[receiver]))
         return (metric(out) - base_metric).mean()
 
-    effects = jax.jit(lambda: jax.lax.map(one, jnp.arange(n), batch_size=chunk_size))()
+    effects = jax.jit(lambda: jax.lax.map(one, jnp.arange(n), batch_size=sizing.patches_per_step or 16))()
     return effects.reshape(shape)

@@ -105,7 +105,7 @@ def _fista(loss, p0, lipschitz, l1, max_steps, tol, size=optax.tree.norm):
     and restarts (O'Donoghue & Candes, 2015), so it reaches the exact L1 solution. Stops
     when ``size`` of the prox-gradient residual (the gradient, without L1) is below ``tol``."""
     grad = jax.grad(loss)
-    shrink = lambda w: jnp.sign(w) * jnp.maximum(jnp.abs(w) - l1 / lipschitz, 0.0)  # noqa: E731
+    shrink = lambda w: jnp.sign(w) * jnp.maximum(jnp.abs(w) - l1 / lipschitz, 0.0)
 
     def prox_step(z):
         g = grad(z)
@@ -130,7 +130,7 @@ def _fit_iterative(xs, gram, y, binary, train, test, kind, l2, l1, max_steps, to
     """Logistic probes (binary concepts) and L1 probes (any concept) solved to ``tol``, on
     standardised features ``xs`` whose training rows have the Gram matrix ``gram``."""
     n = len(train)
-    to_weights = lambda u: u  # noqa: E731
+    to_weights = lambda u: u
     size = optax.tree.norm
     if kind == "logistic":
         # Precondition by Bohning's bound on the Hessian, S/4 + l2/n (S the feature covariance):
@@ -138,10 +138,10 @@ def _fit_iterative(xs, gram, y, binary, train, test, kind, l2, l1, max_steps, to
         # 1/4 in every direction of u, so accelerated gradient needs few steps.
         chol = jnp.linalg.cholesky(gram / n + max(4 * l2 / n, 1e-3) * jnp.eye(xs.shape[1]))
         r_inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(xs.shape[1]), lower=True).T  # R^-1
-        to_weights = lambda u: r_inv @ u  # noqa: E731
+        to_weights = lambda u: r_inv @ u
         xs = xs @ r_inv  # materialised: measured faster than transforming u at every step
         # Stop as scikit-learn's lbfgs does: on the largest gradient entry in w (= R' grad_u).
-        size = lambda g: jnp.maximum(jnp.abs(chol @ g["w"]).max(), jnp.abs(g["b"]))  # noqa: E731
+        size = lambda g: jnp.maximum(jnp.abs(chol @ g["w"]).max(), jnp.abs(g["b"]))
         lipschitz, l1 = 0.25, 0.0
     else:
         top = jnp.linalg.eigvalsh(gram / n)[-1]
@@ -190,7 +190,7 @@ def _fit_site(x, y, train, test, binary, kind, l2, l1, max_steps, tol):
     for is_binary in (True, False):
         cols = np.setdiff1d(np.flatnonzero(binary == is_binary), closed)
         if len(cols):
-            fit = lambda yi: _fit_iterative(xs, gram, yi, is_binary, train, test, kind, l2, l1, max_steps, tol)  # noqa: E731
+            fit = lambda yi: _fit_iterative(xs, gram, yi, is_binary, train, test, kind, l2, l1, max_steps, tol)
             out = put(cols, jax.vmap(fit, in_axes=1)(y[:, cols]))
     test_scores, train_scores, w, b = out
     w, b = _unstandardise(w.T, b, mean, scale)

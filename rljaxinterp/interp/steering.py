@@ -33,7 +33,7 @@ def steer(model: nn.Module, params: Params, obs: jax.Array, site: str, direction
     """Outputs with ``coefficient * direction`` added at ``site`` (where ``mask`` is 1), one
     leading axis over the coefficients."""
     coefficients = jnp.asarray(coefficients, jnp.float32)
-    run = lambda c: run_with_interventions(model, params, obs, add(site, c * direction, mask))  # noqa: E731
+    run = lambda c: run_with_interventions(model, params, obs, add(site, c * direction, mask))
     return jax.jit(jax.vmap(run))(coefficients)
 
 

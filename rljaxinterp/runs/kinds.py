@@ -67,7 +67,12 @@ class AlphaZeroTrainer:
 
     def __init__(self, config, devices: Sequence[jax.Device] | None = None):
         from rljaxinterp.agents.alphazero import make_agent
-        from rljaxinterp.agents.parallel import make_mesh, make_sharded_iteration, state_shardings, usable_devices
+        from rljaxinterp.agents.parallel import (
+            make_mesh,
+            make_sharded_iteration,
+            state_shardings,
+            usable_devices,
+        )
 
         self.config = config
         self.agent = make_agent(config)

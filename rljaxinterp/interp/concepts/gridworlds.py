@@ -19,13 +19,13 @@ def _position(plane):
 def _register(env_name: str) -> None:
     env = make(env_name)
     ch = {name: i for i, name in enumerate(env.channels)}
-    plane = lambda s, name: s.observation[..., ch[name]]  # noqa: E731
-    agent = lambda s: _position(plane(s, "agent"))  # noqa: E731
+    plane = lambda s, name: s.observation[..., ch[name]]
+    agent = lambda s: _position(plane(s, "agent"))
     concepts.register(env_name, "agent_row", lambda s: agent(s)[0])
     concepts.register(env_name, "agent_col", lambda s: agent(s)[1])
     goal = next((g for g in ("coin", "cheese") if g in ch), None)
     if goal:
-        at = lambda s: _position(plane(s, goal))  # noqa: E731
+        at = lambda s: _position(plane(s, goal))
         concepts.register(env_name, "goal_row", lambda s: at(s)[0])
         concepts.register(env_name, "goal_col", lambda s: at(s)[1])
         concepts.register(env_name, "goal_distance",
