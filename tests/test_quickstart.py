@@ -35,6 +35,29 @@ def test_quickstart_writes_results_for_every_site_over_all_positions(quickstart)
         assert (quickstart / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_states_the_win_now_finding_with_its_controls(quickstart):
+    """Counted independently from the boards: positions whose mover has exactly one line with
+    two of their stones and an empty square. An untrained network must not pass the
+    pre-stated thresholds (that is what the controls are for)."""
+    from rljaxinterp.envs.boards import tic_tac_toe_reachable
+
+    states, boards = tic_tac_toe_reachable()
+    lines = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)]
+    count = 0
+    for board, over in zip(np.asarray(boards), np.asarray(states.terminated)):
+        mover = 0 if (board == 0).sum() == (board == 1).sum() else 1
+        threats = sum(sorted(board[list(line)]) == sorted([mover, mover, -1]) for line in lines)
+        count += int(not over and threats == 1)
+    finding = json.loads((quickstart / "results.json").read_text())["finding"]
+    assert finding["positions"] == count > 0
+    assert 0.0 < finding["random_takes_win"] < 1.0
+    assert not finding["line_carries_decision"] and not finding["decodable"]
+    report = (quickstart / "report.md").read_text()
+    assert report.startswith("# Quickstart") and f"**Finding.** {finding['sentence']}" in report
+    assert "no sign that the line carries the decision" in finding["sentence"]
+    assert (quickstart / finding["figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_results_are_never_overwritten(tmp_path):
     first = fresh_folder(tmp_path / "q")
     (first / "results.json").write_text("{}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from rljaxinterp import interp
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
+from rljaxinterp.cli.win_now import win_now_finding
 from rljaxinterp.eval.matches import tic_tac_toe_report
 from rljaxinterp.interp.plots import plot_effects_by_unit, plot_effects_on_board
 from rljaxinterp.models import make_model
@@ -138,8 +139,17 @@ def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
         "timings_s": timings,
         "files": [f.name for f in files],
     }
+    finding = win_now_finding(model, params, states, out, seed)
+    results["finding"] = finding
+    (out / "report.md").write_text(
+        f"# Quickstart: {description.split(' (run folder')[0]}\n\n**Finding.** {finding['sentence']}\n\n"
+        f"![occlusion and probes]({finding['figure']})\n\nHow it was measured (thresholds stated before the "
+        f"numbers): `rljaxinterp/cli/win_now.py`. The patching sweep over every site with random position "
+        f"pairs is in `results.json` and the `patching_*.png` figures.\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"results written to {out}/ (results.json, {', '.join(f.name for f in files)})")
+    print(f"finding: {finding['sentence']}")
+    print(f"results written to {out}/ (report.md, results.json, {', '.join(f.name for f in files)}, "
+          f"{finding['figure']})")
     return out
 
 

@@ -14,10 +14,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites, trace_sites
+from rljaxinterp.interp.cache import Params, SiteSelection, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
-from rljaxinterp.interp.patching import base_and_source
+from rljaxinterp.interp.patching import patch_sources
 from rljaxinterp.interp.results import SiteEffects
 
 
@@ -32,14 +32,12 @@ def attribution_patching(
 ) -> SiteEffects:
     """Estimated effect of patching each element of each site, shaped like the site and
     averaged over states: comparable element by element with ``patching_sweep``."""
-    base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
-    _, source_cache = run_with_cache(model, params, source_obs)
-    chosen = select_sites(source_cache, sites)
+    base_obs, sources = patch_sources(model, params, clean_obs, corrupted_obs, sites, direction)
     infos = trace_sites(model, params, base_obs)
-    masks = {name: jnp.zeros(infos[name].shape) for name in chosen}
+    masks = {name: jnp.zeros(infos[name].shape) for name in sources}
 
     def mean_metric(masks):
-        ivs = [patch(name, source_cache[name], m) for name, m in masks.items()]
+        ivs = [patch(name, sources[name], m) for name, m in masks.items()]
         return metric(run_with_interventions(model, params, base_obs, ivs)).mean()
 
     return SiteEffects(jax.grad(mean_metric)(masks))

@@ -104,6 +104,17 @@ def base_and_source(clean_obs: jax.Array, corrupted_obs: jax.Array, direction: s
     return (clean_obs, corrupted_obs) if direction == "noising" else (corrupted_obs, clean_obs)
 
 
+def patch_sources(
+    model: nn.Module, params: Params, clean_obs: jax.Array, corrupted_obs: jax.Array, sites: SiteSelection,
+    direction: str,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``(base observations, {site: source activation})``: what every patching method
+    starts from."""
+    base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
+    _, source_cache = run_with_cache(model, params, source_obs)
+    return base_obs, {n: source_cache[n] for n in select_sites(source_cache, sites)}
+
+
 def _element_groups(info: SiteInfo, granularity: str) -> tuple[tuple[int, ...], Callable[[jax.Array], jax.Array]]:
     """The shape of a site's groups and a function from flat group index to mask."""
     axes = group_axes(info, granularity)
@@ -135,13 +146,10 @@ def patching_sweep(
     number per state; a metric returning a dict of such arrays is swept in the same pass
     and gives ``{site: {metric name: effect}}``.
     """
-    base_obs, source_obs = base_and_source(clean_obs, corrupted_obs, direction)
-    _, source_cache = run_with_cache(model, params, source_obs)
     if granularity == "head" and sites is None:
-        sites = [n for n, info in trace_sites(model, params, base_obs[:1]).items() if has_heads(info)]
-    chosen = select_sites(source_cache, sites)
-    return sweep_sources(model, params, base_obs, {n: source_cache[n] for n in chosen}, metric, granularity,
-                         reduce, metric_data, sizing)
+        sites = [n for n, info in trace_sites(model, params, clean_obs[:1]).items() if has_heads(info)]
+    base_obs, sources = patch_sources(model, params, clean_obs, corrupted_obs, sites, direction)
+    return sweep_sources(model, params, base_obs, sources, metric, granularity, reduce, metric_data, sizing)
 
 
 def _pad_rows(x: jax.Array, rows: int) -> jax.Array:
