@@ -34,6 +34,7 @@ from rljaxinterp.agents.alphazero import make_agent
 from rljaxinterp.agents.distill import distil, sampling_player, scale_width
 from rljaxinterp.cli.report import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
+from rljaxinterp.envs.pgx_games import game_state
 from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.eval.matches import tic_tac_toe_report
 from rljaxinterp.interp.probes import site_features
@@ -100,7 +101,7 @@ def main() -> None:
         # 1-2. data from the teacher's play; the student
         k_play, k_fit = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), int(1000 * epsilon)))
         played = random_play_states(run.env, args.games, 9, k_play, sampling_player(teacher, 1.0, epsilon))
-        distinct = np.unique(np.asarray(played.inner._x.board), axis=0).shape[0]
+        distinct = np.unique(np.asarray(game_state(played).board), axis=0).shape[0]
         fit = distil(teacher, student_agent.model, played.observation.astype(jnp.float32),
                      played.legal_action_mask, k_fit, steps=args.steps)
         params = fit.params

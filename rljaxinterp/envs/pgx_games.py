@@ -75,10 +75,19 @@ def from_pgx(state: pgx.State) -> EnvState:
     )
 
 
+def game_state(state: EnvState) -> Any:
+    """The game's own state of a (possibly batched) wrapped pgx state: ``board`` (pgx's
+    encoding, -1 for an empty square), ``color`` (the side to move) and game-specific fields.
+    pgx keeps it in a private field, so this adapter is the only reader of pgx's internals."""
+    if not hasattr(state.inner, "_x"):
+        raise ValueError(f"not a wrapped pgx state: {type(state.inner).__name__}")
+    return state.inner._x
+
+
 def go_consecutive_passes(state: EnvState) -> Array:
     """How many passes in a row led to a (possibly batched) pgx Go state: 0 after a stone
-    was placed, 1 right after the opponent passed. pgx keeps it in its private game state,
-    so only this wrapper reads pgx's internals."""
-    if not hasattr(state.inner, "_x") or not hasattr(state.inner._x, "consecutive_pass_count"):
+    was placed, 1 right after the opponent passed."""
+    game = game_state(state)
+    if not hasattr(game, "consecutive_pass_count"):
         raise ValueError(f"not a pgx Go state: {type(state.inner).__name__}")
-    return state.inner._x.consecutive_pass_count
+    return game.consecutive_pass_count

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from pgx._src.games.chess import KING, _is_attacked, _is_checked
 
+from rljaxinterp.envs.pgx_games import game_state
 from rljaxinterp.interp import concepts
 
 ENV = "chess"
@@ -15,7 +16,7 @@ VALUES = jnp.array([0, 1, 3, 3, 5, 9, 0])  # indexed by |piece| (empty .. king)
 
 
 def _board(state):
-    return state.inner._x.board
+    return game_state(state).board
 
 
 def material_balance(state):
@@ -24,7 +25,7 @@ def material_balance(state):
 
 
 def in_check(state):
-    return jax.vmap(_is_checked)(state.inner._x) & ~state.terminated
+    return jax.vmap(_is_checked)(game_state(state)) & ~state.terminated
 
 
 def king_zone_attacked(state):
@@ -39,7 +40,7 @@ def king_zone_attacked(state):
         squares = jnp.clip(rr, 0, 7) * 8 + jnp.clip(cc, 0, 7)
         return (jax.vmap(lambda p: _is_attacked(x, p))(squares) & ok).sum()
 
-    return jax.vmap(one)(state.inner._x)
+    return jax.vmap(one)(game_state(state))
 
 
 def mobility(state):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from rljaxinterp.envs.base import EnvState
 from rljaxinterp.envs.boards import winning_lines
+from rljaxinterp.envs.pgx_games import game_state
 from rljaxinterp.interp import concepts
 
 ENV = "connect_four"
@@ -14,14 +15,14 @@ LINES = jnp.asarray(winning_lines(ENV))  # (69, 4)
 
 
 def planes(state: EnvState):
-    board = state.inner._x.board
-    color = state.inner._x.color[..., None]
+    board = game_state(state).board
+    color = game_state(state).color[..., None]
     return board == color, board == 1 - color, board < 0
 
 
 def heights(state):
     """Pieces per column, (states, 7)."""
-    return (state.inner._x.board.reshape(*state.inner._x.board.shape[:-1], 6, 7) >= 0).sum(-2)
+    return (game_state(state).board.reshape(*game_state(state).board.shape[:-1], 6, 7) >= 0).sum(-2)
 
 
 def _wins_after_drop(own, empty, h):

@@ -30,6 +30,7 @@ import numpy as np
 import pgx
 
 from rljaxinterp.envs.base import EnvState
+from rljaxinterp.envs.pgx_games import game_state
 from rljaxinterp.interp import concepts
 
 SIZES = {"go_9x9": 9, "go_19x19": 19}
@@ -118,7 +119,7 @@ def analyse(board: jax.Array, colour: jax.Array, size: int) -> GoAnalysis:
 
 def analyse_states(state: EnvState, size: int) -> GoAnalysis:
     """``analyse`` over a batch of wrapped pgx Go states."""
-    x = state.inner._x
+    x = game_state(state)
     return jax.vmap(analyse, in_axes=(0, 0, None))(x.board, x.color, size)
 
 
@@ -126,7 +127,7 @@ def _scalars(state: EnvState, a: GoAnalysis, komi: float) -> jax.Array:
     own, opp = a.stones == 1, a.stones == -1
     atari = a.liberties == 1
     own_area, opp_area = (a.area == 1).sum(-1), (a.area == -1).sum(-1)
-    black_to_move = state.inner._x.color == 0
+    black_to_move = game_state(state).color == 0
     lead = own_area - opp_area + jnp.where(black_to_move, -komi, komi)
     columns = (
         own.sum(-1), opp.sum(-1), a.groups[:, 0], a.groups[:, 1], a.colour_liberties[:, 0],

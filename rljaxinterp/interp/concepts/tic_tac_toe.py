@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp.envs.base import EnvState
+from rljaxinterp.envs.pgx_games import game_state
 from rljaxinterp.interp import concepts
 
 ENV = "tic_tac_toe"
@@ -18,8 +19,8 @@ CORNERS = jnp.array([0, 2, 6, 8])
 
 def planes(state: EnvState) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(mover's pieces, opponent's pieces, empty squares), each (states, 9) bool."""
-    board = state.inner._x.board
-    color = state.inner._x.color[..., None]
+    board = game_state(state).board
+    color = game_state(state).color[..., None]
     return board == color, board == 1 - color, board < 0
 
 
@@ -68,7 +69,7 @@ def _value_table() -> np.ndarray:
 
 
 def game_value(state):
-    code = ((state.inner._x.board + 1) * 3 ** jnp.arange(9)).sum(-1)
+    code = ((game_state(state).board + 1) * 3 ** jnp.arange(9)).sum(-1)
     return jnp.asarray(_value_table())[code]
 
 
