@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tic_tac_toe_agent(args.out, args.model, args.iterations, args.checkpoint_every)
-    strength = evaluate_run(args.out)
+    strength = evaluate_run(load_run(args.out))
     print("strength of the final checkpoint:", strength)
     report = write_report(load_run(args.out), Path(args.out) / "report", args.probe)
     with open(report, "a") as f:

@@ -196,13 +196,11 @@ def tic_tac_toe_report(agent: Agent, params: Params, with_search: bool = True) -
 
 
 # -- a whole run ----------------------------------------------------------------------------------
-def evaluate_run(folder: str, step: int | None = None, games: int = 64, num_simulations: int | None = None,
+def evaluate_run(run: Any, step: int | None = None, games: int = 64, num_simulations: int | None = None,
                  seed: int = 0) -> dict[str, Any]:
-    """Raw network and search against random, pure MCTS and the first checkpoint, both seats;
-    for tic-tac-toe also the exhaustive report."""
-    from rljaxinterp.runs import load_run
-
-    run = load_run(folder)
+    """Raw network and search of an AlphaZero run (``rljaxinterp.runs.load_run(folder)``)
+    against random, pure MCTS and the first checkpoint, both seats; for tic-tac-toe also the
+    exhaustive report."""
     agent, env = run.agent, run.env
     step = run.steps[-1] if step is None else step
     params = run.params(step)
@@ -214,7 +212,7 @@ def evaluate_run(folder: str, step: int | None = None, games: int = 64, num_simu
         f"checkpoint_{earliest}": greedy_player(agent, run.params(earliest)),
     }
     key = jax.random.PRNGKey(seed)
-    report: dict[str, Any] = {"run": str(folder), "step": step, "games_per_seat": games}
+    report: dict[str, Any] = {"run": str(run.folder), "step": step, "games_per_seat": games}
     for pname, player in (("raw", raw), ("search", search)):
         for oname, opp in opponents.items():
             key, k = jax.random.split(key)

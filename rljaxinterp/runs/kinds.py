@@ -193,7 +193,7 @@ def _evaluate_episodes(run, step: int | None = None, num_episodes: int = 64, see
 def _evaluate_games(run, step: int | None = None, games: int = 64, num_simulations: int | None = None) -> dict:
     from rljaxinterp.eval.matches import evaluate_run
 
-    return evaluate_run(run.folder, step=step, games=games, num_simulations=num_simulations)
+    return evaluate_run(run, step=step, games=games, num_simulations=num_simulations)
 
 
 # -- the registry ------------------------------------------------------------------------------
