@@ -33,7 +33,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ import numpy as np
 from rljaxinterp import envs
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
-from rljaxinterp.reporting import save_figure
+from rljaxinterp.reporting import echo_log, fresh_folder, save_figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,29 +262,9 @@ def fmt_seeds(v: np.ndarray) -> str:
     return f"{v.mean():.3f} (seeds: {', '.join(f'{x:.3f}' for x in v)})"
 
 
-def new_output_folder(ap: argparse.ArgumentParser, out: str) -> Path:
-    """``out``, created; an existing folder is refused (results are never overwritten)."""
-    path = Path(out)
-    if path.exists():
-        ap.error(f"--out {path} already exists; pick a new folder (results are never overwritten)")
-    path.mkdir(parents=True)
-    return path
-
-
-def echo_log() -> tuple[Callable[[str], None], list[str]]:
-    """A ``log`` that prints each line at once and keeps it for the report."""
-    lines: list[str] = []
-
-    def log(s: str) -> None:
-        print(s, flush=True)
-        lines.append(s)
-
-    return log, lines
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder; must not exist yet")
+    ap.add_argument("--out", required=True, help="output folder (never overwritten: out-N when it holds a report)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every training length")
     ap.add_argument("--envs", nargs="*", default=list(SPECS), choices=list(SPECS))
@@ -296,7 +275,7 @@ def main() -> None:
         ap.error(f"--seeds={args.seeds} is not allowed; need >= 1")
     if not args.scale > 0:
         ap.error(f"--scale={args.scale} is not allowed; need > 0")
-    out = new_output_folder(ap, args.out)
+    out = fresh_folder(Path(args.out), "report.md")
     log, lines = echo_log()
 
     wall0 = time.perf_counter()

@@ -57,11 +57,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gridworld_misgeneralisation import echo_log, new_output_folder
 
 from rljaxinterp import envs
 from rljaxinterp.agents import ppo as ppo_lib
-from rljaxinterp.reporting import save_figure
+from rljaxinterp.reporting import echo_log, fresh_folder, save_figure
 
 NEVER = 2**31 - 1  # max_steps beyond any run: the world is continuing
 RESTRAINT_COUNTS = (1, 2, 3)  # make_restraint_test: trees standing at the start,
@@ -560,24 +559,9 @@ def restraint_of_saved(args: argparse.Namespace, paths: list[str]) -> None:
         print(f"  {path} ({int(np.asarray(state.env_steps)[0]):,} steps/seed): per seed {shares}")
 
 
-def file_log(path: Path) -> tuple:
-    """:func:`echo_log` that also appends every line to ``path`` (continuing its earlier lines),
-    so a long run's progress is on disk while it runs."""
-    log, lines = echo_log()
-    if path.exists():
-        lines.extend(path.read_text().splitlines())
-
-    def both(s: str) -> None:
-        log(s)
-        with path.open("a") as f:
-            f.write(s + "\n")
-
-    return both, lines
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder; must not exist yet")
+    ap.add_argument("--out", required=True, help="output folder (a new run never overwrites: out-N when taken)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="base PRNG seed (seeds are split from it)")
     ap.add_argument("--envs", type=int, default=128, help="parallel worlds per seed")
@@ -623,9 +607,9 @@ def main() -> None:
     for gamma in args.gammas:
         tree_config(args, gamma)  # fail on a bad discount before any training
     if not args.resume:
-        out = new_output_folder(ap, args.out)
+        out = fresh_folder(Path(args.out), "args.json")
         (out / "args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=1))
-    log, lines = file_log(out / "log.txt")
+    log, lines = echo_log(out / "log.txt")
 
     wall0 = time.perf_counter()
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {SPEC}, continuing (max_steps={NEVER}); "

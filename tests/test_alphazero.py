@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -118,6 +119,9 @@ def test_refuses_a_different_config(tiny_run):
     assert listing(tiny_run) == before
 
 
+# Reading the damaged checkpoint makes orbax abandon its read coroutines after it raises;
+# Python reports them as unraisable. The error itself is what this test checks.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_truncated_checkpoint_is_a_clear_error_and_deletes_nothing(tiny_run, tmp_path):
     folder = tmp_path / "damaged"
     shutil.copytree(tiny_run, folder)
@@ -131,8 +135,10 @@ def test_truncated_checkpoint_is_a_clear_error_and_deletes_nothing(tiny_run, tmp
         train(TINY, folder, progress=False)
     assert listing(folder) == before
     assert same_params(load_run(folder).params(6), load_run(tiny_run).params(6))
+    gc.collect()  # the abandoned reads are reported here, inside this test
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tiny_run, tmp_path):
     folder = tmp_path / "killed"
     script = textwrap.dedent(f"""
@@ -197,6 +203,7 @@ def test_default_config_runs_end_to_end(env):
     assert np.isfinite(float(metrics["loss"]))
 
 
+@pytest.mark.slow
 def test_muzero_policy_trains_and_searches_deterministically():
     from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
 
@@ -213,6 +220,7 @@ def test_muzero_policy_trains_and_searches_deterministically():
     assert a.search_tree.node_values.shape == (cfg.games, cfg.num_simulations + 1)
 
 
+@pytest.mark.slow
 def test_train_on_two_host_devices_matches_one_device(tmp_path):
     """train() shards the self-play games over all devices: a run on 2 forced host devices
     ends with the params of a 1-device run (up to float reduction order), and a checkpoint

@@ -203,6 +203,7 @@ def test_segment_records_each_world_and_its_extinction_step_matches_the_env(monk
             assert int(m["world_chops"][s, :, w].sum()) == int(state.env_state.inner.chopped[s, w])
 
 
+@pytest.mark.slow
 def test_tree_run_resumed_from_saved_progress_ends_where_an_uninterrupted_run_ends(monkeypatch, tmp_path, capsys):
     """The experiment saves its whole state after every chunk: one chunk, then ``--resume --chunks 2``,
     gives bit-identical world records, curves and fresh-forest figures to two chunks in one go."""

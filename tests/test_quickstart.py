@@ -105,6 +105,7 @@ def test_cli_sweep_probe_and_report_on_a_run(tiny_run, tmp_path):
     assert (tmp_path / "rep" / "attribution_by_square.png").exists() and "by occlusion" in report
 
 
+@pytest.mark.slow
 def test_cli_eval_reports_every_opponent_in_both_seats(tiny_run, capsys):
     from rljaxinterp.cli import main
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 SCRIPT = r"""
 import json, sys
@@ -35,6 +36,7 @@ def run(devices: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_sharded_and_chunked_sweeps_equal_the_single_device_sweep():
     one, two = run(1), run(2)
     assert one["devices"] == 1 and two["devices"] == 2 and two["spread"] == 2

@@ -6,7 +6,7 @@ matplotlib is imported inside the functions that draw, so importing this is chea
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -42,6 +42,22 @@ def fresh_folder(out: Path, marker: str = "results.json") -> Path:
         candidate, n = out.with_name(f"{out.name}-{n}"), n + 1
     candidate.mkdir(parents=True, exist_ok=True)
     return candidate
+
+
+def echo_log(path: Path | None = None) -> tuple[Callable[[str], None], list[str]]:
+    """``(log, lines)``: ``log`` prints each line at once, keeps it in ``lines`` for the report
+    and, with ``path``, appends it there too (continuing the lines already in it), so a long
+    run's progress is on disk while it runs."""
+    lines: list[str] = Path(path).read_text().splitlines() if path is not None and Path(path).exists() else []
+
+    def log(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+        if path is not None:
+            with Path(path).open("a") as f:
+                f.write(s + "\n")
+
+    return log, lines
 
 
 def plot_curves(rows: list[dict], panels: Sequence[tuple[str, str, Sequence[str]]], out: Path) -> Path:
