@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -119,9 +118,6 @@ def test_refuses_a_different_config(tiny_run):
     assert listing(tiny_run) == before
 
 
-# Reading the damaged checkpoint makes orbax abandon its read coroutines after it raises;
-# Python reports them as unraisable. The error itself is what this test checks.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_truncated_checkpoint_is_a_clear_error_and_deletes_nothing(tiny_run, tmp_path):
     folder = tmp_path / "damaged"
     shutil.copytree(tiny_run, folder)
@@ -135,7 +131,6 @@ def test_truncated_checkpoint_is_a_clear_error_and_deletes_nothing(tiny_run, tmp
         train(TINY, folder, progress=False)
     assert listing(folder) == before
     assert same_params(load_run(folder).params(6), load_run(tiny_run).params(6))
-    gc.collect()  # the abandoned reads are reported here, inside this test
 
 
 @pytest.mark.slow
