@@ -1,0 +1,1 @@
+"""Ground-truth benchmark of interpretability methods."""
