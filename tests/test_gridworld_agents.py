@@ -89,6 +89,7 @@ def test_dqn_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
 CONTINUING_TREES = {"size": 10, "num_trees": 10, "max_steps": 2**31 - 1}
 
 
+@pytest.mark.slow
 def test_continuing_tree_worlds_carry_across_rollouts_and_never_end():
     """Reset-free training: a rollout starts where the last one stopped (agent, trees,
     counters), no step is done, and rewards are the chops alone (no truncation bootstrap)."""
@@ -183,6 +184,7 @@ def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypat
     assert tg.alive_spells(np.full(4, 10), np.zeros(4, int), 10) == [(1, 40, False)]
 
 
+@pytest.mark.slow
 def test_segment_records_each_world_and_its_extinction_step_matches_the_env(monkeypatch):
     """The per-world records of a training segment locate each world's first extinction at the
     step the env stamps (one tree on 3x3, so worlds empty fast and stay empty)."""

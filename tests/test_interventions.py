@@ -229,12 +229,14 @@ def test_state_chunks_with_per_state_metric_data_equal_one_pass(setup):
     reference = model.apply({"params": params}, clean).logits
     legal = jnp.arange(9) % 2 == 0
     legal = jnp.broadcast_to(legal, reference.shape)
+    sites = list(interp.sites(model, clean[:1]))[::3]  # every third site: one compile per site and call
     whole = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.policy_kl(reference, legal),
-                                  granularity="unit")
+                                  sites=sites, granularity="unit")
     chunked = interp.patching_sweep(
-        model, params, clean, corrupted, interp.metrics.policy_kl_to_reference, granularity="unit",
+        model, params, clean, corrupted, interp.metrics.policy_kl_to_reference, sites=sites, granularity="unit",
         sizing=interp.Sizing(states_per_call=4), metric_data={"reference_logits": reference, "legal_mask": legal},
     )
+    assert list(whole) == list(chunked) == sites
     for site in whole:
         np.testing.assert_allclose(chunked[site], whole[site], rtol=1e-5, atol=1e-7)
     per_state = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, granularity="unit",
