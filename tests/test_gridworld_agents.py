@@ -238,6 +238,7 @@ def test_tree_run_resumed_from_saved_progress_ends_where_an_uninterrupted_run_en
     assert printed.endswith(" / ".join("[" + ", ".join(f"{n[0]:.3f}" for n in seed) + "]" for seed in restraint))
 
 
+@pytest.mark.slow
 def test_restraint_test_matches_a_hand_count_for_one_random_step(monkeypatch):
     """One uniformly random step on 3x3 with no regrowth: a 1-tree forest is emptied exactly when
     the agent stands next to the tree (24 of the 72 ordered cell pairs) and moves into it; a

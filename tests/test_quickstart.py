@@ -83,6 +83,7 @@ def tiny_run(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_sweep_probe_and_report_on_a_run(tiny_run, tmp_path):
     from rljaxinterp.cli import main
 

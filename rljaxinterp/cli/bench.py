@@ -1,0 +1,26 @@
+"""``rljaxinterp bench methods --out DIR [--tier quick|default] [--methods ...]``: score the
+registered interpretability methods against the compiled network's known truth."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser("bench", help="benchmarks of interpretability methods against known truth")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    p = kinds.add_parser("methods", help="the ground-truth leaderboard")
+    p.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
+    p.add_argument("--tier", default="quick", help="quick (about a minute on 2 CPU cores) or default")
+    p.add_argument("--methods", nargs="+", help="method names (default: every registered method)")
+    p.set_defaults(run=run_methods)
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    from rljaxinterp.bench import leaderboard
+
+    result = leaderboard.leaderboard(args.tier, args.methods)
+    folder = leaderboard.write(result, args.out)
+    print(f"leaderboard written to {folder}/ (leaderboard.md, leaderboard.json, leaderboard.png) "
+          f"in {result['wall_s']:.0f} s")
+    return 0
