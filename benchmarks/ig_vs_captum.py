@@ -5,7 +5,7 @@ the value head as the attributed output, zero baseline, Gauss-Legendre quadratur
 the same number of points (captum's default method). captum's ``IntegratedGradients``
 runs with ``internal_batch_size`` chunks over the states (its own way of bounding
 memory), fastest of the given torch thread counts; ours is one jitted call with
-``state_chunk`` states per step. Prints the time ratio (target >= 10x) and the largest
+``Sizing.states_per_call`` states per step. Prints the time ratio (target >= 10x) and the largest
 difference between the two attributions (target <= 1e-4).
 
 Two further checks say what limits each figure:
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("conv", "mlp"), default="conv")
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=None, help="our state_chunk (default: the library's)")
+    parser.add_argument("--chunk", type=int, default=None, help="our Sizing.states_per_call (default: the library's)")
     parser.add_argument("--captum-batch", type=int, default=4096,
                         help="captum's internal_batch_size (path points per forward)")
     parser.add_argument("--torch-threads", type=int, nargs="+", default=[2, 1])

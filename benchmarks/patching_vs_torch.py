@@ -6,7 +6,7 @@ permuted), and the change of the value head is averaged over states (noising).
 
 * JAX: one ``patching_sweep(..., granularity="unit")`` call, wrapped in ``jax.jit`` so it
   compiles once; compilation is timed separately from the steady-state sweep. Variant
-  "default" is ``patching_sweep`` as shipped (its own cache-sized ``state_tile`` and
+  "default" is ``patching_sweep`` as shipped (its own cache-sized ``Sizing.states_per_step`` and
   ``Sizing.patches_per_step``); variant "tuned" passes ``patches_per_step=--tuned-chunk`` and
   ``states_per_step=--tile``.
 * PyTorch ("the best conventional way"): the same network with identical weights, a
@@ -280,8 +280,8 @@ def main():
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
-    parser.add_argument("--tuned-chunk", type=int, default=2, help="chunk_size of the tuned JAX variant")
-    parser.add_argument("--tile", type=int, default=250, help="state_tile of the tuned JAX variant")
+    parser.add_argument("--tuned-chunk", type=int, default=2, help="Sizing.patches_per_step of the tuned JAX variant")
+    parser.add_argument("--tile", type=int, default=250, help="Sizing.states_per_step of the tuned JAX variant")
     parser.add_argument("--no-tuned", action="store_true", help="only time patching_sweep with its defaults")
     parser.add_argument("--repeats", type=int, default=3, help="timed JAX sweeps (median)")
     parser.add_argument("--torch-threads", type=int, nargs="+", default=[2, 1],

@@ -277,6 +277,7 @@ def main() -> None:
         ap.error(f"--scale={args.scale} is not allowed; need > 0")
     out = fresh_folder(Path(args.out), "report.md")
     log, lines = echo_log()
+    log(f"writing to {out}")
 
     wall0 = time.perf_counter()
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.seeds} PPO seeds per env (vmapped); "

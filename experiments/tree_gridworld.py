@@ -610,6 +610,7 @@ def main() -> None:
         out = fresh_folder(Path(args.out), "args.json")
         (out / "args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=1))
     log, lines = echo_log(out / "log.txt")
+    log(f"{'resuming' if args.resume else 'writing to'} {out}")
 
     wall0 = time.perf_counter()
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {SPEC}, continuing (max_steps={NEVER}); "

@@ -40,7 +40,7 @@ def test_old_alphazero_folder_without_agent_field_resumes_only_its_own_config(tm
     assert runs.load_run(folder).steps == EXPECTED["alphazero"]["steps"]
     with pytest.raises(runs.RunFolderError, match="different config.*seed: folder has 0, asked 1"):
         runs.train(config.replace(seed=1), folder, progress=False)
-    with pytest.raises(runs.RunFolderError, match="holds a alphazero run, not a ppo run"):
+    with pytest.raises(runs.RunFolderError, match="holds a run of kind 'alphazero', not 'ppo'"):
         runs.train(runs.load_run(FIXTURES / "ppo").config, folder, progress=False)
 
 

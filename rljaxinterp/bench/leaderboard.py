@@ -21,7 +21,7 @@ import dataclasses
 import json
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +183,10 @@ _register_builtin()
 
 
 # -- scoring ------------------------------------------------------------------------------------
-def _check_units(method: Method, scores: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    if not isinstance(scores, dict) or set(scores) != set(hidden_sites()):
+def _check_units(method: Method, scores: Any, shapes: dict[str, tuple[int, ...]]) -> Mapping[str, np.ndarray]:
+    if not isinstance(scores, Mapping) or set(scores) != set(hidden_sites()):
         raise ValueError(f"method {method.name!r} must return {{site: scores}} for sites {hidden_sites()}; "
-                         f"got {type(scores).__name__} with keys {sorted(scores) if isinstance(scores, dict) else '-'}")
+                         f"got {type(scores).__name__} with keys {sorted(scores) if isinstance(scores, Mapping) else '-'}")
     for s in hidden_sites():
         if np.shape(scores[s]) != shapes[s]:
             raise ValueError(f"method {method.name!r} returned shape {np.shape(scores[s])} at site {s!r}; "
@@ -238,6 +238,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     spec = TIERS[tier]
     model, params, _ = compiled_ttt.make_compiled()
     t_total = time.perf_counter()
+    tasks = [make_tasks(spec["positions"], seed) for seed in range(spec["seeds"])]
     rows = {}
     for name in names:
         method = METHODS[name]
@@ -245,7 +246,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         per = {"compiled": [], "untrained": []}
         t0 = time.perf_counter()
         for seed in range(spec["seeds"]):
-            task = make_tasks(spec["positions"], seed)[method.family]
+            task = tasks[seed][method.family]
             key = jax.random.key(seed)
             per["compiled"].append(score(method, model, params, task, key))
             random_params = model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import interp
-from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.cli.win_now import win_now_finding
+from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.eval.matches import tic_tac_toe_report
 from rljaxinterp.interp.plots import plot_effects_by_unit, plot_effects_on_board
 from rljaxinterp.models import make_model

@@ -90,7 +90,7 @@ def run_eval(args: argparse.Namespace) -> int:
         report = run.evaluate(args.step, games=args.games, num_simulations=args.simulations)
     else:
         returns = run.evaluate(args.step, num_episodes=args.episodes)
-        report = {"run": args.run_dir, "step": args.step or run.steps[-1], "episodes": len(returns),
+        report = {"run": args.run_dir, "step": run.steps[-1] if args.step is None else args.step, "episodes": len(returns),
                   "mean_return": float(returns.mean()), "std_return": float(returns.std())}
     print(json.dumps(report, indent=2))
     return 0

@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp import interp
 from rljaxinterp.agents.common import masked_log_softmax
 from rljaxinterp.interp.attribution import occlusion
 from rljaxinterp.interp.concepts.tic_tac_toe import LINES, planes, threats

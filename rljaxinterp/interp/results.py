@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import jax
 from flax import struct
 
 
@@ -63,7 +62,3 @@ class SiteEffects(Mapping):
 
     def __len__(self) -> int:
         return len(self.effects)
-
-    def map(self, fn) -> SiteEffects:
-        """The same sites with ``fn`` applied to every effect array (e.g. ``np.asarray``)."""
-        return self.replace(effects=jax.tree.map(fn, self.effects))

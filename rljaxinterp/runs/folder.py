@@ -8,8 +8,9 @@ RUN/
   checkpoints/<step>/  orbax: "state" (the whole training state) and "meta" (JSON)
 ```
 
-Nothing here deletes or overwrites what it did not just write: config.json and metrics
-rows are written to a temporary file and renamed, checkpoints are never saved twice.
+Nothing here deletes or overwrites what it did not just write: config.json (and the
+metrics file when a resume trims it) is written to a temporary file and renamed, new metric
+rows are appended, checkpoints are never saved twice.
 """
 
 from __future__ import annotations

@@ -48,6 +48,11 @@ class RunKind:
     curves: Sequence[tuple[str, str, Sequence[str]]]
     fallback_preset: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     evaluate: Callable[..., Any] | None = None
+    make_agent: Callable[[Any], Any] | None = None  # reading a run needs only the agent
+
+    def agent(self, config: Any) -> Any:
+        """The agent of ``config``, without building (or sharding) its training step."""
+        return self.make_trainer(config).agent if self.make_agent is None else self.make_agent(config)
 
     def default_config(self, env: str, **changes: Any) -> Any:
         """The preset of ``env`` (or the kind's fallback), updated with ``changes``."""
@@ -221,6 +226,7 @@ def kind_of(config: Any) -> RunKind:
 
 
 def _register_builtin() -> None:
+    from rljaxinterp.agents.alphazero import make_agent
     from rljaxinterp.agents.config import AlphaZeroConfig
     from rljaxinterp.agents.dqn import DQNConfig, make_dqn
     from rljaxinterp.agents.ppo import PPOConfig, make_ppo
@@ -230,7 +236,7 @@ def _register_builtin() -> None:
         "alphazero", AlphaZeroConfig, AlphaZeroTrainer, "iteration", presets.ALPHAZERO,
         curves=(("training loss", "iteration", ("loss", "policy_loss", "value_loss")),
                 ("self-play", "iteration", ("selfplay_draw_rate", "root_value"))),
-        fallback_preset=presets.ALPHAZERO_OTHER_GAMES, evaluate=_evaluate_games))
+        fallback_preset=presets.ALPHAZERO_OTHER_GAMES, evaluate=_evaluate_games, make_agent=make_agent))
     # DQN takes one gradient step per update, so its metric rows average more updates.
     for name, cls, make, log_every, table in (("ppo", PPOConfig, make_ppo, 1, presets.PPO),
                                               ("dqn", DQNConfig, make_dqn, 100, presets.DQN)):

@@ -89,5 +89,4 @@ def load_run(folder: str | os.PathLike) -> Run:
     """Open a run folder of any registered agent kind (folders of earlier versions included)."""
     folder = Path(folder)
     kind, config = read_config(folder)
-    agent = kind.make_trainer(config).agent
-    return Run(folder=folder, kind=kind, config=config, agent=agent)
+    return Run(folder=folder, kind=kind, config=config, agent=kind.agent(config))

@@ -25,7 +25,10 @@ from rljaxinterp.runs.progress import Progress
 def read_config(folder: str | os.PathLike) -> tuple[RunKind, Any]:
     """The folder's agent kind and its parsed config."""
     name, data = files.read_config_json(folder)
-    kind = kind_named(name)
+    try:
+        kind = kind_named(name)
+    except ValueError as e:
+        raise files.RunFolderError(f"{Path(folder) / files.CONFIG_FILE}: {e}") from None
     try:
         return kind, kind.config_cls.from_dict(data)
     except (TypeError, ValueError, KeyError) as e:
@@ -37,7 +40,8 @@ def _claim(kind: RunKind, config: Any, folder: Path) -> None:
     if (folder / files.CONFIG_FILE).exists():
         held, existing_config = read_config(folder)
         if held.name != kind.name:
-            raise files.RunFolderError(f"{folder} holds a {held.name} run, not a {kind.name} run; use another folder")
+            raise files.RunFolderError(f"{folder} holds a run of kind {held.name!r}, not {kind.name!r}; "
+                                       "use another folder")
         existing = existing_config.to_dict()
     files.claim(folder, kind.name, config.to_dict(), existing)
 
