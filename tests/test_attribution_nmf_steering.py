@@ -196,6 +196,7 @@ def test_cka_is_one_with_itself_and_invariant_to_rotation():
 
 
 # -- distillation ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_student_trained_on_teacher_logits_matches_it_on_held_out_states(positions):
     obs, legal = positions
     teacher = make_model("mlp", 9, (3, 3, 2), hidden=(64, 64))

@@ -23,6 +23,7 @@ def square_map(c, name, i=0):
     return np.array([float(c[f"{name}_sq{p}"][i]) for p in range(N)])
 
 
+@pytest.mark.slow
 def test_atari_liberties_and_area_on_hand_built_positions():
     games = [
         # B (0,1), W (1,1), B (1,0), W (8,8), B (1,2): the white stone at (1,1) keeps one liberty.

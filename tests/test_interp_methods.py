@@ -169,6 +169,7 @@ def test_probes_of_a_site_do_not_depend_on_the_other_sites():
             np.testing.assert_array_equal(together.weights[i, :, f.shape[1]:], 0.0)
 
 
+@pytest.mark.slow
 def test_probes_over_stacked_checkpoints_equal_separate_calls(data, mlp):
     model, params = mlp
     other = jax.tree.map(lambda p: p * 0.5, params)

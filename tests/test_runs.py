@@ -55,6 +55,7 @@ def test_summary_lines_are_capped_for_logs():
     assert all(-(-chunks // every_n(chunks)) <= MAX_LINES for chunks in range(1, 2000))
 
 
+@pytest.mark.slow
 def test_training_piped_to_a_log_prints_a_few_summary_lines(tmp_path):
     """A 40-iteration run whose stdout is a pipe prints at most MAX_LINES lines, the last one
     at the final iteration, and no progress-bar fragments."""
