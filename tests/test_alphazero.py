@@ -193,7 +193,7 @@ def test_cli_registers_train_and_eval(tmp_path):
 
 
 @pytest.mark.parametrize("env", [
-    "connect_four",
+    pytest.param("connect_four", marks=pytest.mark.slow),
     pytest.param("othello", marks=pytest.mark.slow),
     pytest.param("go_9x9", marks=pytest.mark.slow),  # ~30 s compile
     pytest.param("chess", marks=pytest.mark.slow),  # ~40 s compile

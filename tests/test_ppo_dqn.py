@@ -62,7 +62,7 @@ def test_ppo_improves_over_random_and_loss_falls_within_updates(ppo_runs, random
 
 @pytest.mark.parametrize("make_train,config", [
     (ppo_lib.make_train, PPO_TINY.replace(total_timesteps=3 * PPO_TINY.batch_size)),
-    (dqn_lib.make_train, DQN_TINY.replace(total_timesteps=3_000)),
+    pytest.param(dqn_lib.make_train, DQN_TINY.replace(total_timesteps=3_000), marks=pytest.mark.slow),
 ], ids=["ppo", "dqn"])
 def test_vmapped_seeds_equal_separate_runs_and_same_seed_is_identical(make_train, config):
     (vstate, vmetrics), (state, metrics), (state2, _) = _vmapped_and_separate(make_train, config)
