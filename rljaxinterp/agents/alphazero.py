@@ -31,13 +31,13 @@ from rljaxinterp.agents.common import (
     build_model,
     epsilon_explore,
     init_params,
-    mask_logits,
 )
 from rljaxinterp.agents.config import AlphaZeroConfig
 from rljaxinterp.agents.symmetry import Augment, make_augment
 from rljaxinterp.envs import Env, EnvState, tree_select
 from rljaxinterp.envs.pgx_games import go_consecutive_passes
 from rljaxinterp.models import ModelOutput
+from rljaxinterp.models.base import mask_logits
 
 
 @struct.dataclass

@@ -19,18 +19,9 @@ import jax.numpy as jnp
 
 from rljaxinterp.envs import Env
 from rljaxinterp.models import make_model
+from rljaxinterp.models.base import mask_logits
 
 Params = Any
-
-
-def mask_logits(logits: jax.Array, legal: jax.Array) -> jax.Array:
-    """``logits`` with illegal actions set to the dtype's most negative finite value."""
-    return jnp.where(legal, logits, jnp.finfo(logits.dtype).min)
-
-
-def masked_log_softmax(logits: jax.Array, legal: jax.Array) -> jax.Array:
-    """Log-probabilities of the policy restricted to the legal actions."""
-    return jax.nn.log_softmax(mask_logits(logits, legal), axis=-1)
 
 
 def uniform_legal_action(key: jax.Array, legal: jax.Array) -> jax.Array:

@@ -16,9 +16,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from rljaxinterp.agents.common import Params, epsilon_explore, mask_logits, masked_log_softmax
+from rljaxinterp.agents.common import Params, epsilon_explore
 from rljaxinterp.envs.base import EnvState
-from rljaxinterp.models.base import ModelOutput
+from rljaxinterp.models.base import ModelOutput, mask_logits, masked_log_softmax
 
 _WIDTH_KEYS = {"mlp": ("hidden",), "conv": ("channels", "value_hidden"), "transformer": ("d_model", "d_mlp")}
 

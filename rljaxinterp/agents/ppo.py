@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rljaxinterp.agents.common import Params, mask_logits, masked_log_softmax
+from rljaxinterp.agents.common import Params
 from rljaxinterp.agents.rl_common import (
     NetworkAgent,
     RLConfig,
@@ -31,6 +31,7 @@ from rljaxinterp.agents.rl_common import (
     track_returns,
 )
 from rljaxinterp.envs import AutoReset, EnvState
+from rljaxinterp.models.base import mask_logits, masked_log_softmax
 
 
 @dataclasses.dataclass(frozen=True)

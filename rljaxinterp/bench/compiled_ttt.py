@@ -73,6 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rljaxinterp.eval import minimax
 from rljaxinterp.eval.minimax import LINES
 from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.sites import site
@@ -345,19 +346,10 @@ def _board(board_row) -> np.ndarray:
     return b
 
 
-def _mover(b: np.ndarray) -> int:
-    return int((b == 0).sum() != (b == 1).sum())
-
-
-def _terminal(b: np.ndarray) -> bool:
-    full = bool((b >= 0).all())
-    return full or any(b[a] >= 0 and b[a] == b[c] == b[d] for a, c, d in LINES)
-
-
 def _rule_squares(b: np.ndarray, rule: str) -> list[int]:
     """Squares where ``rule`` applies on board ``b``, by direct enumeration (no arrays of
     concepts), so the reference is independent of the unit definitions."""
-    me = _mover(b)
+    me = minimax.mover(tuple(b))
     empty = [s for s in ALL_SQUARES if b[s] < 0]
 
     def lines_at(s: int) -> list[list[int]]:
@@ -385,7 +377,7 @@ def _rule_squares(b: np.ndarray, rule: str) -> list[int]:
 
 def _first_rule(board_row) -> tuple[str, int]:
     b = _board(board_row)
-    if _terminal(b):
+    if minimax.is_terminal(tuple(b)):
         return NONE, -1
     for rule in RULES:
         squares = _rule_squares(b, rule)
@@ -471,7 +463,7 @@ def _decision_squares_one(row) -> np.ndarray:
     if move < 0:
         return out
     out[move] = True
-    me = _mover(b)
+    me = minimax.mover(tuple(b))
     who = me if rule in ("win", "fork") else 1 - me
     for line in LINES:
         if move not in line:

@@ -28,6 +28,7 @@ from rljaxinterp.interp.dynamics import (
     representation_dynamics,
 )
 from rljaxinterp.interp.plots import plot_board_rows, plot_effects_by_unit
+from rljaxinterp.reporting import pyplot, save_figure
 
 DECODABLE = 0.9  # accuracy (binary) or R^2 counted as "linearly decodable"
 
@@ -68,11 +69,9 @@ def square_patching(model, params, obs, pairs, sites) -> dict[str, np.ndarray]:
 
 
 def plot_square_maps(maps: dict[str, np.ndarray], path: Path) -> Path:
-    import matplotlib
+    import matplotlib.patches
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(maps), 9, figsize=(13, 1.6 * len(maps)), squeeze=False)
     for r, (site, m) in enumerate(maps.items()):
         bound = np.abs(m).max() or 1.0
@@ -87,10 +86,7 @@ def plot_square_maps(maps: dict[str, np.ndarray], path: Path) -> Path:
                 ax.set_ylabel(site, fontsize=7)
     fig.suptitle("Effect on value of patching one position of a site from the position without the piece "
                  "(outlined: the emptied square)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def findings(dyn: dict[str, Any]) -> list[str]:

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp.agents.common import masked_log_softmax
 from rljaxinterp.interp.attribution import occlusion
 from rljaxinterp.interp.concepts.tic_tac_toe import LINES, planes, threats
 from rljaxinterp.interp.probes import fit_probes, site_features
+from rljaxinterp.models.base import mask_logits, masked_log_softmax
 from rljaxinterp.reporting import pyplot, save_figure
 
 LINE_FACTOR = 2.0  # line stones must matter this many times more than other squares
@@ -52,7 +52,7 @@ def win_now_finding(model, params, states, out: Path, seed: int = 0) -> dict:
     data = {"win": jnp.asarray(win), "legal": states.legal_action_mask[chosen]}
 
     logits = model.apply({"params": params}, obs).logits
-    greedy = np.asarray(jnp.argmax(jnp.where(data["legal"], logits, -jnp.inf), -1))
+    greedy = np.asarray(jnp.argmax(mask_logits(logits, data["legal"]), -1))
     takes_win = float(np.mean(greedy == win))
     chance = float(np.mean(1.0 / np.asarray(data["legal"]).sum(-1)))  # a uniformly random legal move
 

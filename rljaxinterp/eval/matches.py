@@ -16,8 +16,10 @@ import mctx
 import numpy as np
 
 from rljaxinterp.agents.alphazero import Agent, Params
+from rljaxinterp.agents.common import uniform_legal_action
 from rljaxinterp.envs import Env, EnvState
 from rljaxinterp.eval import minimax
+from rljaxinterp.models.base import mask_logits
 
 Player = Callable[[EnvState, jax.Array], jax.Array]
 
@@ -25,7 +27,7 @@ Player = Callable[[EnvState, jax.Array], jax.Array]
 # -- players ---------------------------------------------------------------------------------
 def random_player() -> Player:
     def act(states: EnvState, key: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, jnp.where(states.legal_action_mask, 0.0, -jnp.inf))
+        return uniform_legal_action(key, states.legal_action_mask)
     return act
 
 
@@ -48,12 +50,12 @@ def pure_mcts_player(env: Env, num_simulations: int = 64) -> Player:
         nxt = jax.vmap(env.step)(states, action, jax.random.split(key, action.shape[0]))
         reward = jnp.take_along_axis(nxt.rewards, mover[:, None], axis=1)[:, 0]
         discount = jnp.where(nxt.done, 0.0, jnp.where(nxt.current_player == mover, 1.0, -1.0))
-        logits = jnp.where(nxt.legal_action_mask, 0.0, jnp.finfo(jnp.float32).min)
+        logits = mask_logits(jnp.zeros(nxt.legal_action_mask.shape), nxt.legal_action_mask)
         return mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=logits,
                                       value=jnp.zeros_like(reward)), nxt
 
     def act(states: EnvState, key: jax.Array) -> jax.Array:
-        logits = jnp.where(states.legal_action_mask, 0.0, jnp.finfo(jnp.float32).min)
+        logits = mask_logits(jnp.zeros(states.legal_action_mask.shape), states.legal_action_mask)
         root = mctx.RootFnOutput(prior_logits=logits, value=jnp.zeros(logits.shape[0]), embedding=states)
         out = mctx.muzero_policy(None, key, root, recurrent_fn, num_simulations,
                                  invalid_actions=~states.legal_action_mask, dirichlet_fraction=0.0)

@@ -26,6 +26,7 @@ import numpy as np
 from rljaxinterp.interp.cache import Params, run_with_cache, variables
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
+from rljaxinterp.interp.patching import pad_rows
 from rljaxinterp.interp.results import DEFAULT_SIZING, Sizing
 from rljaxinterp.models.base import floating
 
@@ -101,8 +102,7 @@ def _in_chunks(state_chunk: int | None, rows_per_state: int, *arrays, **static) 
     n = jax.tree.leaves(per_state)[0].shape[0]
     chunk = min(state_chunk or max(1, DEFAULT_ROWS // rows_per_state), n)
     padded = -(-n // chunk) * chunk
-    pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - n, axis=0)]) if padded > n else a
-    per_state = jax.tree.map(pad, per_state)
+    per_state = jax.tree.map(lambda a: pad_rows(a, padded), per_state)
     parts = [_attribute(params, *jax.tree.map(lambda a: a[i:i + chunk], per_state), **static)
              for i in range(0, padded, chunk)]
     return jax.tree.map(lambda *p: jnp.concatenate(p)[:n], *parts)

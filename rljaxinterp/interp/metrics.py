@@ -7,9 +7,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from rljaxinterp.models.base import ModelOutput
+from rljaxinterp.models.base import ModelOutput, masked_log_softmax
 
 Metric = Callable[[ModelOutput], jax.Array]
+
+
+def log_policy(logits: jax.Array, legal_mask: jax.Array | None = None) -> jax.Array:
+    """Log-probabilities of the policy, over the legal actions when a mask is given."""
+    return jax.nn.log_softmax(logits, axis=-1) if legal_mask is None else masked_log_softmax(logits, legal_mask)
 
 
 def value(out: ModelOutput) -> jax.Array:
@@ -22,8 +27,7 @@ def logit_diff(action_a: int, action_b: int) -> Metric:
 
 def action_log_prob(action: int | jax.Array, legal_mask: jax.Array | None = None) -> Metric:
     def metric(out: ModelOutput) -> jax.Array:
-        logits = out.logits if legal_mask is None else jnp.where(legal_mask, out.logits, -jnp.inf)
-        logp = jax.nn.log_softmax(logits, axis=-1)
+        logp = log_policy(out.logits, legal_mask)
         return jnp.take_along_axis(logp, jnp.asarray(action)[..., None] * jnp.ones_like(logp[..., :1], int), -1)[..., 0]
 
     return metric
@@ -32,15 +36,10 @@ def action_log_prob(action: int | jax.Array, legal_mask: jax.Array | None = None
 def policy_kl(reference_logits: jax.Array, legal_mask: jax.Array | None = None) -> Metric:
     """KL(reference policy || patched policy), over legal actions when a mask is given."""
 
-    def log_policy(logits):
-        if legal_mask is not None:
-            logits = jnp.where(legal_mask, logits, -1e9)
-        return jax.nn.log_softmax(logits, axis=-1)
-
-    ref = log_policy(reference_logits)
+    ref = log_policy(reference_logits, legal_mask)
 
     def metric(out: ModelOutput) -> jax.Array:
-        return jnp.sum(jnp.exp(ref) * (ref - log_policy(out.logits)), axis=-1)
+        return jnp.sum(jnp.exp(ref) * (ref - log_policy(out.logits, legal_mask)), axis=-1)
 
     return metric
 

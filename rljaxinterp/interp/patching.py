@@ -152,7 +152,7 @@ def patching_sweep(
     return sweep_sources(model, params, base_obs, sources, metric, granularity, reduce, metric_data, sizing)
 
 
-def _pad_rows(x: jax.Array, rows: int) -> jax.Array:
+def pad_rows(x: jax.Array, rows: int) -> jax.Array:
     """``x`` extended to ``rows`` rows by repeating its last row."""
     extra = rows - x.shape[0]
     return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]) if extra > 0 else x
@@ -212,7 +212,7 @@ def sweep_sources(
         chunk_len = -(-state_chunk // step) * step
         n_chunks = -(-n_total // chunk_len)
         padded = n_chunks * chunk_len
-        pad = functools.partial(_pad_rows, rows=padded)
+        pad = functools.partial(pad_rows, rows=padded)
         valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
         batch = sizing.patches_per_step or _chunk(n_groups, tile * elements)

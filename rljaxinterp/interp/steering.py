@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from rljaxinterp.interp.cache import Params
 from rljaxinterp.interp.interventions import add, run_with_interventions
+from rljaxinterp.interp.metrics import log_policy
 
 
 def mean_difference(activations_a: jax.Array, activations_b: jax.Array) -> jax.Array:
@@ -37,12 +38,6 @@ def steer(model: nn.Module, params: Params, obs: jax.Array, site: str, direction
     return jax.jit(jax.vmap(run))(coefficients)
 
 
-def _log_policy(logits, legal_mask):
-    if legal_mask is not None:
-        logits = jnp.where(legal_mask, logits, -1e9)
-    return jax.nn.log_softmax(logits, axis=-1)
-
-
 def steering_effect(model: nn.Module, params: Params, obs: jax.Array, site: str, direction: jax.Array,
                     coefficients: Sequence[float] | jax.Array, legal_mask: jax.Array | None = None,
                     mask: Any = 1.0) -> dict[str, jax.Array]:
@@ -57,8 +52,8 @@ def steering_effect(model: nn.Module, params: Params, obs: jax.Array, site: str,
     coefficients = jnp.asarray(coefficients, jnp.float32)
     outs = steer(model, params, obs, site, direction, jnp.concatenate([jnp.zeros(1), coefficients]), mask)
     base, steered = jax.tree.map(lambda x: x[0], outs), jax.tree.map(lambda x: x[1:], outs)
-    ref = _log_policy(base.logits, legal_mask)
-    logp = _log_policy(steered.logits, legal_mask)
+    ref = log_policy(base.logits, legal_mask)
+    logp = log_policy(steered.logits, legal_mask)
     return {
         "coefficients": coefficients,
         "policy_kl": jnp.mean(jnp.sum(jnp.exp(ref) * (ref - logp), axis=-1), axis=-1),

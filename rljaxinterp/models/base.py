@@ -1,4 +1,5 @@
-"""What every agent network returns."""
+"""What every agent network returns, and its logits read as a policy over legal actions
+(one fill value for illegal actions, shared by every agent and method)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ class ModelOutput:
 
     logits: jax.Array
     value: jax.Array
+
+
+def mask_logits(logits: jax.Array, legal: jax.Array) -> jax.Array:
+    """``logits`` with illegal actions set to the dtype's most negative finite value."""
+    return jnp.where(legal, logits, jnp.finfo(logits.dtype).min)
+
+
+def masked_log_softmax(logits: jax.Array, legal: jax.Array) -> jax.Array:
+    """Log-probabilities of the policy restricted to the legal actions."""
+    return jax.nn.log_softmax(mask_logits(logits, legal), axis=-1)
