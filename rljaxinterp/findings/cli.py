@@ -1,0 +1,34 @@
+"""The arguments every findings experiment takes, and opening its agents and output folder."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from rljaxinterp.findings.agents import AgentSet, tic_tac_toe_agents
+from rljaxinterp.reporting import fresh_folder
+
+
+def experiment_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """``--agents`` (seeded agents, default 3), ``--tier`` (quick: smaller agents and fewer
+    null draws; full), ``--base`` (agents' folders, ``<base>/seed{k}``; default by tier),
+    ``--out`` (never overwritten: ``out-N`` when taken), ``--seed`` (null draws) and
+    ``--readme`` (a README whose findings block this run rewrites)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=3, help="independently seeded agents (default 3)")
+    parser.add_argument("--tier", choices=["quick", "full"], default="full")
+    parser.add_argument("--base", default=None, help="agents' run folders <base>/seed{k} (default runs/ttt_agents_<tier>)")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the null draws")
+    parser.add_argument("--readme", default=None, help="rewrite this README's findings block with the results")
+    return parser
+
+
+def open_agents(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[AgentSet, Path]:
+    """The experiment's tic-tac-toe agents (trained or reused) and a fresh output folder."""
+    if args.agents < 1:
+        raise SystemExit(f"--agents {args.agents}: need at least 1 (the rules need 3 for a finding)")
+    base = args.base or f"runs/ttt_agents_{args.tier}"
+    out = Path(args.out + ("-quick" if args.tier == "quick" and not args.out.endswith("quick") else ""))
+    return tic_tac_toe_agents(base, args.agents, args.tier, log=log), fresh_folder(out, "report.md")
