@@ -40,3 +40,4 @@ __all__ = [
     "winning_lines",
 ]
 import rljaxinterp.envs.gridworlds  # noqa: F401  (registers the gridworlds)
+import rljaxinterp.envs.graph_paths  # noqa: F401,E402  (registers GraphPaths-v0)
