@@ -29,3 +29,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs
+
+# Rerun every experiment from the current code; each rewrites its findings block in
+# experiments/README.md (stamped with commit, seeds, wall time, machine). Quick tier: small
+# agents and the fewest null draws that can reach significance (minutes); full: the agents
+# the published reports use (hours on a CPU).
+.PHONY: experiments experiments-full
+experiments: $(STAMP)
+	$(BIN)/python experiments/ttt_steering.py --tier quick --readme experiments/README.md
+	$(BIN)/python experiments/ttt_concepts.py --tier quick --readme experiments/README.md
+	$(BIN)/python experiments/ttt_attribution_nmf.py --tier quick --readme experiments/README.md
+
+experiments-full: $(STAMP)
+	$(BIN)/python experiments/ttt_steering.py --tier full --readme experiments/README.md
+	$(BIN)/python experiments/ttt_concepts.py --tier full --readme experiments/README.md
+	$(BIN)/python experiments/ttt_attribution_nmf.py --tier full --readme experiments/README.md

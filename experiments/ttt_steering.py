@@ -1,137 +1,121 @@
-"""Steering the tic-tac-toe AlphaZero network with a "centre is taken" direction.
+"""Steering tic-tac-toe AlphaZero networks with a "centre is taken" direction.
 
-The direction at a site is the mean activation over positions where the centre is
-occupied minus the mean over positions where it is free (activation addition, Turner et
-al.). It is added, scaled by a coefficient, on positions where the centre is still free
-and legal; if the network reads "centre taken" from that direction, its probability of
-playing the centre should fall as the coefficient grows (and rise for negative ones).
-Control: a random direction of the same norm at the same site.
+What counts as a finding (stated before any number; `RULE` below): at a site, adding the
+direction once (coefficient 1) lowers the network's probability of playing the centre by at
+least 0.05 more than the mean of equal-norm random directions at that site, with an empirical
+p <= 0.05 against those random directions (one-sided, Holm-corrected over every site
+searched), in every one of at least 3 independently seeded agents. Otherwise the report says
+"no effect found".
 
-    python experiments/ttt_steering.py --run runs/ttt_conv --out runs/ttt_steering
+The direction at a site is the mean activation over non-terminal positions where the centre
+is occupied minus the mean over those where it is free (activation addition, Turner et al.).
+It is added on a fixed random sample of positions where the centre is free (and legal). The
+null: the same statistic for `--null` random directions of the direction's norm at the same
+site (default: enough draws that one site can reach p <= 0.05 after Holm over all sites).
+
+    python experiments/ttt_steering.py --tier quick     # smaller agents, see the report
+    python experiments/ttt_steering.py --agents 3 --out runs/ttt_steering
 """
 
 from __future__ import annotations
 
-import json
-import time
-
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
-from tic_tac_toe_agent import experiment_parser, open_experiment
 
-from rljaxinterp import interp
+from rljaxinterp import findings, interp
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
-from rljaxinterp.interp.plots import plot_board_rows
+from rljaxinterp.findings.controls import steering_null
+from rljaxinterp.interp.metrics import log_policy
 from rljaxinterp.interp.steering import mean_difference, steering_effect
+from rljaxinterp.reporting import pyplot, save_figure
 
 CENTRE = 4
+RULE = findings.Rule(
+    "adding the centre-taken direction lowers P(play centre) beyond equal-norm random directions",
+    min_effect=0.05, direction="decrease", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+    statistic="change of P(centre) minus the random-direction mean")
+COEFFICIENTS = [-1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1]
+
+
+def centre_prob_change(legal):
+    def statistic(steered, base):
+        return jnp.mean(jnp.exp(log_policy(steered.logits, legal))[:, CENTRE]
+                        - jnp.exp(log_policy(base.logits, legal))[:, CENTRE])
+    return statistic
 
 
 def main() -> None:
-    parser = experiment_parser(__doc__, "runs/ttt_steering")
-    parser.add_argument("--coefficients", type=float, nargs="+", default=[-1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1])
+    parser = findings.experiment_parser(__doc__, "runs/ttt_steering")
+    parser.add_argument("--null", type=int, default=None, help="random directions per site (default: by tier)")
+    parser.add_argument("--positions", type=int, default=None, help="free-centre positions steered (default: by tier)")
     args = parser.parse_args()
-    t0 = time.perf_counter()
-    run, out = open_experiment(args)
-    model, params = run.model, run.params()
-
+    agents, out = findings.open_agents(args)
+    report = findings.Report("Steering with a \"centre taken\" direction", agents.seeds, args.tier)
     states, _ = tic_tac_toe_reachable()
     live = np.flatnonzero(~np.asarray(states.terminated))
     obs = states.observation[live].astype(jnp.float32)
     legal = jnp.asarray(states.legal_action_mask[live])
     taken = np.asarray(obs[:, 1, 1].sum(-1) > 0)
     free = np.flatnonzero(~taken)
-    sites = [s for s in interp.sites(model, obs[:1]) if s not in ("input", "tokens", "logits", "value")]
-    _, cache = interp.run_with_cache(model, params, obs, sites)
-    coefficients = jnp.asarray(args.coefficients, jnp.float32)
-    rng = np.random.default_rng(args.seed)
+    n_pos = args.positions or (128 if args.tier == "quick" else 512)
+    sample = np.sort(np.random.default_rng(args.seed).choice(free, min(n_pos, free.size), replace=False))
+    sites = [s for s in interp.sites(agents.runs[0].model, obs[:1]) if s not in ("input", "tokens", "logits", "value")]
+    n_null = args.null or RULE.required_draws(len(sites)) + 20
+    statistic = centre_prob_change(legal[sample])
 
-    results = {}
-    for site in sites:
-        direction = mean_difference(cache[site][taken], cache[site][~taken])
-        random_dir = jnp.asarray(rng.standard_normal(direction.shape), jnp.float32)
-        random_dir = random_dir * jnp.linalg.norm(direction) / jnp.linalg.norm(random_dir)
-        effect = steering_effect(model, params, obs[free], site, direction, coefficients, legal[free])
-        control = steering_effect(model, params, obs[free], site, random_dir, coefficients, legal[free])
-        results[site] = {
-            "norm": float(jnp.linalg.norm(direction)),
-            "centre_prob_change": np.asarray(effect["action_prob_change"][:, CENTRE]).tolist(),
-            "control_centre_prob_change": np.asarray(control["action_prob_change"][:, CENTRE]).tolist(),
-            "policy_kl": np.asarray(effect["policy_kl"]).tolist(),
-            "control_policy_kl": np.asarray(control["policy_kl"]).tolist(),
-            "greedy_changed": np.asarray(effect["greedy_changed"]).tolist(),
-            "value_change": np.asarray(effect["value_change"]).tolist(),
-            "prob_change_by_square": np.asarray(effect["action_prob_change"]).reshape(-1, 3, 3).tolist(),
-        }
-    base_centre = float(jnp.mean(jax.nn.softmax(jnp.where(legal[free], model.apply({"params": params}, obs[free]).logits,
-                                                           -1e9))[:, CENTRE]))
+    observed = np.zeros((len(agents), len(sites)))
+    null = np.zeros((len(agents), n_null, len(sites)))
+    curves = np.zeros((len(agents), len(sites), len(COEFFICIENTS)))
+    norms, base_centre = np.zeros((len(agents), len(sites))), []
+    for a, run in enumerate(agents):
+        model, params = run.model, run.params()
+        _, cache = interp.run_with_cache(model, params, obs, sites)
+        base = model.apply({"params": params}, obs[sample])
+        base_centre.append(float(jnp.exp(log_policy(base.logits, legal[sample]))[:, CENTRE].mean()))
+        for s, site in enumerate(sites):
+            direction = mean_difference(cache[site][taken], cache[site][~taken])
+            norms[a, s] = float(jnp.linalg.norm(direction))
+            key = jax.random.fold_in(jax.random.key(args.seed), a * 1000 + s)
+            observed[a, s], null[a, :, s] = steering_null(model, params, obs[sample], site, direction, statistic,
+                                                          key, n_null)
+            effect = steering_effect(model, params, obs[sample], site, direction, COEFFICIENTS, legal[sample])
+            curves[a, s] = np.asarray(effect["action_prob_change"][:, CENTRE])
+        print(f"agent seed {agents.seeds[a]}: best site {sites[int(observed[a].argmin())]} "
+              f"{observed[a].min():+.3f} (P(centre) {base_centre[-1]:.3f})", flush=True)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for site, r in results.items():
-        line = axes[0].plot(args.coefficients, r["centre_prob_change"], marker="o", label=site)[0]
-        axes[0].plot(args.coefficients, r["control_centre_prob_change"], ls=":", color=line.get_color())
-        axes[1].plot(args.coefficients, r["policy_kl"], marker="o", color=line.get_color(), label=site)
-    axes[0].set_xlabel("coefficient")
-    axes[0].set_ylabel("change of P(play centre)")
-    axes[0].set_title(f"positions with a free centre (n={free.size}); dotted: random direction", fontsize=9)
-    axes[1].set_xlabel("coefficient")
-    axes[1].set_ylabel("KL(unsteered || steered)")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "steering_curves.png", dpi=110)
-    plt.close(fig)
-    one = args.coefficients.index(1.0) if 1.0 in args.coefficients else len(args.coefficients) - 1
-    plot_board_rows([[{"heat": np.asarray(r["prob_change_by_square"][one]), "title": s}
-                      for s, r in results.items()]], out / "prob_change_by_square.png",
-                    f"change of each move's probability, coefficient {args.coefficients[one]}")
+    ev = findings.evidence(observed, null, sites, RULE.alternative, RULE.correction)
+    raw = findings.evidence(observed, null, sites, RULE.alternative, RULE.correction, effect=observed)
 
-    # Report at the smallest positive and negative coefficients: large ones saturate the policy
-    # (P(centre) -> 0 or 1) at every site, small ones tell the sites apart.
-    positive = [c for c in args.coefficients if c > 0]
-    negative = [c for c in args.coefficients if c < 0]
-    if not positive or not negative:
-        raise SystemExit("give at least one positive and one negative coefficient")
-    hi, lo = args.coefficients.index(min(positive)), args.coefficients.index(max(negative))
-    ranked = sorted(results, key=lambda s: results[s]["centre_prob_change"][hi])
-    lines = []
-    for site in ranked:
-        r = results[site]
-        lines.append(
-            f"`{site}` (direction norm {r['norm']:.2f}): P(centre) changes by {r['centre_prob_change'][hi]:+.3f} at "
-            f"coefficient {args.coefficients[hi]:g} and {r['centre_prob_change'][lo]:+.3f} at {args.coefficients[lo]:g} "
-            f"(random direction: {r['control_centre_prob_change'][hi]:+.3f} / {r['control_centre_prob_change'][lo]:+.3f}); "
-            f"greedy move changes on {100 * r['greedy_changed'][hi]:.0f}% of positions; value changes by "
-            f"{r['value_change'][hi]:+.3f}")
-    best = ranked[0]
-    works = results[best]["centre_prob_change"][hi] < 0 and \
-        abs(results[best]["centre_prob_change"][hi]) > 2 * abs(results[best]["control_centre_prob_change"][hi])
-    elapsed = time.perf_counter() - t0
-    md = [
-        "# Steering with a \"centre taken\" direction",
-        "",
-        f"Run `{run.folder}` step {run.steps[-1]}. Direction per site: mean activation over the "
-        f"{int(taken.sum())} non-terminal positions with the centre occupied minus the mean over the {free.size} with it "
-        f"free. Added on the {free.size} free-centre positions, where the unsteered network plays the centre with "
-        f"mean probability {base_centre:.3f}. Written in {elapsed:.0f} s.",
-        "",
-        "## Findings",
-        f"- Strongest site: `{best}`. "
-        + ("Adding the direction lowers the probability of the centre well beyond the random-direction control: "
-           "the network reads centre occupancy from this direction."
-           if works else "The direction does not lower the centre's probability clearly beyond the random control."),
-        *[f"- {line}" for line in lines],
-        "",
-        "![curves](steering_curves.png)",
-        "",
-        "![by square](prob_change_by_square.png)",
-    ]
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "results.json").write_text(json.dumps({"coefficients": args.coefficients, "sites": results,
-                                                  "base_centre_prob": base_centre}, indent=1))
-    print("\n".join(md[5:-4]))
-    print(f"report: {out / 'report.md'} ({elapsed:.0f} s)")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, site in enumerate(sites):
+        ax.plot(COEFFICIENTS, curves[:, s].mean(0), marker="o", label=site)
+    ax.set_xlabel("coefficient")
+    ax.set_ylabel("change of P(play centre), mean over agents")
+    ax.legend(fontsize=6)
+    save_figure(fig, out / "steering_curves.png")
+
+    quick = (" Quick tier: small agents (conv 16 channels, 1 block, 30 AlphaZero iterations) and the fewest "
+             "null draws that can reach significance; the full tier's agents are the ones earlier reports used.")
+    report.add(
+        f"Agents: {agents.describe()}. Direction per site: mean activation over the {int(taken.sum())} non-terminal "
+        f"positions with the centre occupied minus the mean over the {free.size} with it free, added at "
+        f"coefficient 1 on {sample.size} free-centre positions (seed {args.seed}), where the unsteered agents play "
+        f"the centre with mean probability {', '.join(f'{b:.3f}' for b in base_centre)}. Null: {n_null} "
+        f"random directions of the same norm per site and agent; {len(sites)} sites searched."
+        + (quick if args.tier == "quick" else ""), "")
+    report.finding(RULE, ev, "Centre-taken direction (pre-stated rule)")
+    report.add("### Raw change of P(centre) at coefficient 1 (not corrected for the random-direction mean)", "",
+               *findings.evidence_table(raw), "",
+               "Direction norms (per agent): " + "; ".join(
+                   f"`{s}` {', '.join(f'{x:.2f}' for x in norms[:, i])}" for i, s in enumerate(sites)), "",
+               "![curves](steering_curves.png)")
+    report.data.update(coefficients=COEFFICIENTS, sites=sites, curves=curves.tolist(), norms=norms.tolist(),
+                       base_centre_prob=base_centre, positions=sample.tolist())
+    path = report.write(out, args.readme, f"ttt_steering.{args.tier}")
+    print("\n".join(report.conclusions))
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":

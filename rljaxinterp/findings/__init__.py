@@ -52,19 +52,25 @@ API
   commit, seeds, tier, wall time and machine (platform, CPUs, jax backend); with ``readme``
   the block ``<!-- findings:KEY -->`` is rewritten (``update_block``). ``evidence_table``,
   ``git_commit``, ``machine``.
-- Experiments share ``experiment_parser`` / ``ExperimentArgs`` (``findings.cli``): ``--agents``,
-  ``--tier``, ``--base``, ``--out``, ``--seed``, ``--readme``.
+- Controls through the model (``findings.controls``): ``steering_null(model, params, obs, site,
+  direction, statistic, key, n, coefficient=1.0)`` -> the statistic for the direction and for
+  ``n`` equal-norm random directions (vmapped, compiled once per model and site).
+- Experiments share ``experiment_parser(doc, out)`` (``--agents``, ``--tier``, ``--base``,
+  ``--out``, ``--seed``, ``--readme``) and ``open_agents(args)`` (``findings.cli``);
+  ``single_agent_parser`` / ``open_single_agent`` / ``tic_tac_toe_agent(folder)`` keep the
+  older one-agent convention (``--run``) for scripts not yet moved to agent sets.
 """
 
 from rljaxinterp.findings.agents import (
     AgentSet,
     seeded_runs,
+    tic_tac_toe_agent,
     tic_tac_toe_agents,
     tic_tac_toe_config,
     total_steps,
     train_or_reuse,
 )
-from rljaxinterp.findings.cli import experiment_parser, open_agents
+from rljaxinterp.findings.cli import experiment_parser, open_agents, open_single_agent, single_agent_parser
 from rljaxinterp.findings.report import Report, evidence_table, git_commit, machine, update_block
 from rljaxinterp.findings.rules import EFFECT, NO_EFFECT, Conclusion, Evidence, Rule, evidence
 from rljaxinterp.findings.stats import (
@@ -85,7 +91,7 @@ from rljaxinterp.findings.stats import (
 __all__ = [
     "EFFECT", "NO_EFFECT", "AgentSet", "Conclusion", "Evidence", "Interval", "Report", "Rule", "correct",
     "draw_null", "empirical_p", "evidence", "evidence_table", "experiment_parser", "fmt_interval", "git_commit",
-    "interval", "machine", "open_agents", "percentile", "random_directions", "random_units", "required_draws",
-    "seeded_runs", "shuffled_labels", "tic_tac_toe_agents", "tic_tac_toe_config", "total_steps",
+    "interval", "machine", "open_agents", "open_single_agent", "percentile", "random_directions", "random_units", "required_draws",
+    "seeded_runs", "shuffled_labels", "single_agent_parser", "tic_tac_toe_agent", "tic_tac_toe_agents", "tic_tac_toe_config", "total_steps",
     "train_or_reuse", "untrained_params", "update_block",
 ]
