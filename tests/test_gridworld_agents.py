@@ -10,6 +10,8 @@ import pytest
 from rljaxinterp import envs
 from rljaxinterp.agents import dqn as dqn_lib
 from rljaxinterp.agents import ppo as ppo_lib
+from rljaxinterp.agents import tree_ppo
+from rljaxinterp.eval import tree_worlds as tw
 from rljaxinterp.models.kernels import loop_friendly_conv
 
 TINY_COIN = {"height": 5, "width": 7, "max_steps": 30}
@@ -146,18 +148,20 @@ def _tree_experiment(monkeypatch):
     return tree_gridworld
 
 
-def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypatch):
+TREE_FIXTURE = Path(__file__).parent / "fixtures" / "tree_progress_v1"
+
+
+def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash():
     """Per-update records of one world (rollouts of 10 steps) -> its extinctions, regrowths and
     chop rates per step with trees standing, before the crash and after the regrowth."""
-    tg = _tree_experiment(monkeypatch)
     #   update:        0  1  2  3  4  5  6  7  8  9
     trees = np.array([9, 8, 0, 0, 0, 2, 3, 0, 0, 0])
     chops = np.array([2, 3, 4, 0, 0, 1, 3, 2, 0, 0])
     empty = np.array([0, 0, 4, 10, 10, 3, 0, 6, 10, 7])  # update 9: regrew and emptied again inside it
-    extinctions, revivals = tg.world_events(trees, empty, 10)
+    extinctions, revivals = tw.world_events(trees, empty, 10)
     # Update 2 ends with 4 empty steps: steps 27..30 are empty. Update 5 starts with 3: step 54 has a tree.
     assert extinctions == [27, 75, 94] and revivals == [54, 91]
-    p = tg.world_phases(trees, chops, empty, 10, window=20)
+    p = tw.world_phases(trees, chops, empty, 10, window=20)
     assert (p["first_extinction"], p["first_regrowth"], p["extinct_again"]) == (27, 54, 75)
     assert (p["extinctions"], p["regrowths"], p["trees_end"]) == (3, 2, 0)
     assert p["empty_share"] == pytest.approx(50 / 100)
@@ -168,8 +172,8 @@ def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypat
     assert p["rate_after_regrowth"] == pytest.approx((1 + 3 + 2) / (7 + 10 + 4))
     assert p["rate_end"] == pytest.approx(0 / 3)
     # Its stretches with trees standing: the first forest, then each regrowth to the next crash.
-    assert tg.alive_spells(trees, empty, 10) == [(1, 26, True), (54, 21, True), (91, 3, True)]
-    rows = tg.period_table({"world_trees": trees[None, :, None], "world_chops": chops[None, :, None],
+    assert tw.alive_spells(trees, empty, 10) == [(1, 26, True), (54, 21, True), (91, 3, True)]
+    rows = tw.period_table({"world_trees": trees[None, :, None], "world_chops": chops[None, :, None],
                             "world_extinct_steps": empty[None, :, None]}, 10, 2)
     assert [(r["start"], r["end"], r["spells"], r["ended"]) for r in rows] == [(0, 50, 1, 1), (50, 100, 2, 2)]
     assert [r["empty_share"] for r in rows] == pytest.approx([24 / 50, 26 / 50])
@@ -178,83 +182,109 @@ def test_world_phases_read_crash_empty_spell_regrowth_and_second_crash(monkeypat
     assert [r["hazard"] for r in rows] == pytest.approx([1 / 26, 2 / 24])
     assert [r["median_length"] for r in rows] == [26, 12]
     # A world that never crashes has no phases but a rate at the end.
-    q = tg.world_phases(np.full(4, 10), np.ones(4, int), np.zeros(4, int), 10, window=20)
+    q = tw.world_phases(np.full(4, 10), np.ones(4, int), np.zeros(4, int), 10, window=20)
     assert q["first_extinction"] is q["first_regrowth"] is q["rate_before_crash"] is None
     assert q["extinctions"] == 0 and q["rate_end"] == pytest.approx(0.1)
-    assert tg.alive_spells(np.full(4, 10), np.zeros(4, int), 10) == [(1, 40, False)]
+    assert tw.alive_spells(np.full(4, 10), np.zeros(4, int), 10) == [(1, 40, False)]
 
 
 @pytest.mark.slow
-def test_segment_records_each_world_and_its_extinction_step_matches_the_env(monkeypatch):
+def test_segment_records_each_world_and_its_extinction_step_matches_the_env():
     """The per-world records of a training segment locate each world's first extinction at the
     step the env stamps (one tree on 3x3, so worlds empty fast and stay empty)."""
-    tg = _tree_experiment(monkeypatch)
     config = ppo_lib.PPOConfig(env="TreeGrid", env_kwargs={"size": 3, "num_trees": 1, "max_steps": 2**31 - 1},
                                model="mlp", model_kwargs={"hidden": [8]}, num_envs=4, num_steps=8,
                                total_timesteps=4 * 8 * 6, anneal_lr=False)
     agent = ppo_lib.make_ppo(config)
     state = jax.vmap(agent.init)(jax.random.split(jax.random.PRNGKey(0), 2))
-    state, m = tg.make_segment(agent, 6)(state)
+    state, m = tree_ppo.make_segment(agent, 6)(state)
     assert m["world_trees"].shape == (2, 6, 4) and m["world_chops"].shape == (2, 6, 4)
     first = np.asarray(state.env_state.inner.first_extinction)
     assert (first > 0).sum() >= 4  # most worlds were emptied
     for s in range(2):
         for w in range(4):
-            ext, rev = tg.world_events(m["world_trees"][s, :, w], m["world_extinct_steps"][s, :, w], 8)
+            ext, rev = tw.world_events(m["world_trees"][s, :, w], m["world_extinct_steps"][s, :, w], 8)
             assert rev == [] and ext == ([first[s, w]] if first[s, w] > 0 else [])
             assert int(m["world_chops"][s, :, w].sum()) == int(state.env_state.inner.chopped[s, w])
 
 
+def _same_as_two_chunks_of_the_earlier_script(out: Path) -> None:
+    """The report's records equal those the pre-run-layer script wrote for the same two chunks."""
+    import json
+
+    expected = json.loads((TREE_FIXTURE / "expected_two_chunks.json").read_text())
+    got = json.loads((out / "results.json").read_text())["runs"]["0.99"]
+    assert {k: got[k] for k in expected} == expected
+    with np.load(TREE_FIXTURE / "expected_two_chunks_worlds.npz") as a, np.load(out / "worlds.npz") as b:
+        assert a["gamma0.99_world_chops"].shape == (2, 2, 2)  # (seeds, updates, worlds)
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+TREE_ARGS = ["--envs", "2", "--num-steps", "16", "--gammas", "0.99", "--eval-forests", "2", "--eval-steps", "20",
+             "--periods", "2", "--world-plots", "1", "--seeds", "2"]
+
+
 @pytest.mark.slow
-def test_tree_run_resumed_from_saved_progress_ends_where_an_uninterrupted_run_ends(monkeypatch, tmp_path, capsys):
-    """The experiment saves its whole state after every chunk: one chunk, then ``--resume --chunks 2``,
-    gives bit-identical world records, curves and fresh-forest figures to two chunks in one go."""
+def test_tree_run_resumed_through_the_run_layer_ends_where_the_earlier_uninterrupted_run_ended(
+        monkeypatch, tmp_path, capsys):
+    """One chunk, then ``--resume --chunks 2`` (the run layer lengthens the tree_ppo run): the
+    world records, curves, fresh-forest figures and restraint are bit-identical to two chunks
+    in one go of the earlier npz-based script (a fixture written by it)."""
     tg = _tree_experiment(monkeypatch)
-    common = ["--envs", "2", "--num-steps", "16", "--gammas", "0.99", "--eval-forests", "2", "--eval-steps", "20",
-              "--periods", "2", "--world-plots", "1", "--seeds", "2"]
 
     def run(*argv):
-        monkeypatch.setattr("sys.argv", ["tree_gridworld.py", *common, *argv])
+        monkeypatch.setattr("sys.argv", ["tree_gridworld.py", *TREE_ARGS, *argv])
         tg.main()
 
-    run("--out", str(tmp_path / "whole"), "--chunks", "2", "--steps-per-seed", "64")
     run("--out", str(tmp_path / "split"), "--chunks", "1", "--steps-per-seed", "32")
+    assert (tmp_path / "split" / "gamma0.99" / "config.json").exists()
     run("--out", str(tmp_path / "split"), "--resume", "--chunks", "2")
-    assert "resumed from progress_gamma0.99.npz: 1 of 2 chunks done" in capsys.readouterr().out
-    with np.load(tmp_path / "whole" / "worlds.npz") as a, np.load(tmp_path / "split" / "worlds.npz") as b:
-        assert a["gamma0.99_world_chops"].shape == (2, 2, 2)  # (seeds, updates, worlds)
-        assert all(np.array_equal(a[k], b[k]) for k in a.files)
-    import json
-    whole, split = (json.loads((tmp_path / d / "results.json").read_text())["runs"]["0.99"] for d in ("whole", "split"))
-    assert whole["curves"] == split["curves"] and whole["fresh"] == split["fresh"]
+    assert "run length changed: chunks 1 -> 2" in capsys.readouterr().out
+    _same_as_two_chunks_of_the_earlier_script(tmp_path / "split")
     # A run can only end at or after the chunks it has done.
-    with pytest.raises(SystemExit, match="already has 2 chunks done"):
+    with pytest.raises(SystemExit, match="has 2 updates done"):
         run("--out", str(tmp_path / "split"), "--resume", "--chunks", "1")
-    # Saved progress is also a policy to test: the final one gives the report's restraint figures.
+    # Every chunk is a checkpoint, so any of them is a policy to test: the last gives the report's figures.
     capsys.readouterr()
-    run("--out", str(tmp_path / "split"), "--restraint-of", str(tmp_path / "split" / "progress_gamma0.99.npz"))
+    run("--out", str(tmp_path / "split"), "--restraint-of", "2")
     printed = capsys.readouterr().out.splitlines()[-1]
+    import json
     restraint = json.loads((tmp_path / "split" / "results.json").read_text())["runs"]["0.99"]["restraint"]
     assert printed.endswith(" / ".join("[" + ", ".join(f"{n[0]:.3f}" for n in seed) + "]" for seed in restraint))
 
 
 @pytest.mark.slow
-def test_restraint_test_matches_a_hand_count_for_one_random_step(monkeypatch):
+def test_tree_folder_of_the_earlier_format_is_imported_and_resumes_bit_identically(monkeypatch, tmp_path):
+    """A folder the npz-based script left after one chunk (args.json + progress_gamma0.99.npz) is
+    imported into a run folder and resumed to two chunks: the same records as the earlier
+    script's uninterrupted two-chunk run."""
+    import shutil
+
+    tg = _tree_experiment(monkeypatch)
+    out = tmp_path / "old"
+    shutil.copytree(TREE_FIXTURE, out, ignore=shutil.ignore_patterns("expected_*"))
+    monkeypatch.setattr("sys.argv", ["tree_gridworld.py", "--out", str(out), "--resume", "--chunks", "2"])
+    tg.main()
+    assert (out / "gamma0.99" / "checkpoints" / "1").exists() and (out / "gamma0.99" / "checkpoints" / "2").exists()
+    _same_as_two_chunks_of_the_earlier_script(out)
+
+
+@pytest.mark.slow
+def test_restraint_test_matches_a_hand_count_for_one_random_step():
     """One uniformly random step on 3x3 with no regrowth: a 1-tree forest is emptied exactly when
     the agent stands next to the tree (24 of the 72 ordered cell pairs) and moves into it; a
     2-tree forest cannot be emptied in one step."""
-    tg = _tree_experiment(monkeypatch)
     config = ppo_lib.PPOConfig(env="TreeGrid", env_kwargs={"size": 3, "num_trees": 2, "regrow_scale": 0.0,
                                                            "max_steps": 2**31 - 1},
                                model="mlp", model_kwargs={"hidden": [8]}, num_envs=2, num_steps=4,
                                total_timesteps=8)
     agent = ppo_lib.make_ppo(config)
     forests = 3000
-    shares = np.asarray(tg.make_restraint_test(agent, (1, 2), forests, steps=1)(None, jax.random.PRNGKey(0)))
+    shares = np.asarray(tw.make_restraint_test(agent, (1, 2), forests, steps=1)(None, jax.random.PRNGKey(0)))
     expected = 24 / 72 / agent.env.num_actions
     assert abs(shares[0, 0] - expected) < 4 * np.sqrt(expected * (1 - expected) / forests)
     assert shares[0, 1] == pytest.approx(1 - shares[0, 0])  # nothing regrows, so the rest is undecided
     assert shares[1, 0] == 0.0
     # The trained-policy path: one share pair per seed.
     params = jax.vmap(agent.init)(jax.random.split(jax.random.PRNGKey(1), 2)).params
-    assert tg.make_restraint_test(agent, (1,), 8, steps=2)(params, jax.random.PRNGKey(0)).shape == (2, 1, 2)
+    assert tw.make_restraint_test(agent, (1,), 8, steps=2)(params, jax.random.PRNGKey(0)).shape == (2, 1, 2)

@@ -71,3 +71,26 @@ runs.train(cfg, {str(tmp_path / "run")!r})
     lines = done.stdout.strip().splitlines()
     assert 1 <= len(lines) <= MAX_LINES and lines == [l for l in lines if l.startswith("alphazero tic_tac_toe")]
     assert "iteration=40/40" in lines[-1] and "\r" not in done.stdout + done.stderr
+
+
+def test_extendable_fields_lengthen_a_run_but_never_cut_it_before_its_last_checkpoint(tmp_path):
+    """tree_ppo runs may change ``chunks`` on resume (config.json rewritten atomically, a note
+    says so); ending before the last checkpoint or changing any other field is refused."""
+    from rljaxinterp.runs.train import _claim
+
+    kind = runs.kind_named("tree_ppo")
+    config = runs.default_config("tree_ppo", "TreeGrid", num_envs=2, num_steps=4, chunks=1, updates_per_chunk=2)
+    folder = tmp_path / "tree"
+    assert _claim(kind, config, folder, 2) is None
+    (folder / "checkpoints" / "2").mkdir(parents=True)  # as if the first chunk were done
+    longer = config.replace(chunks=3)
+    assert _claim(kind, longer, folder, 6) == "run length changed: chunks 1 -> 3, total_timesteps 16 -> 48"
+    assert runs.read_config(folder)[1] == longer
+    (folder / "checkpoints" / "6").mkdir()
+    with pytest.raises(runs.RunFolderError, match="has 6 updates done; asked for 4 in all"):
+        _claim(kind, longer.replace(chunks=2), folder, 4)
+    with pytest.raises(runs.RunFolderError, match="gamma: folder has 0.99, asked 0.9"):
+        _claim(kind, longer.replace(gamma=0.9), folder, 6)
+    assert runs.read_config(folder)[1] == longer  # refusals change nothing
+    with pytest.raises(ValueError, match="TreePPOConfig.chunks=0 is not allowed"):
+        config.replace(chunks=0)

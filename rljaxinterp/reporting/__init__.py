@@ -23,6 +23,14 @@ def save_figure(fig, out: Path) -> Path:
     return out
 
 
+def jsonable(a) -> list:
+    """An array as nested lists with NaN as null (JSON has no NaN)."""
+    import numpy as np
+
+    a = np.asarray(a, np.float64)
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
@@ -61,15 +69,25 @@ def echo_log(path: Path | None = None) -> tuple[Callable[[str], None], list[str]
 
 
 def plot_curves(rows: list[dict], panels: Sequence[tuple[str, str, Sequence[str]]], out: Path) -> Path:
-    """One panel per ``(title, x field, y fields)`` of metric rows; missing values are gaps."""
+    """One panel per ``(title, x field, y fields)`` of metric rows; missing values are gaps. A
+    field holding a list (one value per seed) draws one line per element."""
+    import numpy as np
+
     plt = pyplot()
-    nan = float("nan")
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
     for ax, (title, x, ys) in zip(axes[0], panels):
         xs = [r.get(x) for r in rows]
+        labels = 0
         for y in ys:
-            ax.plot(xs, [nan if r.get(y) is None else r[y] for r in rows], label=y)
+            values = [r.get(y) for r in rows]
+            width = max((len(v) for v in values if isinstance(v, list)), default=0)
+            blank = [None] * width if width else None
+            table = np.array([[np.nan if e is None else e for e in (blank if v is None else v)] if width
+                              else np.nan if v is None else v for v in values], np.float64)
+            for i, column in enumerate(table.T if width else [table]):
+                ax.plot(xs, column, label=f"{y}[{i}]" if width else y)
+                labels += 1
         ax.set_xlabel(x.replace("_", " ")), ax.set_title(title)
-        if len(ys) > 1:
+        if labels > 1:
             ax.legend()
     return save_figure(fig, out)

@@ -2,7 +2,8 @@
 
 ```
 RUN/
-  config.json          {"agent": kind, ...config fields}; written once, never changed
+  config.json          {"agent": kind, ...config fields}; written once (only a kind's
+                       ``extendable`` length fields may be changed later, atomically)
   metrics.jsonl        one JSON row per logged step, appended as training goes
   learning_curve.png   redrawn at every checkpoint
   checkpoints/<step>/  orbax: "state" (the whole training state) and "meta" (JSON)
@@ -75,6 +76,12 @@ def claim(folder: Path, kind: str, config: Mapping[str, Any], existing: Mapping[
                          for k, v in config.items() if existing.get(k) != v)
         raise RunFolderError(f"{folder} holds a run with a different config ({text}); "
                              "use another folder or the same config to resume")
+
+
+def latest_step(folder: Path) -> int | None:
+    """The last checkpoint's step, read from the folder names (no orbax needed)."""
+    steps = [int(p.name) for p in (Path(folder) / CHECKPOINTS).glob("*") if p.name.isdigit()]
+    return max(steps, default=None)
 
 
 def read_metrics(folder: str | os.PathLike) -> list[dict]:

@@ -38,7 +38,9 @@ class Trainer(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class RunKind:
-    """``curves``: (panel title, x field, metric fields) of learning_curve.png."""
+    """``curves``: (panel title, x field, metric fields) of learning_curve.png.
+    ``extendable``: config fields that may change when a run is resumed, to lengthen it or
+    end it early (only kinds whose training does not depend on its length have any)."""
 
     name: str
     config_cls: type
@@ -49,6 +51,7 @@ class RunKind:
     fallback_preset: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     evaluate: Callable[..., Any] | None = None
     make_agent: Callable[[Any], Any] | None = None  # reading a run needs only the agent
+    extendable: Sequence[str] = ()
 
     def agent(self, config: Any) -> Any:
         """The agent of ``config``, without building (or sharding) its training step."""
@@ -230,6 +233,8 @@ def _register_builtin() -> None:
     from rljaxinterp.agents.config import AlphaZeroConfig
     from rljaxinterp.agents.dqn import DQNConfig, make_dqn
     from rljaxinterp.agents.ppo import PPOConfig, make_ppo
+    from rljaxinterp.agents.tree_ppo import TreePPOConfig, TreePPOTrainer
+    from rljaxinterp.agents.tree_ppo import make_agent as make_tree_agent
     from rljaxinterp.runs import presets
 
     register_kind(RunKind(
@@ -247,6 +252,11 @@ def _register_builtin() -> None:
             curves=(("mean episode return (training policy)", "env_steps", ("episode_return",)),
                     ("loss", "env_steps", ("loss",))),
             evaluate=_evaluate_episodes))
+    register_kind(RunKind(
+        "tree_ppo", TreePPOConfig, TreePPOTrainer, "update", {},
+        curves=(("training worlds: reward rate (chops per world-step), per seed", "env_steps", ("reward_rate",)),
+                ("training worlds: extinct share, per seed", "env_steps", ("extinct",))),
+        make_agent=make_tree_agent, extendable=("chunks", "total_timesteps")))
 
 
 _register_builtin()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from rljaxinterp.runs import folder as files
 from rljaxinterp.runs.kinds import RunKind, abstract_state, kind_named, kind_of
@@ -35,15 +36,34 @@ def read_config(folder: str | os.PathLike) -> tuple[RunKind, Any]:
         raise files.RunFolderError(f"{Path(folder) / files.CONFIG_FILE} is not a valid {name} config: {e}") from None
 
 
-def _claim(kind: RunKind, config: Any, folder: Path) -> None:
-    existing = None
-    if (folder / files.CONFIG_FILE).exists():
-        held, existing_config = read_config(folder)
-        if held.name != kind.name:
-            raise files.RunFolderError(f"{folder} holds a run of kind {held.name!r}, not {kind.name!r}; "
-                                       "use another folder")
-        existing = existing_config.to_dict()
-    files.claim(folder, kind.name, config.to_dict(), existing)
+def _claim(kind: RunKind, config: Any, folder: Path, total: int) -> str | None:
+    """Claim ``folder`` for ``config`` (see ``folder.claim``). A kind's ``extendable`` fields
+    may differ from the folder's: the run is lengthened (or ended early, but never before its
+    last checkpoint) and config.json rewritten atomically; the returned note says so."""
+    if not (folder / files.CONFIG_FILE).exists():
+        files.claim(folder, kind.name, config.to_dict(), None)
+        return None
+    held, existing_config = read_config(folder)
+    if held.name != kind.name:
+        raise files.RunFolderError(f"{folder} holds a run of kind {held.name!r}, not {kind.name!r}; "
+                                   "use another folder")
+    existing, asked = existing_config.to_dict(), config.to_dict()
+    changed = sorted(k for k in asked if existing.get(k) != asked[k])
+    if not changed or not set(changed) <= set(kind.extendable):
+        files.claim(folder, kind.name, asked, existing)  # equal, or refused with the differences named
+        return None
+    done = files.latest_step(folder)
+    if done is not None and done > total:
+        raise files.RunFolderError(f"{folder} has {done} {kind.step_name}s done; asked for {total} in all "
+                                   f"({', '.join(f'{k}={asked[k]!r}' for k in changed)}): a run can only end at "
+                                   "or after its last checkpoint")
+    files.atomic_write(folder / files.CONFIG_FILE, json.dumps({files.AGENT_FIELD: kind.name, **asked}, indent=2) + "\n")
+    return "run length changed: " + ", ".join(f"{k} {existing.get(k)!r} -> {asked[k]!r}" for k in changed)
+
+
+def _env_steps(state: Any) -> int:
+    """Environment steps so far (per seed when seeds are vmapped: equal for every seed)."""
+    return int(np.asarray(state.env_steps).reshape(-1)[0])
 
 
 def plot_learning_curve(folder: str | os.PathLike) -> Path:
@@ -66,8 +86,8 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
     """
     folder = Path(out_dir)
     kind = kind_of(config)
-    _claim(kind, config, folder)
     trainer = kind.make_trainer(config, devices)
+    note = _claim(kind, config, folder, trainer.total)
     manager = files.checkpoint_manager(folder)
     latest = manager.latest_step()
     if latest is None:
@@ -83,13 +103,15 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
     def save(state: Any, metrics: dict) -> None:
         step = trainer.step(state)
         files.save_checkpoint(manager, step, state, {
-            kind.step_name: step, "env_steps": int(state.env_steps),
+            kind.step_name: step, "env_steps": _env_steps(state),
             "wall_time": time.perf_counter() - wall0, "metrics": metrics})
 
     if latest is None:
         save(state, {})
     done, total, every = trainer.step(state), trainer.total, trainer.every
     bar = Progress(f"{kind.name} {config.env}", total, done, trainer.chunk, enabled=progress, log=log)
+    if note:
+        bar.note(note)
     devices_used = getattr(trainer, "devices", ())
     if len(devices_used) > 1:
         bar.note(f"self-play games sharded over {len(devices_used)} devices")
@@ -106,7 +128,7 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
             done, chunks = trainer.step(state), chunks + 1
             summary = trainer.describe(new_rows)
             bar.update(n, done, summary, lambda: f"{kind.name} {config.env} {kind.step_name}={done}/{total} "
-                                                 f"env_steps={int(state.env_steps)} wall={wall:.1f}s {summary}")
+                                                 f"env_steps={_env_steps(state)} wall={wall:.1f}s {summary}")
             if done % every == 0 or done == total:
                 save(state, {**trainer.summary(new_rows), kind.step_name: done})
                 plot_learning_curve(folder)
