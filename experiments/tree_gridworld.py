@@ -169,7 +169,9 @@ def arguments() -> tuple[argparse.Namespace, Path]:
                     help="only print the restraint test of the policies checkpointed at these updates of --out")
     args = ap.parse_args()
     if args.restraint_of:
-        return resume_arguments(ap, args)
+        resumed, out = resume_arguments(ap, args)
+        resumed.restraint_of = args.restraint_of
+        return resumed, out
     if args.resume:
         args, out = resume_arguments(ap, args)
     else:

@@ -94,3 +94,39 @@ def test_extendable_fields_lengthen_a_run_but_never_cut_it_before_its_last_check
     assert runs.read_config(folder)[1] == longer  # refusals change nothing
     with pytest.raises(ValueError, match="TreePPOConfig.chunks=0 is not allowed"):
         config.replace(chunks=0)
+
+
+@pytest.mark.slow
+def test_distill_run_equals_the_distil_function_and_resumes_bit_identically(tmp_path):
+    """A student trained in a run folder (the ``distill`` kind) has the parameters ``distil``
+    returns for the same teacher play and keys, and a run stopped after one checkpoint and
+    resumed ends identical; ``load_run`` gives the student's network for interp."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from rljaxinterp.agents.distill import DistillConfig, _keys, distil, sampling_player, scale_width
+    from rljaxinterp.envs.sampling import random_play_states
+
+    teacher_folder = FIXTURES / "alphazero"
+    config = DistillConfig(teacher=str(teacher_folder), games=8, steps=20, checkpoint_every=10, epsilon=0.3, width=2.0)
+    runs.train(config, tmp_path / "whole", progress=False)
+    runs.train(config, tmp_path / "split", progress=False, stop_after=1)
+    runs.train(config, tmp_path / "split", progress=False)
+    whole, split = runs.load_run(tmp_path / "whole"), runs.load_run(tmp_path / "split")
+    assert whole.steps == [0, 10, 20] and whole.metrics()[-1]["step"] == 20
+    teacher = runs.load_run(teacher_folder)
+    params = teacher.params()
+    play = lambda o: teacher.policy_value(params, o)
+    k_play, k_fit = _keys(config)
+    played = random_play_states(teacher.env, 8, 9, k_play, sampling_player(play, 1.0, 0.3))
+    student = teacher.kind.agent(dataclasses.replace(
+        teacher.config, model_kwargs=scale_width("mlp", dict(teacher.config.model_kwargs), 2.0))).model
+    fit = distil(play, student, played.observation.astype(jnp.float32), played.legal_action_mask, k_fit, steps=20)
+    for a, b, c in zip(*(jax.tree.leaves(p) for p in (whole.params(), split.params(), fit.params))):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert whole.metrics()[-1]["policy_kl"] == fit.held_out["policy_kl"]
+    assert whole.model.hidden == (16,)  # the teacher's width 8, doubled
+    out = whole.policy_value(whole.params(), played.observation[:3].astype(jnp.float32))
+    assert out.logits.shape == (3, 9)

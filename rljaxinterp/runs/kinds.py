@@ -231,6 +231,7 @@ def kind_of(config: Any) -> RunKind:
 def _register_builtin() -> None:
     from rljaxinterp.agents.alphazero import make_agent
     from rljaxinterp.agents.config import AlphaZeroConfig
+    from rljaxinterp.agents.distill import DistillConfig, DistillTrainer, make_student
     from rljaxinterp.agents.dqn import DQNConfig, make_dqn
     from rljaxinterp.agents.ppo import PPOConfig, make_ppo
     from rljaxinterp.agents.tree_ppo import TreePPOConfig, TreePPOTrainer
@@ -257,6 +258,11 @@ def _register_builtin() -> None:
         curves=(("training worlds: reward rate (chops per world-step), per seed", "env_steps", ("reward_rate",)),
                 ("training worlds: extinct share, per seed", "env_steps", ("extinct",))),
         make_agent=make_tree_agent, extendable=("chunks", "total_timesteps")))
+    register_kind(RunKind(
+        "distill", DistillConfig, DistillTrainer, "step", {},
+        curves=(("student loss (policy KL + value MSE)", "step", ("loss",)),
+                ("held-out agreement with the teacher", "step", ("policy_kl", "value_mse", "top1_agreement"))),
+        make_agent=make_student))
 
 
 _register_builtin()
