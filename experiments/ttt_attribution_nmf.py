@@ -44,30 +44,33 @@ READING = findings.Rule("each NMF factor has a concept reading that holds on hel
                         correction="none", statistic="mean held-out |AUC - 0.5| minus the shuffled-weights mean")
 
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative one (ties half)."""
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((rankdata(scores)[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+def aucs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """ROC AUC of ``scores`` (m,) for each column of ``labels`` (m, concepts) at once: the
+    probability that a random positive outscores a random negative (ties half; NaN if one class)."""
+    ranks = rankdata(scores)
+    pos = labels.sum(0).astype(np.float64)
+    neg = labels.shape[0] - pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (ranks @ labels - pos * (pos + 1) / 2) / (pos * neg)
+    return np.where((pos > 0) & (neg > 0), out, np.nan)
 
 
-def readings(weights, sq, whole, half_a, half_b):
-    """Per factor: (best concept on half a, its AUC there, its AUC on half b)."""
+def readings(weights, sq, whole, names, half_a, half_b):
+    """Per factor: (best concept on half a, its AUC there, its AUC on half b). Per-square
+    concepts compare squares (the factor's weight on each), position concepts compare
+    positions (its total weight)."""
+    def all_aucs(w, rows):
+        return np.concatenate([aucs(w[rows].ravel(), sq[rows].reshape(-1, sq.shape[-1])), aucs(w[rows].sum(1), whole[rows])])
+
     out = []
     for f in range(weights.shape[-1]):
-        w = weights[..., f]
-
-        def score(c, rows, w=w):
-            return auc(w[rows].ravel(), sq[c][rows].ravel()) if c in sq else auc(w[rows].sum(1), whole[c][rows])
-
-        aucs = {c: score(c, half_a) for c in (*sq, *whole)}
-        best = max(aucs, key=lambda c: abs(aucs[c] - 0.5) if np.isfinite(aucs[c]) else -1)
-        out.append((best, aucs[best], score(best, half_b)))
+        a = all_aucs(weights[..., f], half_a)
+        best = int(np.argmax(np.where(np.isfinite(a), np.abs(a - 0.5), -1)))
+        out.append((names[best], float(a[best]), float(all_aucs(weights[..., f], half_b)[best])))
     return out
 
 
-def analyse(run, obs, states, sq, whole, args, key):
+def analyse(run, obs, sq, whole, names, args, key):
     """One agent: attributions, factors, readings and ablations with their nulls."""
     model, params = run.model, run.params()
     n = obs.shape[0]
@@ -82,14 +85,16 @@ def analyse(run, obs, states, sq, whole, args, key):
     signed = comps[:, :channels] - comps[:, channels:]
     perm = np.random.default_rng(args.seed).permutation(n)
     half_a, half_b = perm[: n // 2], perm[n // 2:]
-    read = readings(weights, sq, whole, half_a, half_b)
-    read_null = [np.mean([abs(r[2] - 0.5) for r in readings(weights[np.random.default_rng(args.seed + 1 + d)
-                                                                    .permutation(n)], sq, whole, half_a, half_b)])
-                 for d in range(args.null)]
+    read = readings(weights, sq, whole, names, half_a, half_b)
+    shuffles = [np.random.default_rng(args.seed + 1 + d).permutation(n) for d in range(args.null)]
+    read_null = [np.mean([abs(r[2] - 0.5) for r in readings(weights[order], sq, whole, names, half_a, half_b)])
+                 for order in shuffles]
 
     base = run_with_interventions(model, params, obs, None).value
-    ablate = jax.jit(lambda where, chs: jnp.abs(run_with_interventions(
-        model, params, obs, zero_ablate(args.site, where * jnp.zeros(channels).at[chs].set(1.0))).value - base))
+    # params, obs and base are arguments, not constants (XLA would constant-fold the whole network)
+    ablate_at = jax.jit(lambda p, x, b, where, chs: jnp.abs(run_with_interventions(
+        model, p, x, zero_ablate(args.site, where * jnp.zeros(channels).at[chs].set(1.0))).value - b))
+    ablate = lambda where, chs: ablate_at(params, obs, base, where, chs)
     top = [np.argsort(-np.abs(signed[f]))[: args.channels] for f in range(args.rank)]
     observed, null = [], np.zeros((args.null, args.rank))
     for f in range(args.rank):
@@ -114,21 +119,23 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=6)
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--channels", type=int, default=4, help="channels ablated per factor")
-    parser.add_argument("--null", type=int, default=None, help="null draws (default: 39 quick, 99 full)")
+    parser.add_argument("--null", type=int, default=None, help="null draws (default: 29 quick, 99 full)")
     args = parser.parse_args()
-    args.null = args.null or (39 if args.tier == "quick" else 99)
+    args.null = args.null or (29 if args.tier == "quick" else 99)
     agents, out = findings.open_agents(args)
     report = findings.Report("Integrated gradients + NMF on tic-tac-toe AlphaZero networks", agents.seeds, args.tier)
     states, _ = tic_tac_toe_reachable()
     live = np.flatnonzero(~np.asarray(states.terminated))
     states = jax.tree.map(lambda x: x[live], states)
     obs = states.observation.astype(jnp.float32)
-    sq = {k: np.asarray(v) for k, v in square_concepts(states).items()}
-    whole = {k: np.asarray(v).reshape(live.size) > 0.5 for k, v in concepts.compute("tic_tac_toe", states).items()
-             if set(np.unique(np.asarray(v))) <= {0, 1}}
+    per_square = {k: np.asarray(v) for k, v in square_concepts(states).items()}  # (positions, 9) each
+    binary = {k: np.asarray(v).reshape(live.size) > 0.5 for k, v in concepts.compute("tic_tac_toe", states).items()
+              if set(np.unique(np.asarray(v))) <= {0, 1}}
+    sq, whole = np.stack(list(per_square.values()), -1), np.stack(list(binary.values()), -1)
+    names = [*per_square, *binary]
     results = []
     for a, run in enumerate(agents):
-        results.append(analyse(run, obs, states, sq, whole, args, jax.random.fold_in(jax.random.key(args.seed), a)))
+        results.append(analyse(run, obs, sq, whole, names, args, jax.random.fold_in(jax.random.key(args.seed), a)))
         r = results[-1]
         print(f"agent seed {agents.seeds[a]}: ablation {r['ablation']:.3f} (random {r['ablation_null'].mean():.3f}), "
               f"held-out |AUC-0.5| {r['reading']:.3f} (shuffled {r['reading_null'].mean():.3f})", flush=True)

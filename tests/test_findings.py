@@ -12,7 +12,6 @@ import pytest
 from scipy import stats as scipy_stats
 
 from rljaxinterp import findings
-from rljaxinterp.findings.controls import steering_null
 from rljaxinterp.models import make_model
 
 HIDDEN, ACTIONS, PLANTED_UNIT = 64, 3, 5
@@ -101,12 +100,16 @@ def test_null_samplers_are_seeded_and_shaped():
 
 
 # -- the rule on a hand-set network with a planted direction -----------------------------------
+MODEL = make_model("mlp", ACTIONS, (4,), hidden=[HIDDEN])
+INIT = jax.jit(lambda key, obs: MODEL.init(key, obs)["params"])
+
+
 def planted_network(seed):
     """An MLP whose policy reads only hidden unit PLANTED_UNIT (action 0's logit is that unit):
     steering along that unit moves P(action 0); a random direction of equal norm mostly misses it."""
-    model = make_model("mlp", ACTIONS, (4,), hidden=[HIDDEN])
+    model = MODEL
     obs = jax.random.normal(jax.random.key(100 + seed), (32, 4))
-    params = model.init(jax.random.key(seed), obs)["params"]
+    params = INIT(jax.random.key(seed), obs)
     kernel = jnp.zeros((HIDDEN, ACTIONS)).at[PLANTED_UNIT, 0].set(1.0)
     params = {**params, "policy_head": {"kernel": kernel, "bias": jnp.zeros(ACTIONS)}}
     return model, params, obs
@@ -124,7 +127,7 @@ def judge(make_direction, draws=59):
     observed, null = [], []
     for seed in range(3):
         model, params, obs = planted_network(seed)
-        o, n = steering_null(model, params, obs, "layer0.post", make_direction(seed), prob_change,
+        o, n = findings.steering_null(model, params, obs, "layer0.post", make_direction(seed), prob_change,
                              jax.random.key(seed), draws, coefficient=1.0, batch=20)
         observed.append(o)
         null.append(n)
@@ -169,7 +172,7 @@ def test_rule_needs_enough_agents_and_agreement():
 
 def test_steering_null_is_bit_identical_for_a_seed():
     model, params, obs = planted_network(0)
-    run = lambda: steering_null(model, params, obs, "layer0.post", jnp.ones(HIDDEN), prob_change,
+    run = lambda: findings.steering_null(model, params, obs, "layer0.post", jnp.ones(HIDDEN), prob_change,
                                 jax.random.key(7), 30, batch=16)
     (o1, n1), (o2, n2) = run(), run()
     assert o1 == o2 and np.array_equal(n1, n2) and n1.shape == (30,)
@@ -202,15 +205,19 @@ def test_seeded_runs_needs_a_seed_field():
 
     with pytest.raises(ValueError, match="no seed field"):
         findings.seeded_runs(NoSeed(), "/tmp/unused", 2)
+    @dataclasses.dataclass(frozen=True)
+    class Seeded:
+        seed: int = 0
+
     with pytest.raises(ValueError, match="distinct"):
-        findings.seeded_runs(findings.tic_tac_toe_config("quick"), "/tmp/unused", seeds=[1, 1])
+        findings.seeded_runs(Seeded(), "/tmp/unused", seeds=[1, 1])
 
 
 @pytest.mark.slow
 def test_seeded_runs_train_once_and_are_reused(tmp_path):
     from rljaxinterp.runs import default_config
 
-    config = default_config("dqn", "CartPole-v1", total_timesteps=2_000, checkpoint_every=2)
+    config = default_config("dqn", "CartPole-v1", total_timesteps=1_000, learning_starts=500, checkpoint_every=2)
     agents = findings.seeded_runs(config, tmp_path, n=2, first_seed=3, progress=False)
     assert agents.seeds == (3, 4) and [r.config.seed for r in agents] == [3, 4]
     assert [r.folder.name for r in agents] == ["seed3", "seed4"]

@@ -61,16 +61,8 @@ API
   older one-agent convention (``--run``) for scripts not yet moved to agent sets.
 """
 
-from rljaxinterp.findings.agents import (
-    AgentSet,
-    seeded_runs,
-    tic_tac_toe_agent,
-    tic_tac_toe_agents,
-    tic_tac_toe_config,
-    total_steps,
-    train_or_reuse,
-)
-from rljaxinterp.findings.cli import experiment_parser, open_agents, open_single_agent, single_agent_parser
+import importlib
+
 from rljaxinterp.findings.report import Report, evidence_table, git_commit, machine, update_block
 from rljaxinterp.findings.rules import EFFECT, NO_EFFECT, Conclusion, Evidence, Rule, evidence
 from rljaxinterp.findings.stats import (
@@ -88,10 +80,59 @@ from rljaxinterp.findings.stats import (
     untrained_params,
 )
 
+# Agent sets, the experiments' command line and the model-level controls pull in the run
+# layer (orbax, the agents) and the interp methods: imported on first use, so the statistics
+# and rules stay cheap to import.
+_LAZY = {
+    "AgentSet": "agents", "seeded_runs": "agents", "tic_tac_toe_agent": "agents", "tic_tac_toe_agents": "agents",
+    "tic_tac_toe_config": "agents", "total_steps": "agents", "train_or_reuse": "agents",
+    "experiment_parser": "cli", "open_agents": "cli", "open_single_agent": "cli", "single_agent_parser": "cli",
+    "steering_null": "controls",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in ("agents", "cli", "controls"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "EFFECT", "NO_EFFECT", "AgentSet", "Conclusion", "Evidence", "Interval", "Report", "Rule", "correct",
-    "draw_null", "empirical_p", "evidence", "evidence_table", "experiment_parser", "fmt_interval", "git_commit",
-    "interval", "machine", "open_agents", "open_single_agent", "percentile", "random_directions", "random_units", "required_draws",
-    "seeded_runs", "shuffled_labels", "single_agent_parser", "tic_tac_toe_agent", "tic_tac_toe_agents", "tic_tac_toe_config", "total_steps",
-    "train_or_reuse", "untrained_params", "update_block",
+    "EFFECT",
+    "NO_EFFECT",
+    "AgentSet",
+    "Conclusion",
+    "Evidence",
+    "Interval",
+    "Report",
+    "Rule",
+    "correct",
+    "draw_null",
+    "empirical_p",
+    "evidence",
+    "evidence_table",
+    "experiment_parser",
+    "fmt_interval",
+    "git_commit",
+    "interval",
+    "machine",
+    "open_agents",
+    "open_single_agent",
+    "percentile",
+    "random_directions",
+    "random_units",
+    "required_draws",
+    "seeded_runs",
+    "shuffled_labels",
+    "single_agent_parser",
+    "steering_null",
+    "tic_tac_toe_agent",
+    "tic_tac_toe_agents",
+    "tic_tac_toe_config",
+    "total_steps",
+    "train_or_reuse",
+    "untrained_params",
+    "update_block",
 ]

@@ -12,9 +12,10 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rljaxinterp.runs import Run, default_config, load_run, train
+if TYPE_CHECKING:
+    from rljaxinterp.runs import Run
 
 
 def total_steps(config: Any) -> int | None:
@@ -29,6 +30,8 @@ def total_steps(config: Any) -> int | None:
 def train_or_reuse(config: Any, folder: str | Path, log: Callable[[str], None] = print,
                    progress: bool = True) -> Run:
     """The finished run of ``config`` in ``folder``: reused if there, else trained or resumed."""
+    from rljaxinterp.runs import load_run, train
+
     folder = Path(folder)
     if (folder / "config.json").exists():
         run = load_run(folder)
@@ -103,6 +106,8 @@ def tic_tac_toe_config(tier: str = "full", model: str = "conv", seed: int = 0, *
         raise ValueError(f"tier={tier!r} is not allowed; use one of {tuple(TIERS)}")
     if model not in TTT_MODEL_KWARGS:
         raise ValueError(f"model={model!r} is not allowed; use one of {tuple(TTT_MODEL_KWARGS)}")
+    from rljaxinterp.runs import default_config
+
     kwargs = (TTT_MODEL_KWARGS if tier == "full" else QUICK_MODEL_KWARGS)[model]
     return default_config("alphazero", "tic_tac_toe", model=model, model_kwargs=kwargs, seed=seed,
                           **{**TIERS[tier], **changes})

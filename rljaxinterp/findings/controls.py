@@ -17,7 +17,7 @@ from rljaxinterp.models import ModelOutput
 Statistic = Callable[[ModelOutput, ModelOutput], jax.Array]  # (steered, unsteered) -> scalar
 
 
-_COMPILED: dict[tuple, Callable] = {}
+_COMPILED: dict = {}  # (model description, site) or a statistic -> its compiled function
 
 
 def _steered_outputs(model: Any, site: str) -> Callable:
@@ -52,6 +52,8 @@ def steering_null(model: Any, params: Any, obs: jax.Array, site: str, direction:
     coefficient, mask = jnp.float32(coefficient), jnp.asarray(mask, jnp.float32)
     outs = [run(params, obs, directions[i:i + batch], coefficient, mask) for i in range(0, len(directions), batch)]
     base = jax.tree.map(lambda x: x[0], outs[0])
-    stat = jax.jit(jax.vmap(statistic, in_axes=(0, None)))
+    if statistic not in _COMPILED:
+        _COMPILED[statistic] = jax.jit(jax.vmap(statistic, in_axes=(0, None)))
+    stat = _COMPILED[statistic]
     values = np.concatenate([np.asarray(stat(o, base)) for o in outs])
     return float(values[1]), values[2:n + 2]

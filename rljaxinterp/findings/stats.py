@@ -8,6 +8,7 @@ seed gives bit-identical nulls.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,10 +50,15 @@ def draw_null(statistic: Callable[[jax.Array], Any], key: jax.Array, n: int, *, 
 def random_directions(key: jax.Array, like: jax.Array, n: int, norm: float | jax.Array | None = None) -> jax.Array:
     """``n`` Gaussian directions shaped like ``like``, each rescaled to ``norm`` (the norm of
     ``like`` by default): the equal-norm random-direction control."""
+    like = jnp.asarray(like, jnp.float32)
     norm = jnp.linalg.norm(like) if norm is None else jnp.asarray(norm, jnp.float32)
-    d = jax.random.normal(key, (n, *like.shape), jnp.float32)
-    flat = d.reshape(n, -1)
-    return (flat * (norm / jnp.linalg.norm(flat, axis=1, keepdims=True))).reshape(d.shape)
+    return _random_directions(key, like.size, n, norm).reshape(n, *like.shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _random_directions(key: jax.Array, size: int, n: int, norm: jax.Array) -> jax.Array:
+    d = jax.random.normal(key, (n, size), jnp.float32)
+    return d * (norm / jnp.linalg.norm(d, axis=1, keepdims=True))
 
 
 def random_units(key: jax.Array, num_units: int, k: int, n: int, exclude: Sequence[int] = ()) -> np.ndarray:
@@ -62,8 +68,9 @@ def random_units(key: jax.Array, num_units: int, k: int, n: int, exclude: Sequen
     if k > pool.size:
         raise ValueError(f"k={k} units requested but only {pool.size} of {num_units} are left after excluding "
                          f"{list(exclude)}")
-    pool = jnp.asarray(pool)
-    return np.asarray(jax.vmap(lambda kk: jax.random.choice(kk, pool, (k,), replace=False))(jax.random.split(key, n)))
+    # each row: the first k of a uniformly random order of the pool
+    order = np.argsort(np.asarray(jax.random.uniform(key, (n, pool.size))), axis=1, kind="stable")
+    return pool[order[:, :k]]
 
 
 def shuffled_labels(key: jax.Array, labels: jax.Array, n: int) -> jax.Array:
