@@ -46,14 +46,14 @@ class DTConfig(RLConfig):
     env: str = "GraphPaths-v0"
     model: str = "gpt"
     model_kwargs: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: {"d_model": 64, "heads": 4, "layers": 2, "d_mlp": 256})
+        default_factory=lambda: {"d_model": 32, "heads": 4, "layers": 2, "d_mlp": 128})
     num_walks: int = 50_000
-    batch_size: int = 256
+    batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    num_updates: int = 4000
+    num_updates: int = 1500
     log_every: int = 100
-    checkpoint_every: int = 1000
+    checkpoint_every: int = 500
 
     def validate(self) -> None:
         self._need(self.env in SEQUENCE_ENVS, "env", f"allowed: {', '.join(SEQUENCE_ENVS)}")

@@ -85,3 +85,4 @@ def compute(env_name: str, states: EnvState, names: Iterable[str] | None = None)
 
 
 from rljaxinterp.interp.concepts import chess, connect_four, go, gridworlds, tic_tac_toe  # noqa: F401  (register)
+from rljaxinterp.interp.concepts import graph_paths  # noqa: E402,F401,I001  (registers GraphPaths-v0)
