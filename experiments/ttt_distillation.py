@@ -18,7 +18,6 @@ and compare the two with the same tools.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -27,15 +26,14 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from tic_tac_toe_agent import experiment_parser, open_experiment
 
-from rljaxinterp import interp
-from rljaxinterp.agents.alphazero import make_agent
-from rljaxinterp.agents.distill import distil, sampling_player, scale_width
+from rljaxinterp import interp, runs
+from rljaxinterp.agents.distill import DistillConfig, scale_width, teacher_play
 from rljaxinterp.cli.report import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.envs.pgx_games import game_state
-from rljaxinterp.envs.sampling import random_play_states
+from rljaxinterp.findings.cli import open_single_agent as open_experiment
+from rljaxinterp.findings.cli import single_agent_parser as experiment_parser
 from rljaxinterp.eval.matches import tic_tac_toe_report
 from rljaxinterp.interp.probes import site_features
 from rljaxinterp.interp.similarity import regression_similarity, similarity_matrix
@@ -92,19 +90,18 @@ def main() -> None:
     n_teacher = sum(x.size for x in jax.tree.leaves(teacher_params))
     strength = {"teacher": tic_tac_toe_report(run.agent, teacher_params)}
     print(strength_line("teacher", strength["teacher"]))
-    student_config = dataclasses.replace(
-        run.config, model_kwargs=scale_width(run.config.model, dict(run.config.model_kwargs), args.width))
-    student_agent = make_agent(student_config)
-
     students = {}
     for label, epsilon in (("own play", 0.0), (f"own play + {args.epsilon:.0%} random moves", args.epsilon)):
-        # 1-2. data from the teacher's play; the student
-        k_play, k_fit = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), int(1000 * epsilon)))
-        played = random_play_states(run.env, args.games, 9, k_play, sampling_player(teacher, 1.0, epsilon))
+        # 1-2. data from the teacher's play; the student, trained in its own run folder
+        tag = "student_random" if epsilon else "student"
+        config = DistillConfig(teacher=str(run.folder), teacher_step=run.steps[-1], width=args.width,
+                               games=args.games, epsilon=epsilon, steps=args.steps, seed=args.seed)
+        runs.train(config, out / tag)
+        student = runs.load_run(out / tag)
+        student_agent, params, fit = student.agent.agent, student.params(), student.metrics()[-1]
+        held_out = {k: fit[k] for k in ("policy_kl", "top1_agreement", "value_mse")}
+        played, _ = teacher_play(config)
         distinct = np.unique(np.asarray(game_state(played).board), axis=0).shape[0]
-        fit = distil(teacher, student_agent.model, played.observation.astype(jnp.float32),
-                     played.legal_action_mask, k_fit, steps=args.steps)
-        params = fit.params
         # 3. exact strength
         strength[label] = tic_tac_toe_report(student_agent, params)
         # 4. similarity over all non-terminal reachable positions
@@ -118,16 +115,15 @@ def main() -> None:
             recovered[site], unmatched[site] = r2.tolist(), np.flatnonzero(r2 < RECOVERED).tolist()
         # 5. patching maps
         maps = square_patching(student_agent.model, params, obs, pairs, spatial)
-        tag = "student_random" if epsilon else "student"
         plot_square_maps(maps, out / f"patching_{tag}.png")
         plot_cka(cka, list(t_feat), list(s_feat), out / f"cka_{tag}.png", label)
         students[label] = {
-            "tag": tag, "states": int(played.observation.shape[0]), "distinct": distinct, "held_out": fit.held_out,
+            "tag": tag, "states": int(played.observation.shape[0]), "distinct": distinct, "held_out": held_out,
             "cka_same_site": {s: float(cka[i, list(s_feat).index(s)]) for i, s in enumerate(t_feat) if s in s_feat},
             "recovered_r2": recovered, "unmatched": unmatched,
             "map_corr": {s: float(np.corrcoef(teacher_maps[s].ravel(), maps[s].ravel())[0, 1]) for s in spatial},
         }
-        print(f"{label}: {played.observation.shape[0]} states ({distinct} distinct positions); held-out {fit.held_out}")
+        print(f"{label}: {played.observation.shape[0]} states ({distinct} distinct positions); held-out {held_out}")
         print(strength_line(label, strength[label]))
     n_student = sum(x.size for x in jax.tree.leaves(params))
 
@@ -136,7 +132,7 @@ def main() -> None:
         "# Distilling the tic-tac-toe AlphaZero network into a half-width student (open problem 8.19)",
         "",
         f"Teacher: run `{run.folder}` step {run.steps[-1]}, `{run.config.model}` {dict(run.config.model_kwargs)}, "
-        f"{n_teacher:,} parameters. Students: `{student_config.model}` {dict(student_config.model_kwargs)}, "
+        f"{n_teacher:,} parameters. Students (run folders `student`, `student_random`): `{run.config.model}` {scale_width(run.config.model, dict(run.config.model_kwargs), args.width)}, "
         f"{n_student:,} parameters each, trained for {args.steps} Adam steps on the teacher's policy (KL over legal "
         f"moves) and value (squared error) over the positions of {args.games} games of the teacher's play (its "
         f"policy sampled at temperature 1), once as it plays and once with {args.epsilon:.0%} of the moves uniformly "

@@ -46,15 +46,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     kinds = train_parser.add_subparsers(dest="algorithm", required=True)
     for name, kind in KINDS.items():
         cls = kind.config_cls
-        env_field = next(f for f in dataclasses.fields(cls) if f.name == "env")
-        env = DEFAULT_ENV.get(name, _default(env_field))
         p = kinds.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0], description=cls.__doc__)
-        p.add_argument("--env", default=env, help=f"environment (default: {env})")
+        env_field = next((f for f in dataclasses.fields(cls) if f.name == "env"), None)
+        if env_field is not None:  # kinds without one (distill) take their env from another run
+            env = DEFAULT_ENV.get(name, _default(env_field))
+            p.add_argument("--env", default=env, help=f"environment (default: {env})")
         p.add_argument("--out", required=True, help="run folder (resumed if it holds the same config)")
         for field in dataclasses.fields(cls):
-            if field.name != "env":
-                p.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
-                               type=_flag_type(cls, field), help=f"default: preset or {_default(field)!r}")
+            if field.name == "env":
+                continue
+            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+            p.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=_flag_type(cls, field),
+                           required=required, help="required" if required else f"default: preset or {_default(field)!r}")
         p.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
         p.set_defaults(run=run_train, kind=name)
 
@@ -72,6 +75,8 @@ def config_from_args(args: argparse.Namespace):
     cls = KINDS[args.kind].config_cls
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                if f.name != "env" and getattr(args, f.name) is not None}
+    if not hasattr(args, "env"):
+        return cls(**changes)
     preset = default_config(args.kind, args.env)
     if "model" in changes and "model_kwargs" not in changes and changes["model"] != getattr(preset, "model", None):
         changes["model_kwargs"] = {}  # the preset's kwargs belong to another model kind
