@@ -11,7 +11,9 @@ distributions and the behavioural counters of ``env.episode_metrics`` are compar
 * MonsterGrid - shields picked up after every monster is gone (500-step test episodes).
 
 Then DQN is trained on CoinAtEnd with the same network and printed beside PPO (train and test).
-The Tree Gridworld has no train/test split in the paper (it is learnt online, reset-free), so it
+Every training is a run folder inside ``--out`` (``ppo_seeds`` / ``dqn_seeds`` kinds: seeds vmapped,
+a checkpoint per chunk), so a killed run resumes where it stopped when started again with the same
+``--out``. The Tree Gridworld has no train/test split in the paper (it is learnt online, reset-free), so it
 has its own script: ``experiments/tree_gridworld.py``.
 
     python experiments/gridworld_misgeneralisation.py --out runs/gridworld_mg [--seeds 3] [--scale 1.0]
@@ -37,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp import envs
-from rljaxinterp.agents import dqn as dqn_lib
-from rljaxinterp.agents import ppo as ppo_lib
-from rljaxinterp.reporting import echo_log, fresh_folder, save_figure
+from rljaxinterp import runs
+from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig, per_seed
+from rljaxinterp.eval.levels import greedy, train_and_test
+from rljaxinterp.reporting import echo_log, fresh_folder
+from rljaxinterp.reporting.misgeneralisation import plot_bars, plot_learning, plot_levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,166 +96,43 @@ DQN_GRID = dict(num_envs=8, train_frequency=1, batch_size=128, buffer_size=20_00
                 target_update_every=500, double_dqn=True, lr=5e-4, gamma=0.95)
 
 
-def ppo_config(spec: Spec, scale: float, seed: int) -> ppo_lib.PPOConfig:
-    """Total steps rounded to a whole number of segments (one compile per env)."""
+def ppo_config(spec: Spec, scale: float, seeds: int, seed: int = 0) -> PPOSeedsConfig:
+    """Total steps rounded to a whole number of chunks (one compile per env)."""
     kw = {**_PPO, **spec.ppo}
     batch = kw["num_envs"] * kw["num_steps"]
     per_chunk = max(1, math.ceil(spec.total_timesteps * scale / batch / spec.chunks))
-    return ppo_lib.PPOConfig(env=spec.env, env_kwargs=spec.env_kwargs, seed=seed,
-                             total_timesteps=per_chunk * spec.chunks * batch, **kw)
+    return PPOSeedsConfig(env=spec.env, env_kwargs=spec.env_kwargs, seed=seed, seeds=seeds, chunks=spec.chunks,
+                          eval_levels=64, total_timesteps=per_chunk * spec.chunks * batch, **kw)
 
 
-def rollout_metrics(env: envs.Env, policy, params, key: jax.Array, n: int):
-    """``n`` levels of ``env`` run for its whole ``max_steps`` with no reset (finished levels
-    stay frozen), sampling from the policy. Returns final ``episode_metrics`` (n,) and their
-    per-step means (steps,) - the time series for reset-free tasks. Jittable."""
-    k0, k1 = jax.random.split(key)
-    states = jax.vmap(env.init)(jax.random.split(k0, n))
-
-    def body(states, key):
-        k_act, k_env = jax.random.split(key)
-        action = jax.random.categorical(k_act, policy(params, states.observation))
-        states = jax.vmap(env.step)(states, action, jax.random.split(k_env, n))
-        means = {k: jnp.mean(v.astype(jnp.float32)) for k, v in env.episode_metrics(states).items()}
-        return states, (means, states.rewards[:, 0].mean())
-
-    states, (trace, reward) = jax.lax.scan(body, states, jax.random.split(k1, env.max_steps))
-    return env.episode_metrics(states), {**trace, "reward": reward}
+def train_seeds(config, folder: Path, log) -> tuple[runs.Run, float]:
+    """The seeds' run folder (resumed if a killed run left one) and its training wall time."""
+    runs.train(config, folder, log=lambda line: log("  " + line))
+    run = runs.load_run(folder)
+    return run, run.metrics()[-1]["wall_time"]
 
 
-def make_evaluator(agent, env: envs.Env, n: int):
-    """``(params (seeds, ...), key) -> metrics (seeds, n), traces (seeds, steps)``, jitted."""
-    policy = lambda p, obs: agent.policy_value(p, obs).logits
-    one = lambda p, k: rollout_metrics(env, policy, p, k, n)
-    return jax.jit(lambda params, key: jax.vmap(one)(params, jax.random.split(key, _leading(params))))
+def train_ppo(spec: Spec, config: PPOSeedsConfig, folder: Path, log) -> dict[str, Any]:
+    run, train_s = train_seeds(config, folder, log)
+    rows = run.metrics()
+    evals = [r for r in rows if "eval" in r]
+    return dict(agent=run.agent.base, params=run.params(), returns=per_seed(rows, "episode_return"),
+                curve_steps=[r["env_steps"] for r in evals], train_s=train_s,
+                during={k: np.array([r["eval"][k] for r in evals], np.float64).T for k in evals[0]["eval"]},
+                env_steps=rows[-1]["env_steps"] * config.seeds)
 
 
-def _leading(tree) -> int:
-    return jax.tree.leaves(tree)[0].shape[0]
-
-
-def train_ppo(spec: Spec, config: ppo_lib.PPOConfig, seeds: int, eval_n: int, log) -> dict[str, Any]:
-    agent = ppo_lib.make_ppo(config)
-    per_chunk = config.num_updates // spec.chunks
-    init = jax.jit(jax.vmap(agent.init))
-    segment = jax.jit(jax.vmap(lambda s: agent.segment(s, per_chunk)))
-    train_env = envs.make(spec.env, distribution="train", **spec.env_kwargs)
-    evaluate = make_evaluator(agent, train_env, eval_n)
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), seeds)
-    t0 = time.perf_counter()
-    state = init(keys)
-    returns, curve_steps, during = [], [], []
-    for c in range(spec.chunks):
-        state, metrics = segment(state)
-        returns.append(np.asarray(metrics["episode_return"]))  # (seeds, updates)
-        final, _ = evaluate(state.params, jax.random.PRNGKey(1000 + c))
-        during.append({k: np.asarray(v, np.float64).mean(axis=1) for k, v in final.items()})  # (seeds,)
-        curve_steps.append(int(np.asarray(state.env_steps)[0]))
-        log(f"  {spec.env} chunk {c + 1}/{spec.chunks} env_steps/seed={curve_steps[-1]:,} "
-            f"wall={time.perf_counter() - t0:.0f}s train-level {spec.curve}/seed="
-            f"{np.round(during[-1][spec.curve], 3).tolist()}")
-    train_s = time.perf_counter() - t0
-    return dict(agent=agent, state=state, returns=np.concatenate(returns, axis=1), curve_steps=curve_steps,
-                during={k: np.stack([d[k] for d in during], 1) for k in during[0]}, train_s=train_s,
-                env_steps=curve_steps[-1] * seeds)
-
-
-def final_eval(spec: Spec, agent, params, n: int) -> dict[str, Any]:
-    """Both distributions, same seeds' params, ``n`` levels per seed."""
-    out = {}
-    for dist in ("train", "test"):
-        env = envs.make(spec.env, distribution=dist, **spec.env_kwargs)
-        metrics, trace = make_evaluator(agent, env, n)(params, jax.random.PRNGKey(7 if dist == "train" else 8))
-        out[dist] = dict(
-            per_seed={k: np.asarray(v, np.float64).mean(axis=1) for k, v in metrics.items()},
-            trace={k: np.asarray(v, np.float64).mean(axis=0) for k, v in trace.items()},
-            max_steps=env.max_steps)
-    return out
-
-
-# -- figures ---------------------------------------------------------------------------------
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_learning(name: str, spec: Spec, res: dict, config, out: Path) -> Path:
-    plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
-    steps = (np.arange(res["returns"].shape[1]) + 1) * config.batch_size
-    for s, r in enumerate(res["returns"]):
-        ok = np.isfinite(r)
-        window = max(1, len(r) // 50)
-        smooth = np.convolve(np.where(ok, r, 0), np.ones(window), "same") / np.maximum(
-            np.convolve(ok, np.ones(window), "same"), 1)
-        ax.plot(steps[ok], smooth[ok], lw=1, label=f"seed {s}")
-    ax.set_xlabel("env steps per seed"), ax.set_title(f"{name}: training episode return")
-    ax.legend(fontsize=7)
-    key = spec.curve
-    for s, v in enumerate(res["during"][key]):
-        ax2.plot(res["curve_steps"], v, marker="o", ms=3, lw=1, label=f"seed {s}")
-    ax2.set_xlabel("env steps per seed"), ax2.set_title(f"{key} on fresh train levels")
-    return save_figure(fig, out / f"{name}_learning.png")
-
-
-def plot_levels(name: str, spec: Spec, out: Path, k: int = 4) -> Path:
-    plt = _plt()
-    fig, axes = plt.subplots(2, k, figsize=(2.2 * k, 4.6))
-    for row, dist in enumerate(("train", "test")):
-        env = envs.make(spec.env, distribution=dist, **spec.env_kwargs)
-        states = jax.vmap(env.init)(jax.random.split(jax.random.PRNGKey(3), k))
-        images = env.render(states, scale=12)
-        for i in range(k):
-            axes[row, i].imshow(images[i]), axes[row, i].set_xticks([]), axes[row, i].set_yticks([])
-            axes[row, i].set_title(f"{dist} level {i}", fontsize=8)
-    return save_figure(fig, out / f"{name}_levels.png")
-
-
-def plot_bars(name: str, spec: Spec, ev: dict, out: Path) -> Path:
-    plt = _plt()
-    keys = spec.show
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.4))
-    x = np.arange(len(keys))
-    for j, dist in enumerate(("train", "test")):
-        vals = np.array([ev[dist]["per_seed"][k] for k in keys])  # (keys, seeds)
-        ax.bar(x + (j - 0.5) * 0.38, vals.mean(1), 0.38, yerr=vals.std(1), capsize=3,
-               label=f"{dist} ({ev[dist]['max_steps']} steps)")
-        for s in range(vals.shape[1]):
-            ax.plot(x + (j - 0.5) * 0.38, vals[:, s], "k.", ms=3)
-    ax.set_xticks(x, keys, rotation=20, fontsize=8)
-    ax.set_title(f"{name}: per-episode counters, mean over seeds (dots: seeds)")
-    ax.legend(fontsize=8)
-    return save_figure(fig, out / f"{name}_metrics.png")
-
-
-# -- DQN beside PPO ----------------------------------------------------------------------------
-
-def dqn_vs_ppo(spec: Spec, ppo_res: dict, ppo_ev: dict, seeds: int, scale: float, eval_n: int, log) -> dict:
+def dqn_vs_ppo(spec: Spec, seeds: int, scale: float, eval_n: int, folder: Path, log) -> dict:
     steps = int(DQN_STEPS * scale)
-    config = dqn_lib.DQNConfig(env=spec.env, env_kwargs=spec.env_kwargs, model="mlp",
-                               model_kwargs={"hidden": [256, 256]}, total_timesteps=steps,
-                               eps_decay_steps=max(1, steps // 2), checkpoint_every=1_000, **DQN_GRID)
-    agent = dqn_lib.make_dqn(config)
-    train = jax.jit(jax.vmap(dqn_lib.make_train(config)))
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), seeds)
-    t0 = time.perf_counter()
-    state, metrics = jax.block_until_ready(train(keys))
-    dqn_s = time.perf_counter() - t0
+    config = DQNSeedsConfig(env=spec.env, env_kwargs=spec.env_kwargs, model="mlp", model_kwargs={"hidden": [256, 256]},
+                            total_timesteps=steps, eps_decay_steps=max(1, steps // 2), seeds=seeds, **DQN_GRID)
+    run, dqn_s = train_seeds(config, folder, log)
     # DQN is read greedily (argmax Q) - that is its policy; PPO samples its policy.
-    greedy = lambda p, obs: jnp.where(
-        jax.nn.one_hot(jnp.argmax(agent.policy_value(p, obs).logits, -1), agent.env.num_actions) > 0, 0.0, -1e9)
-    out = {}
-    for dist in ("train", "test"):
-        env = envs.make(spec.env, distribution=dist, **spec.env_kwargs)
-        run = jax.jit(jax.vmap(lambda p, k: rollout_metrics(env, greedy, p, k, eval_n)[0]))
-        m = run(state.params, jax.random.split(jax.random.PRNGKey(9), seeds))
-        out[dist] = {k: np.asarray(v, np.float64).mean(axis=1) for k, v in m.items()}
-    env_steps = int(np.asarray(state.env_steps)[0])
+    ev = train_and_test(run.agent.base, run.params(), spec.env, spec.env_kwargs, eval_n,
+                        policy=greedy(run.agent.base), keys={"train": 9, "test": 9})
+    env_steps = run.metrics()[-1]["env_steps"]
     log(f"  DQN {spec.env}: {env_steps:,} env steps/seed x {seeds} seeds in {dqn_s:.0f}s (compile included)")
-    return dict(config=config, eval=out, wall_s=dqn_s, env_steps=env_steps)
+    return dict(config=config, eval={d: ev[d]["per_seed"] for d in ev}, wall_s=dqn_s, env_steps=env_steps)
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -288,18 +167,18 @@ def main() -> None:
               f"policies evaluated by sampling on {args.eval_levels} fresh levels per seed and distribution.", ""]
     for name in args.envs:
         spec = SPECS[name]
-        config = ppo_config(spec, args.scale, seed=0)
+        config = ppo_config(spec, args.scale, args.seeds)
         log(f"== {name} {spec.env_kwargs}: PPO {config.total_timesteps:,} steps/seed, "
             f"{config.num_envs} envs x {config.num_steps} steps, {config.model} {config.model_kwargs}")
-        res = train_ppo(spec, config, args.seeds, 64, log)
-        ev = final_eval(spec, res["agent"], res["state"].params, args.eval_levels)
+        res = train_ppo(spec, config, out / name, log)
+        ev = train_and_test(res["agent"], res["params"], spec.env, spec.env_kwargs, args.eval_levels)
         log(f"  trained {res['env_steps']:,} env steps in {res['train_s']:.0f}s "
             f"({res['env_steps'] / res['train_s']:,.0f} steps/s incl. compile and evaluations during training)")
         for dist in ("train", "test"):
             for k in spec.show:
                 log(f"  {dist:5s} {k:26s} {fmt_seeds(ev[dist]['per_seed'][k])}")
-        figs = [plot_learning(name, spec, res, config, out), plot_levels(name, spec, out),
-                plot_bars(name, spec, ev, out)]
+        figs = [plot_learning(name, spec.curve, res, config.batch_size, out),
+                plot_levels(name, spec.env, spec.env_kwargs, out), plot_bars(name, spec.show, ev, out)]
         results[name] = dict(config=config.to_dict(), train_s=res["train_s"], env_steps=res["env_steps"],
                              final={d: {k: v.tolist() for k, v in ev[d]["per_seed"].items()} for d in ev},
                              during={k: v.tolist() for k, v in res["during"].items()},
@@ -316,7 +195,7 @@ def main() -> None:
         report += [""] + [f"![{f.stem}]({f.name})" for f in figs] + [""]
 
         if name == "CoinAtEnd" and not args.no_dqn:
-            dq = dqn_vs_ppo(spec, res, ev, args.seeds, args.scale, args.eval_levels, log)
+            dq = dqn_vs_ppo(spec, args.seeds, args.scale, args.eval_levels, out / f"DQN_{name}", log)
             log(f"  PPO vs DQN on {name} (mean over seeds; PPO samples its policy, DQN is greedy):")
             log(f"  {'':5s} {'counter':26s} {'PPO':>7s} {'DQN':>7s}")
             for dist in ("train", "test"):

@@ -96,7 +96,7 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
             f"reward rate peak {row['peak_reward_rate']:.3f} at {row['peak_reward_rate_step']:,}, final "
             f"{row['final_reward_rate']:.3f}; fresh forests extinct: peak {row['fresh_extinct_peak']:.2f} at "
             f"{row['fresh_extinct_peak_step']:,}, final {row['fresh_extinct_final']:.2f}")
-    test = jax.jit(tw.make_restraint_test(run.agent.ppo))
+    test = jax.jit(tw.make_restraint_test(run.agent.base))
     restraint = np.asarray(test(state.params, jax.random.PRNGKey(20_000)))
     restraint_random = np.asarray(test(None, jax.random.PRNGKey(20_000)))
     log(f"  gamma={gamma} final policy from forests of {list(tw.RESTRAINT_COUNTS)} trees, share emptied before one "
@@ -122,7 +122,7 @@ def restraint_of_checkpoints(args: argparse.Namespace, out: Path, updates: list[
     print(f"share of forests emptied before one regrows, n = {list(tw.RESTRAINT_COUNTS)} trees at the start")
     for gamma in args.gammas:
         run = runs.load_run(out / f"gamma{gamma}")
-        test, key = jax.jit(tw.make_restraint_test(run.agent.ppo)), jax.random.PRNGKey(20_000)
+        test, key = jax.jit(tw.make_restraint_test(run.agent.base)), jax.random.PRNGKey(20_000)
         print(f"  gamma={gamma} random policy: {tr.rates_text(test(None, key)[:, 0])}")
         for u in updates:
             shares = " / ".join(tr.rates_text(seed) for seed in np.asarray(test(run.params(u), key))[..., 0])

@@ -14,7 +14,6 @@ Progress files of the experiment's earlier, npz-based format are imported by
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp.agents.ppo import PPO, PPOConfig, make_ppo
+from rljaxinterp.agents.seeds import SeedsAgent, listed
 from rljaxinterp.eval.tree_worlds import NEVER, SPEC, make_fresh_eval, world_stats
 
 POPULATION = ("trees", "extinct", "reward_rate", "alive_chop_rate", "entropy", "value_mean")
@@ -65,29 +65,6 @@ class TreePPOConfig(PPOConfig):
         self._need(self.anneal_lr is False, "anneal_lr", "must be False (online training; runs are lengthened)")
 
 
-@dataclasses.dataclass(frozen=True)
-class SeedsAgent:
-    """``config.seeds`` PPO agents as one: state and params carry a leading seeds axis."""
-
-    config: TreePPOConfig
-    ppo: PPO
-
-    @property
-    def env(self):
-        return self.ppo.env
-
-    @property
-    def model(self):
-        return self.ppo.model
-
-    def init(self, key: jax.Array):
-        return jax.vmap(self.ppo.init)(jax.random.split(key, self.config.seeds))
-
-    def policy_value(self, params, observation):
-        """Every seed's network on the same observations: outputs (seeds, batch, ...)."""
-        return jax.vmap(self.ppo.policy_value, in_axes=(0, None))(params, observation)
-
-
 def make_agent(config: TreePPOConfig) -> SeedsAgent:
     return SeedsAgent(config, make_ppo(config))
 
@@ -111,20 +88,11 @@ def make_segment(agent: PPO, updates: int):
     return jax.jit(jax.vmap(lambda s: jax.lax.scan(one, s, None, updates)))
 
 
-def _listed(x: Any) -> Any:
-    """JSON form of a per-seed array: nested lists, NaN as null."""
-    x = np.asarray(x)
-    if x.dtype.kind == "f":
-        return [None if not math.isfinite(v) else float(v) for v in x.ravel()] if x.ndim == 1 else \
-            [_listed(row) for row in x]
-    return x.tolist()
-
-
 def update_rows(metrics: dict[str, np.ndarray], first_update: int, steps_before: int, batch: int) -> list[dict]:
     """One metrics row per update from a segment's (seeds, updates, ...) records."""
     n = np.asarray(metrics["trees"]).shape[1]
     return [{"update": first_update + u + 1, "env_steps": steps_before + (u + 1) * batch,
-             **{k: _listed(np.asarray(metrics[k])[:, u]) for k in (*POPULATION, *WORLDS)}} for u in range(n)]
+             **{k: listed(np.asarray(metrics[k])[:, u]) for k in (*POPULATION, *WORLDS)}} for u in range(n)]
 
 
 def records(rows: list[dict]) -> dict[str, Any]:
@@ -156,8 +124,8 @@ class TreePPOTrainer:
         self.total = config.chunks * config.updates_per_chunk
         self.every = self.chunk = config.updates_per_chunk
         self._init = jax.jit(self.agent.init)
-        self._segment = make_segment(self.agent.ppo, config.updates_per_chunk)
-        self._fresh = make_fresh_eval(self.agent.ppo, config.eval_forests, config.eval_steps)
+        self._segment = make_segment(self.agent.base, config.updates_per_chunk)
+        self._fresh = make_fresh_eval(self.agent.base, config.eval_forests, config.eval_steps)
 
     def init(self):
         return self._init(jax.random.PRNGKey(self.config.seed))
@@ -168,7 +136,7 @@ class TreePPOTrainer:
     def fresh(self, params, evaluation: int) -> dict:
         """The frozen policies on fresh forests: evaluation 0 before training, c + 1 after chunk c."""
         f = jax.device_get(self._fresh(params, jax.random.PRNGKey(FRESH_KEY + evaluation)))
-        return {k: _listed(f[k]) for k in FRESH}
+        return {k: listed(f[k]) for k in FRESH}
 
     def advance(self, state, n: int):
         if n != self.chunk:
@@ -228,7 +196,7 @@ def import_progress(path: str | Path, config: TreePPOConfig, folder: str | Path)
         raise ValueError(f"{path} has {done} updates done; ask for at least {done // config.updates_per_chunk} chunks")
     rows = [{"update": 0, "env_steps": 0}, *(update_rows(metrics, 0, 0, config.batch_size) if metrics else [])]
     for i, steps in enumerate(fresh_steps):
-        rows[steps // config.batch_size]["fresh"] = {k: _listed(fresh[k][:, i]) for k in FRESH}
+        rows[steps // config.batch_size]["fresh"] = {k: listed(fresh[k][:, i]) for k in FRESH}
     files.claim(folder, "tree_ppo", config.to_dict(), None)
     files.rewrite_metrics(folder, rows)
     manager = files.checkpoint_manager(folder)

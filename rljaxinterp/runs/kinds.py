@@ -234,6 +234,7 @@ def _register_builtin() -> None:
     from rljaxinterp.agents.distill import DistillConfig, DistillTrainer, make_student
     from rljaxinterp.agents.dqn import DQNConfig, make_dqn
     from rljaxinterp.agents.ppo import PPOConfig, make_ppo
+    from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig, SeedsTrainer, seeds_agent
     from rljaxinterp.agents.tree_ppo import TreePPOConfig, TreePPOTrainer
     from rljaxinterp.agents.tree_ppo import make_agent as make_tree_agent
     from rljaxinterp.runs import presets
@@ -253,6 +254,12 @@ def _register_builtin() -> None:
             curves=(("mean episode return (training policy)", "env_steps", ("episode_return",)),
                     ("loss", "env_steps", ("loss",))),
             evaluate=_evaluate_episodes))
+    for name, cls in (("ppo_seeds", PPOSeedsConfig), ("dqn_seeds", DQNSeedsConfig)):
+        register_kind(RunKind(
+            name, cls, SeedsTrainer, "update", {},
+            curves=(("mean episode return (training policy), per seed", "env_steps", ("episode_return",)),
+                    ("loss, per seed", "env_steps", ("loss",))),
+            make_agent=seeds_agent))
     register_kind(RunKind(
         "tree_ppo", TreePPOConfig, TreePPOTrainer, "update", {},
         curves=(("training worlds: reward rate (chops per world-step), per seed", "env_steps", ("reward_rate",)),
