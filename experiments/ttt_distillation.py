@@ -28,7 +28,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from rljaxinterp import interp, runs
-from rljaxinterp.agents.distill import DistillConfig, scale_width, teacher_play
+from rljaxinterp.agents.distill import scale_width
+from rljaxinterp.runs.distill import DistillConfig, teacher_play
 from rljaxinterp.cli.report import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.envs.pgx_games import game_state
@@ -73,7 +74,6 @@ def main() -> None:
     t0 = time.perf_counter()
     run, out = open_experiment(args)
     teacher_params = run.params()
-    teacher = lambda o: run.policy_value(teacher_params, o)
 
     states, boards = tic_tac_toe_reachable()
     terminal = np.asarray(states.terminated)

@@ -105,7 +105,8 @@ def test_distill_run_equals_the_distil_function_and_resumes_bit_identically(tmp_
 
     import jax.numpy as jnp
 
-    from rljaxinterp.agents.distill import DistillConfig, _keys, distil, sampling_player, scale_width
+    from rljaxinterp.agents.distill import distil, sampling_player, scale_width
+    from rljaxinterp.runs.distill import DistillConfig, _keys
     from rljaxinterp.envs.sampling import random_play_states
 
     teacher_folder = FIXTURES / "alphazero"
@@ -130,3 +131,31 @@ def test_distill_run_equals_the_distil_function_and_resumes_bit_identically(tmp_
     assert whole.model.hidden == (16,)  # the teacher's width 8, doubled
     out = whole.policy_value(whole.params(), played.observation[:3].astype(jnp.float32))
     assert out.logits.shape == (3, 9)
+
+
+@pytest.mark.slow
+def test_seeded_run_equals_one_vmapped_training_and_logs_each_seed(tmp_path):
+    """A ppo_seeds run folder (two chunks, one checkpoint each, stopped and resumed between
+    them) ends with the parameters of ``jax.vmap(agent.train)`` over the same split keys, logs
+    one value per seed per update, and evaluates every seed on fresh levels after each chunk."""
+    from rljaxinterp.agents.ppo import PPOConfig, make_ppo
+
+    config = runs.default_config("ppo_seeds", "CoinAtEnd", env_kwargs={"height": 3, "width": 5, "max_steps": 10},
+                                 model="mlp", model_kwargs={"hidden": [8]}, num_envs=4, num_steps=8,
+                                 total_timesteps=4 * 8 * 4, seeds=2, chunks=2, eval_levels=3)
+    assert config.checkpoint_every == 2
+    runs.train(config, tmp_path / "run", progress=False, stop_after=1)
+    runs.train(config, tmp_path / "run", progress=False)
+    run = runs.load_run(tmp_path / "run")
+    assert run.steps == [0, 2, 4]
+    rows = run.metrics()
+    assert [r["update"] for r in rows] == [1, 2, 3, 4] and all(len(r["episode_return"]) == 2 for r in rows)
+    assert [sorted(r.get("eval", {})) == [] for r in rows] == [True, False, True, False]
+    assert set(rows[-1]["eval"]) >= {"reached_coin", "reached_end_without_coin"}
+    single = make_ppo(PPOConfig(**{k: v for k, v in config.to_dict().items()
+                                   if k not in ("seeds", "chunks", "eval_levels")}))
+    state, _ = jax.jit(jax.vmap(single.train))(jax.random.split(jax.random.PRNGKey(config.seed), 2))
+    for a, b in zip(jax.tree.leaves(run.params()), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="3 chunks must divide"):
+        config.replace(chunks=3)

@@ -231,7 +231,7 @@ def kind_of(config: Any) -> RunKind:
 def _register_builtin() -> None:
     from rljaxinterp.agents.alphazero import make_agent
     from rljaxinterp.agents.config import AlphaZeroConfig
-    from rljaxinterp.agents.distill import DistillConfig, DistillTrainer, make_student
+    from rljaxinterp.runs.distill import DistillConfig, DistillTrainer, make_student
     from rljaxinterp.agents.dqn import DQNConfig, make_dqn
     from rljaxinterp.agents.ppo import PPOConfig, make_ppo
     from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig, SeedsTrainer, seeds_agent
