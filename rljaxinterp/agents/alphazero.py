@@ -12,8 +12,6 @@ never assumes a fixed id.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +27,7 @@ from rljaxinterp.agents.common import (
     Params,
     RingBuffer,
     build_model,
+    compiled,
     epsilon_explore,
     init_params,
 )
@@ -284,18 +283,19 @@ def make_iteration(config: AlphaZeroConfig) -> Callable[[TrainState, jax.Array],
     """ONE jitted ``iteration(state, key) -> (state, metrics)``; build the state with
     ``make_agent(config).init(key)`` or :func:`init_state`. Cached per config, so a second
     run of the same config in one process does not compile again."""
-    return _jitted(json.dumps(config.to_dict(), sort_keys=True))[1]
+    return _jitted(config)[1]
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted(config_json: str):
-    agent = make_agent(AlphaZeroConfig.from_dict(json.loads(config_json)))
-    return jax.jit(agent.init), jax.jit(agent.iteration)
+def _jitted(config: AlphaZeroConfig):
+    def build():
+        agent = make_agent(config)
+        return jax.jit(agent.init), jax.jit(agent.iteration)
+    return compiled("alphazero", config, build)
 
 
 def init_state(config: AlphaZeroConfig) -> TrainState:
     """The state before iteration 0, a pure function of the config's seed."""
-    return _jitted(json.dumps(config.to_dict(), sort_keys=True))[0](jax.random.PRNGKey(config.seed))
+    return _jitted(config)[0](jax.random.PRNGKey(config.seed))
 
 
 def iteration_key(config: AlphaZeroConfig, i: int) -> jax.Array:

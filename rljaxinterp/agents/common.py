@@ -1,5 +1,6 @@
 """What every training algorithm here (AlphaZero, PPO, DQN, distillation) shares: policies
-over legal actions, the on-device replay ring buffer, and building a network's parameters.
+over legal actions, the on-device replay ring buffer, building a network's parameters, and
+the one cache of compiled training programs.
 
 One fill value for illegal actions everywhere: the most negative finite number of the
 logits' dtype. Softmax gives them probability exactly 0, ``p * log p`` stays 0 (``-inf``
@@ -9,9 +10,11 @@ while any action is legal, and a row with no legal action stays finite.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax
@@ -22,6 +25,24 @@ from rljaxinterp.models import make_model
 from rljaxinterp.models.base import mask_logits
 
 Params = Any
+T = TypeVar("T")
+
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+COMPILED_KEEP = 16  # programs kept; the least recently used goes first
+
+
+def compiled(kind: str, config: Any, build: Callable[[], T], *extra: Any) -> T:
+    """``build()`` once per (kind, config, extra) in a process, so training, resuming and
+    reading a run of one config compile its programs once. ``config`` is keyed by its JSON
+    form (``to_dict``); ``extra`` holds anything else the programs depend on (devices)."""
+    key = (kind, json.dumps(config.to_dict(), sort_keys=True), *extra)
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+    else:
+        _COMPILED[key] = build()
+        while len(_COMPILED) > COMPILED_KEEP:
+            _COMPILED.popitem(last=False)
+    return _COMPILED[key]
 
 
 def uniform_legal_action(key: jax.Array, legal: jax.Array) -> jax.Array:

@@ -13,8 +13,6 @@ threefry), so a run on 1 or N devices differs only by floating-point reduction o
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Callable, Sequence
 
 import jax
@@ -23,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rljaxinterp.agents.alphazero import TrainState, make_agent, make_iteration
+from rljaxinterp.agents.common import compiled
 from rljaxinterp.agents.config import AlphaZeroConfig
 
 AXIS = "games"
@@ -62,12 +61,10 @@ def make_sharded_iteration(config: AlphaZeroConfig, devices: Sequence[jax.Device
                          f"number of devices ({len(devices)}) to shard the games evenly")
     if len(devices) == 1:
         return (lambda state: state), make_iteration(config)
-    return _sharded(json.dumps(config.to_dict(), sort_keys=True), tuple(devices))
+    return compiled("alphazero-sharded", config, lambda: _sharded(config, tuple(devices)), tuple(devices))
 
 
-@functools.lru_cache(maxsize=8)
-def _sharded(config_json: str, devices: tuple[jax.Device, ...]):
-    config = AlphaZeroConfig.from_dict(json.loads(config_json))
+def _sharded(config: AlphaZeroConfig, devices: tuple[jax.Device, ...]):
     mesh = make_mesh(devices)
     agent = make_agent(config)
     abstract = jax.eval_shape(agent.init, jax.random.PRNGKey(config.seed))

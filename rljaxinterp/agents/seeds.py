@@ -2,8 +2,10 @@
 ``jax.vmap`` over seeds of a jitted segment of updates), in one run folder.
 
 Seeds are split from ``seed`` exactly as ``jax.vmap(agent.train)(jax.random.split(key,
-seeds))`` would, so a run here ends where that one-call training ends. The run is cut into
-``chunks`` segments, each one checkpoint; with ``eval_levels`` every chunk ends with all
+seeds))`` splits them. The run is cut into ``chunks`` segments, each one checkpoint, so it
+ends bit-identical to those segments run in a row (resumed or not); the one-call training,
+compiled as one fused program, agrees to float rounding (about 1e-9 at first), which RL
+training can amplify over many updates. with ``eval_levels`` every chunk ends with all
 seeds' policies sampled on that many fresh levels of the task's training distribution, and
 the means of ``env.episode_metrics`` logged per seed (behaviour over training).
 """
@@ -17,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from rljaxinterp.agents.common import compiled
 from rljaxinterp.agents.dqn import DQNConfig, make_dqn
 from rljaxinterp.agents.ppo import PPOConfig, make_ppo
 from rljaxinterp.eval.levels import make_evaluator
@@ -110,17 +113,20 @@ class SeedsTrainer:
         if devices is not None and len(devices) > 1:
             raise ValueError(f"seeded runs use one device (the seeds are vmapped); got devices={list(devices)}")
         self.config = config
-        self.agent = seeds_agent(config)
         self.total, self.every = config.num_updates, config.checkpoint_every
         self.chunk = self.every
-        self._init = jax.jit(self.agent.init)
-        self._segment = jax.jit(jax.vmap(lambda s: self.agent.base.segment(s, self.chunk)))
-        self._evaluate = None
-        if config.eval_levels:
+        self.agent, self._init, self._segment, self._evaluate = compiled("seeds", config, self._build)
+
+    def _build(self):
+        agent = seeds_agent(self.config)
+        evaluate = None
+        if self.config.eval_levels:
             from rljaxinterp import envs
 
-            env = envs.make(config.env, distribution="train", **config.env_kwargs)
-            self._evaluate = make_evaluator(self.agent.base, env, config.eval_levels)
+            env = envs.make(self.config.env, distribution="train", **self.config.env_kwargs)
+            evaluate = make_evaluator(agent.base, env, self.config.eval_levels)
+        chunk = self.chunk
+        return (agent, jax.jit(agent.init), jax.jit(jax.vmap(lambda s: agent.base.segment(s, chunk))), evaluate)
 
     def init(self):
         return self._init(jax.random.PRNGKey(self.config.seed))

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rljaxinterp.agents.common import compiled
 from rljaxinterp.agents.ppo import PPO, PPOConfig, make_ppo
 from rljaxinterp.agents.seeds import SeedsAgent, listed
 from rljaxinterp.eval.tree_worlds import NEVER, SPEC, make_fresh_eval, world_stats
@@ -120,12 +121,14 @@ class TreePPOTrainer:
         if devices is not None and len(devices) > 1:
             raise ValueError(f"tree_ppo runs on one device (its seeds are vmapped); got devices={list(devices)}")
         self.config = config
-        self.agent = make_agent(config)
         self.total = config.chunks * config.updates_per_chunk
         self.every = self.chunk = config.updates_per_chunk
-        self._init = jax.jit(self.agent.init)
-        self._segment = make_segment(self.agent.base, config.updates_per_chunk)
-        self._fresh = make_fresh_eval(self.agent.base, config.eval_forests, config.eval_steps)
+
+        def build():
+            agent = make_agent(config)
+            return (agent, jax.jit(agent.init), make_segment(agent.base, config.updates_per_chunk),
+                    make_fresh_eval(agent.base, config.eval_forests, config.eval_steps))
+        self.agent, self._init, self._segment, self._fresh = compiled("tree_ppo", config, build)
 
     def init(self):
         return self._init(jax.random.PRNGKey(self.config.seed))

@@ -11,7 +11,6 @@ curves and progress output. A new agent registers with :func:`register_kind`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -116,17 +115,14 @@ class AlphaZeroTrainer:
 
 
 # -- PPO and DQN -----------------------------------------------------------------------------
-_COMPILED: dict[str, tuple[Any, Callable, Callable]] = {}
-
-
 def compiled_segments(kind: str, config, make_agent: Callable) -> tuple[Any, Callable, Callable]:
-    """``(agent, jitted init, jitted segment)``, cached per config so that training, resuming
-    and reading a run in one process compile once."""
-    key = json.dumps({"agent": kind, **config.to_dict()}, sort_keys=True)
-    if key not in _COMPILED:
+    """``(agent, jitted init, jitted segment)``, compiled once per config in a process."""
+    from rljaxinterp.agents.common import compiled
+
+    def build():
         agent = make_agent(config)
-        _COMPILED[key] = (agent, jax.jit(agent.init), jax.jit(agent.segment, static_argnums=1))
-    return _COMPILED[key]
+        return agent, jax.jit(agent.init), jax.jit(agent.segment, static_argnums=1)
+    return compiled(kind, config, build)
 
 
 def _finite(x: float) -> float | None:
