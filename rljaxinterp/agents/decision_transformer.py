@@ -13,6 +13,7 @@ shortest path, although the data hold almost none.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -196,9 +197,12 @@ _ROLLOUTS: dict = {}
 
 
 def _rollouts(agent, params, starts, goals, policy):
-    key = (id(agent), policy)
+    """``agent.rollouts`` jitted once per (config, policy) in a process, so training, reading a
+    run back and evaluating share one compile."""
+    key = (json.dumps(agent.config.to_dict(), sort_keys=True), policy)
     if key not in _ROLLOUTS:
-        _ROLLOUTS.clear()  # one agent at a time; keeps the cache from pinning old models
+        if len(_ROLLOUTS) >= 8:
+            _ROLLOUTS.pop(next(iter(_ROLLOUTS)))  # the oldest; keeps the cache from pinning old models
         _ROLLOUTS[key] = jax.jit(lambda p, s, g: agent.rollouts(p, s, g, policy))
     return _ROLLOUTS[key](params, starts, goals)
 
