@@ -186,8 +186,8 @@ def main() -> None:
     for name, v in (("DT, best return", b), ("untrained DT", results["untrained_bar"]), ("random-walk data", r)):
         md.append(f"| {name} | {v['success_rate']:.3f} | {v['mean_length']:.2f} | {v['mean_optimal']:.2f} | "
                   f"{v['path_ratio']:.3f} | {v.get('optimal_share', float('nan')):.3f} |")
-    md += ["", f"## Probes at the current state token ({obs.shape[0]} random-play states, "
-           f"corr(distance, return-to-go) = {corr:.2f})", "",
+    md += ["", (f"## Probes at the current state token ({obs.shape[0]} random-play states, "
+           f"corr(distance, return-to-go) = {corr:.2f})"), "",
            "| site | distance R^2 | untrained | rtg R^2 | untrained | next node | untrained |", "|---|---|---|---|---|---|---|"]
     md += [f"| {s} | " + " | ".join(f"{probes[k][s][c]:.3f}" for c in ("distance_to_goal", "return_to_go", "next_node")
                                      for k in ("trained", "untrained")) + " |" for s in sites]
@@ -208,24 +208,24 @@ def main() -> None:
     md += [f"| {k} | {v['success_rate']:.3f} | {v['mean_length']:.2f} | {v['mean_optimal']:.2f} | "
            f"{v['mean_length'] - v['mean_optimal']:.2f} |" for k, v in results["worse_returns"].items()]
     md += ["", "## Conclusion (derived from the numbers above)", "",
-           f"- The DT reaches the goal from {b['success_rate']:.1%} of pairs with paths {b['path_ratio']:.3f}x the BFS "
-           f"optimum; its random-walk data reach {r['success_rate']:.1%} at {r['path_ratio']:.2f}x.",
-           f"- Distance to goal is best decoded at `{best('distance_to_goal')}` (R^2 "
+           (f"- The DT reaches the goal from {b['success_rate']:.1%} of pairs with paths {b['path_ratio']:.3f}x the BFS "
+           f"optimum; its random-walk data reach {r['success_rate']:.1%} at {r['path_ratio']:.2f}x."),
+           (f"- Distance to goal is best decoded at `{best('distance_to_goal')}` (R^2 "
            f"{probes['trained'][best('distance_to_goal')]['distance_to_goal']:.2f}; untrained best "
            f"{max(probes['untrained'][s]['distance_to_goal'] for s in sites):.2f}); the next shortest-path node at "
            f"`{best('next_node')}` ({probes['trained'][best('next_node')]['next_node']:.2f}; untrained best "
-           f"{max(probes['untrained'][s]['next_node'] for s in sites):.2f}).",
-           f"- Goal information reaches the move mostly through {top[0]} ({results['goal_patching']['head_share'][top[0]]:.2f}"
-           f" of the logit difference) and {top[1]} ({results['goal_patching']['head_share'][top[1]]:.2f}).",
-           f"- Head attending most to return-to-go tokens: {heads[int(np.argmax(att['trained']))]} "
-           f"({att['trained'].max():.2f} of its attention; untrained max {att['untrained'].max():.2f}).",
-           f"- Components whose mean ablation breaks the bar (success < 95% or ratio > 1.1): "
-           f"{', '.join(needed) or 'none'}; the rest are individually dispensable.",
+           f"{max(probes['untrained'][s]['next_node'] for s in sites):.2f})."),
+           (f"- Goal information reaches the move mostly through {top[0]} ({results['goal_patching']['head_share'][top[0]]:.2f}"
+           f" of the logit difference) and {top[1]} ({results['goal_patching']['head_share'][top[1]]:.2f})."),
+           (f"- Head attending most to return-to-go tokens: {heads[int(np.argmax(att['trained']))]} "
+           f"({att['trained'].max():.2f} of its attention; untrained max {att['untrained'].max():.2f})."),
+           (f"- Components whose mean ablation breaks the bar (success < 95% or ratio > 1.1): "
+           f"{', '.join(needed) or 'none'}; the rest are individually dispensable."),
            "- Asking for 0/1/2/3 extra steps gives " + "/".join(f"{v['mean_length'] - v['mean_optimal']:.2f}" for v in
            results["worse_returns"].values()) + " extra steps on the successful pairs: the return token steers path length"
            " only as far as these numbers move.",
-           "- Limits: one trained seed, one untrained control network, states from random play; linear probes "
-           "show decodability, not use.", "", "## Log", "", "```", *lines, "```"]
+           ("- Limits: one trained seed, one untrained control network, states from random play; linear probes "
+           "show decodability, not use."), "", "## Log", "", "```", *lines, "```"]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     log(f"report written to {out / 'report.md'}")

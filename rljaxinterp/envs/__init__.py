@@ -39,5 +39,5 @@ __all__ = [
     "tree_select",
     "winning_lines",
 ]
+import rljaxinterp.envs.graph_paths  # registers GraphPaths-v0
 import rljaxinterp.envs.gridworlds  # noqa: F401  (registers the gridworlds)
-import rljaxinterp.envs.graph_paths  # noqa: F401,E402  (registers GraphPaths-v0)

@@ -116,7 +116,7 @@ class GraphPaths(Env):
 
     def __init__(self, num_nodes: int = 20, edge_prob: float = 0.1, graph_seed: int = 0, max_steps: int = 10,
                  **options):
-        check_options(self.name, options, [])
+        check_options(self.name, options, ["num_nodes", "edge_prob", "graph_seed", "max_steps"])
         if not (isinstance(max_steps, int) and max_steps >= 1):
             raise ValueError(f"max_steps={max_steps!r} is not allowed; need an integer >= 1")
         self.num_nodes, self.edge_prob, self.graph_seed, self.max_steps = num_nodes, edge_prob, graph_seed, max_steps

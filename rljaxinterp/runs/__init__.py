@@ -9,11 +9,11 @@ run = runs.load_run("runs/cartpole")           # run.params(step), run.metrics()
 ```
 """
 
+from rljaxinterp.runs import sequence_kinds  # noqa: F401  (registers the dt kind)
 from rljaxinterp.runs.folder import CheckpointError, RunFolderError
 from rljaxinterp.runs.kinds import KINDS, RunKind, Trainer, kind_named, kind_of, register_kind
 from rljaxinterp.runs.run import Run, load_run
 from rljaxinterp.runs.train import plot_learning_curve, read_config, train
-from rljaxinterp.runs import sequence_kinds  # noqa: F401,I001  (registers the dt kind)
 
 
 def default_config(kind: str, env: str, **changes):

@@ -84,5 +84,11 @@ def compute(env_name: str, states: EnvState, names: Iterable[str] | None = None)
     return {n: values[n] for n in names}  # jit sorts dict keys; keep the library's order
 
 
-from rljaxinterp.interp.concepts import chess, connect_four, go, gridworlds, tic_tac_toe  # noqa: F401  (register)
-from rljaxinterp.interp.concepts import graph_paths  # noqa: E402,F401,I001  (registers GraphPaths-v0)
+from rljaxinterp.interp.concepts import (  # noqa: F401  (register)
+    chess,
+    connect_four,
+    go,
+    graph_paths,
+    gridworlds,
+    tic_tac_toe,
+)
