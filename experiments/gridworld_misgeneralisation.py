@@ -12,8 +12,8 @@ distributions and the behavioural counters of ``env.episode_metrics`` are compar
 
 Then DQN is trained on CoinAtEnd with the same network and printed beside PPO (train and test).
 Every training is a run folder inside ``--out`` (``ppo_seeds`` / ``dqn_seeds`` kinds: seeds vmapped,
-a checkpoint per chunk), so a killed run resumes where it stopped when started again with the same
-``--out``. The Tree Gridworld has no train/test split in the paper (it is learnt online, reset-free), so it
+a checkpoint per chunk), so a killed PPO run resumes from its last chunk when started again with
+the same ``--out`` (DQN trains in one chunk). The Tree Gridworld has no train/test split in the paper (it is learnt online, reset-free), so it
 has its own script: ``experiments/tree_gridworld.py``.
 
     python experiments/gridworld_misgeneralisation.py --out runs/gridworld_mg [--seeds 3] [--scale 1.0]
@@ -42,10 +42,11 @@ import jax
 import numpy as np
 
 from rljaxinterp import runs
-from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig, per_seed
+from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig
 from rljaxinterp.eval.levels import greedy, train_and_test
 from rljaxinterp.reporting import echo_log, fresh_folder
 from rljaxinterp.reporting.misgeneralisation import plot_bars, plot_learning, plot_levels
+from rljaxinterp.runs.seeds import per_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +113,7 @@ def train_seeds(config, folder: Path, log) -> tuple[runs.Run, float]:
     return run, run.metrics()[-1]["wall_time"]
 
 
-def train_ppo(spec: Spec, config: PPOSeedsConfig, folder: Path, log) -> dict[str, Any]:
+def train_ppo(config: PPOSeedsConfig, folder: Path, log) -> dict[str, Any]:
     run, train_s = train_seeds(config, folder, log)
     rows = run.metrics()
     evals = [r for r in rows if "eval" in r]
@@ -170,7 +171,7 @@ def main() -> None:
         config = ppo_config(spec, args.scale, args.seeds)
         log(f"== {name} {spec.env_kwargs}: PPO {config.total_timesteps:,} steps/seed, "
             f"{config.num_envs} envs x {config.num_steps} steps, {config.model} {config.model_kwargs}")
-        res = train_ppo(spec, config, out / name, log)
+        res = train_ppo(config, out / name, log)
         ev = train_and_test(res["agent"], res["params"], spec.env, spec.env_kwargs, args.eval_levels)
         log(f"  trained {res['env_steps']:,} env steps in {res['train_s']:.0f}s "
             f"({res['env_steps'] / res['train_s']:,.0f} steps/s incl. compile and evaluations during training)")

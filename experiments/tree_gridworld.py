@@ -59,10 +59,11 @@ import jax
 import numpy as np
 
 from rljaxinterp import runs
-from rljaxinterp.agents.tree_ppo import TreePPOConfig, import_progress, records
+from rljaxinterp.agents.tree_ppo import TreePPOConfig
 from rljaxinterp.eval import tree_worlds as tw
 from rljaxinterp.reporting import echo_log, fresh_folder, jsonable
 from rljaxinterp.reporting import tree_worlds as tr
+from rljaxinterp.runs.tree_ppo import import_progress, records
 
 
 def tree_config(args: argparse.Namespace, gamma: float) -> TreePPOConfig:
@@ -82,7 +83,7 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
         f"lr={args.lr} constant, ent_coef={args.ent_coef}, MLP {config.model_kwargs['hidden']}")
     try:
         state = runs.train(config, folder, log=lambda line: log("  " + line))
-    except runs.RunFolderError as e:
+    except runs.RunLengthError as e:
         raise SystemExit(f"--chunks={args.chunks} is not allowed: {e}") from None
     run = runs.load_run(folder)
     rows = run.metrics()

@@ -162,8 +162,12 @@ def test_run_folder_resumes_bit_identically_and_loads(tmp_path, kind):
     assert cfg.num_updates == 3 * cfg.checkpoint_every  # one segment length, one compile
     runs.train(cfg, tmp_path / "part", progress=False, stop_after=1)
     assert load_run(tmp_path / "part").steps == [0, cfg.checkpoint_every]
+    with open(tmp_path / "part" / "metrics.jsonl", "a") as f:  # a row a killed chunk wrote before its checkpoint
+        f.write('{"update": 0, "written_after_the_checkpoint": true}\n')
     resumed = runs.train(cfg, tmp_path / "part", progress=False)
     assert _same(full, resumed)  # whole state, bit-identical
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+    assert drop(load_run(tmp_path / "part").metrics()) == drop(load_run(tmp_path / "full").metrics())
 
     run = load_run(tmp_path / "part")
     assert isinstance(run, runs.Run) and run.kind.name == kind and run.config == cfg

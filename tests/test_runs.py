@@ -124,9 +124,10 @@ def test_distill_run_equals_the_distil_function_and_resumes_bit_identically(tmp_
     student = teacher.kind.agent(dataclasses.replace(
         teacher.config, model_kwargs=scale_width("mlp", dict(teacher.config.model_kwargs), 2.0))).model
     fit = distil(play, student, played.observation.astype(jnp.float32), played.legal_action_mask, k_fit, steps=20)
-    for a, b, c in zip(*(jax.tree.leaves(p) for p in (whole.params(), split.params(), fit.params))):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
+    jax.tree.map(np.testing.assert_array_equal, whole.params(), split.params())  # same tree structure, too
+    jax.tree.map(np.testing.assert_array_equal, whole.params(), fit.params)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+    assert drop(whole.metrics()) == drop(split.metrics())
     assert whole.metrics()[-1]["policy_kl"] == fit.held_out["policy_kl"]
     assert whole.model.hidden == (16,)  # the teacher's width 8, doubled
     out = whole.policy_value(whole.params(), played.observation[:3].astype(jnp.float32))
@@ -159,8 +160,29 @@ def test_seeded_run_equals_vmapped_segments_and_logs_each_seed(tmp_path):
     segment = jax.jit(jax.vmap(lambda s: single.segment(s, 2)))
     by_hand = segment(segment(jax.jit(jax.vmap(single.init))(keys)))[0]
     fused, _ = jax.jit(jax.vmap(single.train))(keys)
-    for a, b, c in zip(*(jax.tree.leaves(p) for p in (run.params(), by_hand.params, fused.params))):
-        np.testing.assert_array_equal(a, b)  # the same programs: bit-identical
-        np.testing.assert_allclose(a, c, atol=1e-6)  # one fused program: XLA may round differently
+    jax.tree.map(np.testing.assert_array_equal, run.params(), by_hand.params)  # the same programs: bit-identical
+    # one fused program: XLA may round differently
+    jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, atol=1e-6), run.params(), fused.params)
     with pytest.raises(ValueError, match="3 chunks must divide"):
         config.replace(chunks=3)
+
+
+def test_derived_length_fields_refuse_a_disagreeing_value_and_imports_only_create(tmp_path):
+    """Fields a seeded or tree config derives cannot be given another value silently; an npz
+    import never writes into an existing folder."""
+    from rljaxinterp.agents.seeds import PPOSeedsConfig
+    from rljaxinterp.agents.tree_ppo import TreePPOConfig
+    from rljaxinterp.runs.tree_ppo import import_progress
+
+    with pytest.raises(ValueError, match=r"TreePPOConfig.total_timesteps=5 is not allowed: it follows from"):
+        TreePPOConfig(num_envs=2, num_steps=4, total_timesteps=5)
+    with pytest.raises(ValueError, match=r"checkpoint_every=7 is not allowed: it follows from num_updates // chunks"):
+        PPOSeedsConfig(num_envs=2, num_steps=4, total_timesteps=16, chunks=2, checkpoint_every=7)
+    with pytest.raises(ValueError, match="eval_levels=4 needs a task with a 'train' level distribution"):
+        PPOSeedsConfig(num_envs=2, num_steps=4, total_timesteps=16, eval_levels=4)
+    with pytest.raises(ValueError, match="max_steps"):
+        TreePPOConfig(env_kwargs={"size": 10, "num_trees": 10, "max_steps": 100})
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(runs.RunFolderError, match="exists; an import only creates a new run folder"):
+        import_progress(Path(__file__).parent / "fixtures" / "tree_progress_v1" / "progress_gamma0.99.npz",
+                        TreePPOConfig(num_envs=2, num_steps=16), tmp_path / "taken")

@@ -13,7 +13,7 @@ import abc
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -97,8 +97,11 @@ class RLConfig:
             raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {sorted(known)}")
         return cls(**data)
 
+    derived: ClassVar[tuple[str, ...]] = ()  # fields computed from others: ``replace`` recomputes them
+
     def replace(self, **changes: Any):
-        return dataclasses.replace(self, **changes)
+        kept = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name not in self.derived}
+        return type(self)(**{**kept, **changes})
 
 
 def build_env(name: str, env_kwargs: Mapping[str, Any]) -> Env:

@@ -1,5 +1,6 @@
 """Several seeds of one PPO or DQN config trained as one program, the PureJaxRL way (one
-``jax.vmap`` over seeds of a jitted segment of updates), in one run folder.
+``jax.vmap`` over seeds of a jitted segment of updates); the run kinds ``ppo_seeds`` and
+``dqn_seeds`` (trainer in :mod:`rljaxinterp.runs.seeds`).
 
 Seeds are split from ``seed`` exactly as ``jax.vmap(agent.train)(jax.random.split(key,
 seeds))`` splits them. The run is cut into ``chunks`` segments, each one checkpoint, so it
@@ -13,31 +14,47 @@ the means of ``env.episode_metrics`` logged per seed (behaviour over training).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
-import numpy as np
 
-from rljaxinterp.agents.common import compiled
 from rljaxinterp.agents.dqn import DQNConfig, make_dqn
 from rljaxinterp.agents.ppo import PPOConfig, make_ppo
-from rljaxinterp.eval.levels import make_evaluator
 
-EVAL_KEY = 1000  # the evaluation after chunk c uses PRNGKey(EVAL_KEY + c)
+
+def positive_ints(config: Any, names: tuple[str, ...], lo: int = 1) -> None:
+    for name in names:
+        v = getattr(config, name)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
+            raise ValueError(f"{type(config).__name__}.{name}={v!r} is not allowed; need an integer >= {lo}")
+
+
+def set_derived(config: Any, name: str, value: Any, rule: str) -> None:
+    """Set a field that follows from others; a value given that disagrees is an error."""
+    given = getattr(config, name)
+    default = next(f.default for f in dataclasses.fields(config) if f.name == name)
+    if given not in (default, value):
+        raise ValueError(f"{type(config).__name__}.{name}={given!r} is not allowed: it follows from {rule} "
+                         f"(here {value!r}); leave it out")
+    object.__setattr__(config, name, value)
 
 
 def _derive(config: Any) -> None:
-    for name in ("seeds", "chunks", "eval_levels"):
-        v = getattr(config, name)
-        lo = 0 if name == "eval_levels" else 1
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
-            raise ValueError(f"{type(config).__name__}.{name}={v!r} is not allowed; need an integer >= {lo}")
+    positive_ints(config, ("seeds", "chunks"))
+    positive_ints(config, ("eval_levels",), lo=0)
     updates = config.num_updates
     if updates < config.chunks or updates % config.chunks:
         raise ValueError(f"{type(config).__name__}.total_timesteps={config.total_timesteps!r} is not allowed: it "
                          f"gives {updates} updates, which {config.chunks} chunks must divide")
-    object.__setattr__(config, "checkpoint_every", updates // config.chunks)
+    set_derived(config, "checkpoint_every", updates // config.chunks, "num_updates // chunks")
+    if config.eval_levels:
+        from rljaxinterp import envs
+
+        try:
+            envs.make(config.env, distribution="train", **config.env_kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{type(config).__name__}.eval_levels={config.eval_levels} needs a task with a "
+                             f"'train' level distribution (the gridworlds); {config.env!r}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +62,9 @@ class PPOSeedsConfig(PPOConfig):
     """``seeds`` PPO agents of one config; ``checkpoint_every`` follows from ``chunks``."""
 
     seeds: int = 3
-    chunks: int = 10
-    eval_levels: int = 64
+    chunks: int = 1
+    eval_levels: int = 0
+    derived = ("checkpoint_every",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,6 +78,7 @@ class DQNSeedsConfig(DQNConfig):
     seeds: int = 3
     chunks: int = 1
     eval_levels: int = 0
+    derived = ("checkpoint_every",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,74 +108,5 @@ class SeedsAgent:
         return jax.vmap(self.base.policy_value, in_axes=(0, None))(params, observation)
 
 
-def listed(x: Any) -> Any:
-    """JSON form of a per-seed array: nested lists, NaN as null."""
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        return x.tolist()
-    if x.ndim == 1:
-        return [float(v) if math.isfinite(v) else None for v in x]
-    return [listed(row) for row in x]
-
-
 def seeds_agent(config: Any) -> SeedsAgent:
     return SeedsAgent(config, (make_ppo if isinstance(config, PPOConfig) else make_dqn)(config))
-
-
-class SeedsTrainer:
-    """All seeds' chunk of updates as one jitted, vmapped scan; one metrics row per update
-    with a value per seed, and the chunk's evaluation on its last row."""
-
-    shardings = None
-
-    def __init__(self, config: Any, devices=None):
-        if devices is not None and len(devices) > 1:
-            raise ValueError(f"seeded runs use one device (the seeds are vmapped); got devices={list(devices)}")
-        self.config = config
-        self.total, self.every = config.num_updates, config.checkpoint_every
-        self.chunk = self.every
-        self.agent, self._init, self._segment, self._evaluate = compiled("seeds", config, self._build)
-
-    def _build(self):
-        agent = seeds_agent(self.config)
-        evaluate = None
-        if self.config.eval_levels:
-            from rljaxinterp import envs
-
-            env = envs.make(self.config.env, distribution="train", **self.config.env_kwargs)
-            evaluate = make_evaluator(agent.base, env, self.config.eval_levels)
-        chunk = self.chunk
-        return (agent, jax.jit(agent.init), jax.jit(jax.vmap(lambda s: agent.base.segment(s, chunk))), evaluate)
-
-    def init(self):
-        return self._init(jax.random.PRNGKey(self.config.seed))
-
-    def step(self, state) -> int:
-        return int(np.asarray(state.update).reshape(-1)[0])
-
-    def advance(self, state, n: int):
-        if n != self.chunk:
-            raise ValueError(f"seeded runs advance in whole chunks of {self.chunk} updates; asked {n}")
-        done, steps_before = self.step(state), int(np.asarray(state.env_steps).reshape(-1)[0])
-        state, metrics = self._segment(state)
-        metrics = jax.device_get(metrics)
-        per_update = (int(np.asarray(state.env_steps).reshape(-1)[0]) - steps_before) // n
-        rows = [{"update": done + u + 1, "env_steps": steps_before + (u + 1) * per_update,
-                 **{k: listed(np.asarray(v)[:, u]) for k, v in metrics.items()}} for u in range(n)]
-        if self._evaluate is not None:
-            final, _ = self._evaluate(state.params, jax.random.PRNGKey(EVAL_KEY + (done + n) // n - 1))
-            rows[-1]["eval"] = {k: listed(np.asarray(v, np.float64).mean(axis=1)) for k, v in final.items()}
-        return state, rows
-
-    def summary(self, rows: list[dict]) -> dict:
-        return {k: v for k, v in rows[-1].items() if k not in ("update", "env_steps")}
-
-    def describe(self, rows: list[dict]) -> str:
-        returns = per_seed(rows, "episode_return")
-        means = [f"{r[np.isfinite(r)].mean():.2f}" if np.isfinite(r).any() else "-" for r in returns]
-        return f"return/seed=[{', '.join(means)}]"
-
-
-def per_seed(rows: list[dict], field: str) -> np.ndarray:
-    """A per-update field of the run's rows as a (seeds, updates) array (NaN where missing)."""
-    return np.array([[np.nan if v is None else v for v in r[field]] for r in rows if field in r], np.float64).T

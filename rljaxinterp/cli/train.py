@@ -80,7 +80,7 @@ def config_from_args(args: argparse.Namespace):
     preset = default_config(args.kind, args.env)
     if "model" in changes and "model_kwargs" not in changes and changes["model"] != getattr(preset, "model", None):
         changes["model_kwargs"] = {}  # the preset's kwargs belong to another model kind
-    return dataclasses.replace(preset, **changes)
+    return preset.replace(**changes) if hasattr(preset, "replace") else dataclasses.replace(preset, **changes)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp import envs
 
 NEVER = 2**31 - 1  # max_steps beyond any run: the world is continuing
 SPEC = {"size": 10, "num_trees": 10}  # the paper's forest
@@ -153,7 +152,7 @@ def make_fresh_eval(agent, forests: int, steps: int):
     reward rate); and, to read the risk of extinction over horizons longer than ``steps``, its
     hazard (forests emptied per step with trees standing: an exponential fit, censored at
     ``steps``) and its chop rate per step with trees standing."""
-    env = envs.make("TreeGrid", **SPEC, max_steps=NEVER)
+    env = agent.env  # the run's own (continuing) forest
 
     def one(params, key):
         k0, k1 = jax.random.split(key)

@@ -25,10 +25,9 @@ def plot_learning(name: str, curve: str, res: dict, steps_per_update: int, out: 
         ax.plot(steps[ok], smooth[ok], lw=1, label=f"seed {s}")
     ax.set_xlabel("env steps per seed"), ax.set_title(f"{name}: training episode return")
     ax.legend(fontsize=7)
-    key = curve
-    for s, v in enumerate(res["during"][key]):
+    for s, v in enumerate(res["during"][curve]):
         ax2.plot(res["curve_steps"], v, marker="o", ms=3, lw=1, label=f"seed {s}")
-    ax2.set_xlabel("env steps per seed"), ax2.set_title(f"{key} on fresh train levels")
+    ax2.set_xlabel("env steps per seed"), ax2.set_title(f"{curve} on fresh train levels")
     return save_figure(fig, out / f"{name}_learning.png")
 
 

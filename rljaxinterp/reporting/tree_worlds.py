@@ -85,10 +85,6 @@ def period_markdown(periods: dict[float, list[dict]]) -> list[str]:
     return lines
 
 
-def _sci(v) -> list:
-    return [f"{x:.1e}" for x in np.atleast_1d(np.asarray(v, np.float64))]
-
-
 def steps_text(n: float | None, none: str = "never") -> str:
     return none if n is None else f"{n:,.0f}"
 

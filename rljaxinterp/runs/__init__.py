@@ -10,7 +10,7 @@ run = runs.load_run("runs/cartpole")           # run.params(step), run.metrics()
 """
 
 from rljaxinterp.runs import sequence_kinds  # noqa: F401  (registers the dt kind)
-from rljaxinterp.runs.folder import CheckpointError, RunFolderError
+from rljaxinterp.runs.folder import CheckpointError, RunFolderError, RunLengthError
 from rljaxinterp.runs.kinds import KINDS, RunKind, Trainer, kind_named, kind_of, register_kind
 from rljaxinterp.runs.run import Run, load_run
 from rljaxinterp.runs.train import plot_learning_curve, read_config, train
@@ -22,6 +22,6 @@ def default_config(kind: str, env: str, **changes):
 
 
 __all__ = [
-    "KINDS", "CheckpointError", "Run", "RunFolderError", "RunKind", "Trainer", "default_config", "kind_named",
+    "KINDS", "CheckpointError", "Run", "RunFolderError", "RunLengthError", "RunKind", "Trainer", "default_config", "kind_named",
     "kind_of", "load_run", "plot_learning_curve", "read_config", "register_kind", "train",
 ]

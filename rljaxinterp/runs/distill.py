@@ -7,6 +7,7 @@ It reads the teacher's run, so it lives with the run layer rather than with the 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -17,6 +18,9 @@ from flax import struct
 
 from rljaxinterp.agents.common import Params
 from rljaxinterp.agents.distill import held_out, make_fit, sampling_player, scale_width, split_dataset
+from rljaxinterp.agents.seeds import positive_ints
+from rljaxinterp.runs import folder as files
+from rljaxinterp.runs.kinds import _finite
 from rljaxinterp.models.base import ModelOutput
 
 
@@ -29,7 +33,7 @@ class DistillConfig:
     step keys all follow from ``seed`` (and ``epsilon``, so two data sets differ)."""
 
     teacher: str
-    teacher_step: int | None = None
+    teacher_step: int | None = None  # None: its last checkpoint now, written into config.json
     width: float = 0.5
     games: int = 2048
     moves: int = 9  # per game
@@ -44,15 +48,26 @@ class DistillConfig:
     checkpoint_every: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("games", "moves", "steps", "batch_size", "checkpoint_every"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                raise ValueError(f"DistillConfig.{name}={v!r} is not allowed; need an integer >= 1")
-        if not self.width > 0:
-            raise ValueError(f"DistillConfig.width={self.width!r} is not allowed; need > 0")
-        if self.temperature <= 0 or not 0 <= self.epsilon <= 1:
-            raise ValueError(f"DistillConfig temperature={self.temperature!r}, epsilon={self.epsilon!r} are not "
-                             "allowed; need temperature > 0 and 0 <= epsilon <= 1")
+        positive_ints(self, ("games", "moves", "steps", "batch_size", "checkpoint_every"))
+        for name, ok, allowed in (("width", self.width > 0, "> 0"), ("temperature", self.temperature > 0, "> 0"),
+                                  ("epsilon", 0 <= self.epsilon <= 1, "in [0, 1]"),
+                                  ("learning_rate", self.learning_rate > 0, "> 0"),
+                                  ("value_weight", self.value_weight >= 0, ">= 0"),
+                                  ("test_fraction", 0 < self.test_fraction < 1, "strictly between 0 and 1")):
+            if not ok:  # NaN fails every comparison, so it is refused too
+                raise ValueError(f"DistillConfig.{name}={getattr(self, name)!r} is not allowed; need {allowed}")
+        # Pin the teacher: an absolute folder and a concrete checkpoint, so a resumed student
+        # learns from the same states even if the teacher trains on meanwhile.
+        teacher = Path(self.teacher).absolute()
+        steps = sorted(int(p.name) for p in (teacher / files.CHECKPOINTS).glob("*") if p.name.isdigit())
+        if not steps:
+            raise ValueError(f"DistillConfig.teacher={self.teacher!r} is not allowed; need a run folder with a "
+                             f"checkpoint ({teacher / files.CHECKPOINTS} has none)")
+        if self.teacher_step is not None and self.teacher_step not in steps:
+            raise ValueError(f"DistillConfig.teacher_step={self.teacher_step!r} is not allowed; {teacher} has "
+                             f"checkpoints {steps}")
+        object.__setattr__(self, "teacher", str(teacher))
+        object.__setattr__(self, "teacher_step", steps[-1] if self.teacher_step is None else self.teacher_step)
 
     @property
     def env(self) -> str:
@@ -99,6 +114,7 @@ class StudentAgent:
         return self.agent.policy_value(params, observation)
 
     def init(self, key: jax.Array) -> DistillState:
+        """The student's initial state; its key follows from the config (as in ``distil``), not ``key``."""
         k_init = jax.random.split(_keys(self.config)[1], 3)[1]
         obs = jnp.zeros((1, *self.env.observation_shape), jnp.float32)
         params = self.model.init(k_init, obs)["params"]
@@ -174,8 +190,8 @@ class DistillTrainer:
         state = state.replace(params=params, opt_state=opt_state, step=state.step + n)
         losses = np.asarray(losses, np.float64)
         rows = [{"step": done + min(lo + self.log_every, n), "env_steps": int(state.env_steps),
-                 "loss": float(losses[lo:lo + self.log_every].mean())} for lo in range(0, n, self.log_every)]
-        self.last = held_out(self.model, params, self.data)
+                 "loss": _finite(float(losses[lo:lo + self.log_every].mean()))} for lo in range(0, n, self.log_every)]
+        self.last = {k: _finite(v) for k, v in held_out(self.model, params, self.data).items()}
         rows[-1].update(self.last)
         return state, rows
 
@@ -183,4 +199,5 @@ class DistillTrainer:
         return {"loss": rows[-1]["loss"], **self.last}
 
     def describe(self, rows: list[dict]) -> str:
-        return f"loss={rows[-1]['loss']:.4g} " + " ".join(f"{k}={v:.4g}" for k, v in self.last.items())
+        text = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        return f"loss={text(rows[-1]['loss'])} " + " ".join(f"{k}={text(v)}" for k, v in self.last.items())

@@ -10,8 +10,8 @@ RUN/
 ```
 
 Nothing here deletes or overwrites what it did not just write: config.json (and the
-metrics file when a resume trims it) is written to a temporary file and renamed, new metric
-rows are appended, checkpoints are never saved twice.
+metrics file when a resume trims it to the rows its checkpoint counted) is written to a
+temporary file and renamed, new metric rows are appended, checkpoints are never saved twice.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ DEFAULT_KIND = "alphazero"  # folders written before config.json named its agent
 
 class RunFolderError(ValueError):
     """The folder holds something this run must not touch (another config, a bad file)."""
+
+
+class RunLengthError(RunFolderError):
+    """A resumed run was asked to end before its last checkpoint."""
 
 
 class CheckpointError(RuntimeError):
@@ -62,14 +66,19 @@ def read_config_json(folder: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     return kind, data
 
 
+def write_config(folder: Path, kind: str, config: Mapping[str, Any]) -> None:
+    atomic_write(Path(folder) / CONFIG_FILE, json.dumps({AGENT_FIELD: kind, **config}, indent=2) + "\n")
+
+
 def claim(folder: Path, kind: str, config: Mapping[str, Any], existing: Mapping[str, Any] | None) -> None:
     """Write config.json for a new run, or check that ``existing`` (the folder's config,
     parsed by its kind) is the config asked for, so a run only ever resumes itself."""
     folder.mkdir(parents=True, exist_ok=True)
     if existing is None:
-        if (folder / CHECKPOINTS).exists():
-            raise RunFolderError(f"{folder} has checkpoints but no {CONFIG_FILE}; refusing to mix runs")
-        atomic_write(folder / CONFIG_FILE, json.dumps({AGENT_FIELD: kind, **config}, indent=2) + "\n")
+        for taken in (CONFIG_FILE, CHECKPOINTS):
+            if (folder / taken).exists():
+                raise RunFolderError(f"{folder} already holds {taken}; refusing to start a new run over it")
+        write_config(folder, kind, config)
         return
     if existing != config:
         text = ", ".join(f"{k}: folder has {existing.get(k)!r}, asked {v!r}"

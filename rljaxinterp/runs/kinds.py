@@ -230,9 +230,11 @@ def _register_builtin() -> None:
     from rljaxinterp.runs.distill import DistillConfig, DistillTrainer, make_student
     from rljaxinterp.agents.dqn import DQNConfig, make_dqn
     from rljaxinterp.agents.ppo import PPOConfig, make_ppo
-    from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig, SeedsTrainer, seeds_agent
-    from rljaxinterp.agents.tree_ppo import TreePPOConfig, TreePPOTrainer
+    from rljaxinterp.agents.seeds import DQNSeedsConfig, PPOSeedsConfig, seeds_agent
+    from rljaxinterp.agents.tree_ppo import TreePPOConfig
     from rljaxinterp.agents.tree_ppo import make_agent as make_tree_agent
+    from rljaxinterp.runs.seeds import SeedsTrainer
+    from rljaxinterp.runs.tree_ppo import TreePPOTrainer
     from rljaxinterp.runs import presets
 
     register_kind(RunKind(

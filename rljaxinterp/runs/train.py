@@ -1,9 +1,10 @@
 """Train (or resume) any registered agent kind in a run folder.
 
 Checkpoints hold the whole training state (params, optimiser, live environments, replay
-buffer, PRNG key) and every step's key depends only on the seed and step index, so a
-resumed run ends bit-identical to an uninterrupted one. A folder holding another config is
-refused; no checkpoint is ever overwritten.
+buffer, PRNG key) and the number of metric rows written up to them, and every step's key
+depends only on the seed and step index, so a resumed run ends bit-identical to an
+uninterrupted one. A folder holding another config is refused (a kind's ``extendable``
+length fields excepted); no checkpoint is ever overwritten.
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ def _claim(kind: RunKind, config: Any, folder: Path, total: int) -> str | None:
         return None
     done = files.latest_step(folder)
     if done is not None and done > total:
-        raise files.RunFolderError(f"{folder} has {done} {kind.step_name}s done; asked for {total} in all "
+        raise files.RunLengthError(f"{folder} has {done} {kind.step_name}s done; asked for {total} in all "
                                    f"({', '.join(f'{k}={asked[k]!r}' for k in changed)}): a run can only end at "
                                    "or after its last checkpoint")
-    files.atomic_write(folder / files.CONFIG_FILE, json.dumps({files.AGENT_FIELD: kind.name, **asked}, indent=2) + "\n")
+    files.write_config(folder, kind.name, asked)
     return "run length changed: " + ", ".join(f"{k} {existing.get(k)!r} -> {asked[k]!r}" for k in changed)
 
 
@@ -95,15 +96,20 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
     else:
         abstract = files.with_shardings(abstract_state(trainer.agent), trainer.shardings)
         state, meta = files.restore_checkpoint(manager, latest, abstract)
-        rows = [r for r in files.read_metrics(folder) if r[kind.step_name] <= latest]
+        rows = files.read_metrics(folder)
+        # The rows this checkpoint counted (older checkpoints did not count: rows up to its step).
+        rows = rows[:meta["metric_rows"]] if "metric_rows" in meta else \
+            [r for r in rows if r[kind.step_name] <= latest]
     files.rewrite_metrics(folder, rows)  # rows after the last checkpoint are recomputed identically
 
     wall0 = time.perf_counter() - float(meta["wall_time"])
 
+    written = len(rows)
+
     def save(state: Any, metrics: dict) -> None:
         step = trainer.step(state)
         files.save_checkpoint(manager, step, state, {
-            kind.step_name: step, "env_steps": _env_steps(state),
+            kind.step_name: step, "env_steps": _env_steps(state), "metric_rows": written,
             "wall_time": time.perf_counter() - wall0, "metrics": metrics})
 
     if latest is None:
@@ -125,6 +131,7 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
                 r["wall_time"] = wall
                 metrics_file.write(json.dumps(r) + "\n")
             metrics_file.flush()
+            written += len(new_rows)
             done, chunks = trainer.step(state), chunks + 1
             summary = trainer.describe(new_rows)
             bar.update(n, done, summary, lambda: f"{kind.name} {config.env} {kind.step_name}={done}/{total} "
