@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from rljaxinterp import envs, interp, runs
-from rljaxinterp.agents.decision_transformer import DTConfig, evaluate, make_dt, walk_figures, walk_tables
+from rljaxinterp.agents.decision_transformer import (
+    DTConfig,
+    DTState,
+    evaluate,
+    make_dt,
+    walk_figures,
+    walk_tables,
+)
 from rljaxinterp.envs.graph_paths import UNREACHABLE, random_walks, shortest_distances
 from rljaxinterp.interp import sequence
 
@@ -100,7 +107,7 @@ def agent():
 @pytest.fixture(scope="module")
 def untrained(agent):
     """The initial parameters and the data (what ``init`` puts in the state, without the optimiser)."""
-    params = agent.model.init(jax.random.PRNGKey(0), jnp.zeros((1, *agent.env.observation_shape)))["params"]
+    params = jax.jit(agent.model.init)(jax.random.PRNGKey(0), jnp.zeros((1, *agent.env.observation_shape)))["params"]
     return dataclasses.make_dataclass("Untrained", ["params", "data"])(params, agent.dataset())
 
 
@@ -140,14 +147,15 @@ def test_head_patching_with_own_activation_changes_nothing(agent, untrained):
     metric = interp.metrics.value
     z_sites = sequence.head_sites(agent.model, obs, untrained.params)
     assert z_sites == ["blocks.0.attn.z"]
-    effects = interp.patching_sweep(agent.model, untrained.params, obs, obs, metric, granularity="head", sites=z_sites)
-    for name, e in effects.items():
-        assert e.shape == (2,) and float(jnp.abs(e).max()) < 1e-6, name  # patching is x + m * (source - x)
-    # a different goal does move the policy through some head
+    # one sweep: the first 8 states patched from themselves, the next 8 from the same start with another goal
     other = jax.vmap(agent.env.reset_to)(states.inner.node, (states.inner.goal + 1) % agent.env.num_nodes)
-    moved = interp.patching_sweep(agent.model, untrained.params, obs, other.observation, metric, granularity="head",
-                                  sites=z_sites)
-    assert float(jnp.abs(moved["blocks.0.attn.z"]).max()) > 1e-4
+    both = jnp.concatenate([obs, obs])
+    effects = interp.patching_sweep(agent.model, untrained.params, both, jnp.concatenate([obs, other.observation]),
+                                    metric, granularity="head", sites=z_sites, reduce=False)
+    e = np.asarray(effects["blocks.0.attn.z"])
+    assert e.shape == (2, 16)  # (heads, states)
+    assert np.abs(e[:, :8]).max() < 1e-6  # patching is x + m * (source - x): exact up to rounding
+    assert np.abs(e[:, 8:]).max() > 1e-4  # a different goal does move the policy through a head
 
 
 def test_token_helpers(agent, untrained):
@@ -155,10 +163,11 @@ def test_token_helpers(agent, untrained):
     obs = states.observation
     pos = sequence.positions_of(agent.model, obs, "state")
     assert np.asarray(pos).tolist() == [1] * 8
-    feats = sequence.token_features(agent.model, untrained.params, obs, pos)
+    feats = jax.jit(lambda p, o, i: sequence.token_features(agent.model, p, o, i))(untrained.params, obs, pos)
     assert feats["blocks.0.resid_post"].shape == (8, 32) and feats["blocks.0.attn.pattern"].shape == (8, 2 * 18)
-    att = sequence.attention_from(agent.model, untrained.params, obs, pos, sequence.kind_mask(agent.model, 18,
-                                                                                               ["return_to_go"]))
+    rtg = sequence.kind_mask(agent.model, 18, ["return_to_go"])
+    assert np.flatnonzero(np.asarray(rtg)).tolist() == [0, 3, 6, 9, 12, 15]
+    att = jax.jit(lambda p, o, i: sequence.attention_from(agent.model, p, o, i, rtg))(untrained.params, obs, pos)
     assert att["blocks.0.attn.pattern"].shape == (8, 2)
     np.testing.assert_allclose(np.asarray(att["blocks.0.attn.pattern"]) <= 1 + 1e-6, True)
     with pytest.raises(ValueError, match="unknown token type 'rewards'"):
@@ -176,9 +185,11 @@ def test_config_rejects_bad_values():
 
 # -- training -------------------------------------------------------------------------------
 def test_tiny_training_improves_on_the_random_walks(agent, untrained):
-    state = jax.jit(agent.init)(jax.random.PRNGKey(TINY.seed))
-    state, metrics = jax.jit(agent.segment, static_argnums=1)(state, TINY.num_updates)
-    initial = float(agent.loss(untrained.params, *walk_tables(agent.env, untrained.data))[0])
+    """Starts from the fixture's parameters and data (``init`` itself runs in the slow run-folder tests)."""
+    state = DTState(untrained.params, agent.optimiser().init(untrained.params), jax.random.PRNGKey(1), jnp.int32(0),
+                    jnp.int32(0), untrained.data)
+    state, metrics = jax.jit(agent.segment, static_argnums=1)(state, 400)
+    initial = float(jax.jit(lambda p, d: agent.loss(p, *walk_tables(agent.env, d))[0])(untrained.params, untrained.data))
     assert float(np.mean(metrics["loss"][-50:])) < 0.8 * initial
     final, walks = evaluate(agent, state.params), walk_figures(agent.env, state.data)
     assert final["success_rate"] > walks["success_rate"]
