@@ -67,14 +67,15 @@ def test_reset_reward_and_shortest_path(env):
 
 
 def test_env_rejects_bad_pairs_and_options(env):
-    unreachable = np.argwhere(env.distances_np == UNREACHABLE)
-    if len(unreachable):
-        s, g = map(int, unreachable[0])
-        with pytest.raises(ValueError, match=f"no path from start={s} to goal={g}"):
-            env.check_pair(s, g)
+    default = envs.make("GraphPaths-v0")  # 20 nodes, p = 0.1: node 4 is a dead end
+    assert not default.adjacency_np[4].any()
+    with pytest.raises(ValueError, match="no path from start=4 to goal=0 .*goals reachable from 4: none"):
+        default.check_pair(4, 0)
+    with pytest.raises(ValueError, match="no path from start=2 to goal=2"):
+        env.check_pair(2, 2)
     with pytest.raises(ValueError, match="goal=8 is not a node; allowed: 0..7"):
         env.check_pair(0, 8)
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="'nodes'.*allowed options: edge_prob, graph_seed, max_steps, num_nodes"):
         envs.make("GraphPaths-v0", nodes=5)
 
 
