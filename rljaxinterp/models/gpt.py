@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.sites import site
-from rljaxinterp.models.transformer import RESID
+from rljaxinterp.models.transformer import RESID, Attention
 
 TOKEN_TYPES = ("return_to_go", "state", "action", "reward")
 
@@ -35,28 +35,6 @@ def check_token_type(kind: str, token_types: tuple[str, ...]) -> int:
     if kind not in token_types:
         raise ValueError(f"unknown token type {kind!r}; this model's token types are {token_types}")
     return token_types.index(kind)
-
-
-class CausalAttention(nn.Module):
-    """Sites: ``q``, ``k``, ``v``, ``z`` (token, head, d_head), ``pattern`` (head, query, key)."""
-
-    heads: int
-    d_head: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        proj = lambda name: nn.DenseGeneral((self.heads, self.d_head), name=name)(x)
-        per_head = ("token", "head", "d_head")
-        q = site(self, "q", proj("query"), axes=per_head)
-        k = site(self, "k", proj("key"), axes=per_head)
-        v = site(self, "v", proj("value"), axes=per_head)
-        scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(self.d_head).astype(x.dtype)
-        n = x.shape[-2]
-        causal = jnp.tril(jnp.ones((n, n), bool))
-        scores = jnp.where(causal, scores, jnp.finfo(scores.dtype).min)
-        pattern = site(self, "pattern", jax.nn.softmax(scores, axis=-1), axes=("head", "query", "key"))
-        z = site(self, "z", jnp.einsum("...hqk,...khd->...qhd", pattern, v), axes=per_head)
-        return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), name="out")(z)
 
 
 class GPTBlock(nn.Module):
@@ -70,7 +48,7 @@ class GPTBlock(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         d_model = x.shape[-1]
         x = site(self, "resid_pre", x, axes=RESID)
-        attn = CausalAttention(self.heads, d_model // self.heads, name="attn")(nn.LayerNorm(name="ln1")(x))
+        attn = Attention(self.heads, d_model // self.heads, causal=True, name="attn")(nn.LayerNorm(name="ln1")(x))
         x = site(self, "resid_mid", x + site(self, "attn_out", attn, axes=RESID), axes=RESID)
         h = nn.Dense(self.d_mlp, name="mlp_up")(nn.LayerNorm(name="ln2")(x))
         h = site(self, "mlp.pre", h, axes=("token", "d_mlp"), produced_by="mlp_up")

@@ -14,10 +14,12 @@ RESID = ("token", "d_model")
 
 
 class Attention(nn.Module):
-    """Sites: ``q``, ``k``, ``v``, ``z`` (tokens, heads, d_head), ``pattern`` (heads, query, key)."""
+    """Sites: ``q``, ``k``, ``v``, ``z`` (tokens, heads, d_head), ``pattern`` (heads, query, key).
+    ``causal``: a token attends only to itself and earlier tokens (sequence models)."""
 
     heads: int
     d_head: int
+    causal: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -27,6 +29,9 @@ class Attention(nn.Module):
         k = site(self, "k", proj("key"), axes=per_head)
         v = site(self, "v", proj("value"), axes=per_head)
         scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(self.d_head).astype(x.dtype)
+        if self.causal:
+            n = x.shape[-2]
+            scores = jnp.where(jnp.tril(jnp.ones((n, n), bool)), scores, jnp.finfo(scores.dtype).min)
         pattern = site(self, "pattern", jax.nn.softmax(scores, axis=-1), axes=("head", "query", "key"))
         z = site(self, "z", jnp.einsum("...hqk,...khd->...qhd", pattern, v), axes=per_head)
         return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), name="out")(z)
