@@ -158,7 +158,7 @@ def test_seeded_run_equals_vmapped_segments_and_logs_each_seed(tmp_path):
                                    if k not in ("seeds", "chunks", "eval_levels")}))
     keys = jax.random.split(jax.random.PRNGKey(config.seed), 2)
     segment = jax.jit(jax.vmap(lambda s: single.segment(s, 2)))
-    by_hand = segment(segment(jax.jit(jax.vmap(single.init))(keys)))[0]
+    by_hand = segment(segment(jax.jit(jax.vmap(single.init))(keys))[0])[0]
     fused, _ = jax.jit(jax.vmap(single.train))(keys)
     jax.tree.map(np.testing.assert_array_equal, run.params(), by_hand.params)  # the same programs: bit-identical
     # one fused program: XLA may round differently
