@@ -58,8 +58,9 @@ def _derive(config: Any) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOSeedsConfig(PPOConfig):
-    """``seeds`` PPO agents of one config; ``checkpoint_every`` follows from ``chunks``."""
+class SeedsFields:
+    """``seeds`` agents of one config, trained in ``chunks`` (a checkpoint each: so
+    ``checkpoint_every`` follows), evaluated after each on ``eval_levels`` fresh levels."""
 
     seeds: int = 3
     chunks: int = 1
@@ -67,22 +68,18 @@ class PPOSeedsConfig(PPOConfig):
     derived = ("checkpoint_every",)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # the algorithm's config (next in the MRO) validates first
         _derive(self)
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNSeedsConfig(DQNConfig):
-    """``seeds`` DQN agents of one config; ``checkpoint_every`` follows from ``chunks``."""
+class PPOSeedsConfig(SeedsFields, PPOConfig):
+    """Seeded PPO (see :class:`SeedsFields`)."""
 
-    seeds: int = 3
-    chunks: int = 1
-    eval_levels: int = 0
-    derived = ("checkpoint_every",)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _derive(self)
+@dataclasses.dataclass(frozen=True)
+class DQNSeedsConfig(SeedsFields, DQNConfig):
+    """Seeded DQN (see :class:`SeedsFields`)."""
 
 
 @dataclasses.dataclass(frozen=True)
