@@ -18,13 +18,11 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/rljaxinterp quickstart --out $(OUT)
 
-# Two workers, one test file each at a time (module fixtures compile once): the suite is
-# mostly XLA compilation, which uses one core.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest tests -m "not slow"
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest tests -m slow -n 2 --dist loadfile
+	$(BIN)/python -m pytest tests -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/intervention_overhead.py
