@@ -185,6 +185,7 @@ def test_config_rejects_bad_values():
 
 
 # -- training -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tiny_training_improves_on_the_random_walks(agent, untrained):
     """Starts from the fixture's parameters and data (``init`` itself runs in the slow run-folder tests)."""
     state = DTState(untrained.params, agent.optimiser().init(untrained.params), jax.random.PRNGKey(1), jnp.int32(0),

@@ -23,7 +23,8 @@ def _conv(x, k):
     return jax.lax.conv_general_dilated(x, k, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("kernel", [(3, 3), (1, 1), (2, 2), (3, 2)])
+@pytest.mark.parametrize("kernel", [(3, 3), (1, 1), pytest.param((2, 2), marks=pytest.mark.slow),
+                                    pytest.param((3, 2), marks=pytest.mark.slow)])
 def test_loop_friendly_conv_has_the_values_and_gradients_of_a_plain_conv(kernel):
     kx, kk, kg = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(kx, (2, 3, 5, 7, 4))  # (seeds, N, H, W, Cin): vmapped like training
@@ -64,6 +65,7 @@ def random_success(coin_env):
     return _success(coin_env, policy, None, jax.random.PRNGKey(1))
 
 
+@pytest.mark.slow
 def test_ppo_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
     config = ppo_lib.PPOConfig(env="CoinAtEnd", env_kwargs=TINY_COIN, model="mlp", model_kwargs={"hidden": [64, 64]},
                                num_envs=32, num_steps=32, lr=1e-3, total_timesteps=32 * 32 * 40)
@@ -74,6 +76,7 @@ def test_ppo_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
     assert trained >= random_success + 0.4, (trained, random_success)
 
 
+@pytest.mark.slow
 def test_dqn_learns_to_reach_the_coin_on_fresh_levels(coin_env, random_success):
     config = dqn_lib.DQNConfig(env="CoinAtEnd", env_kwargs=TINY_COIN, model="mlp", model_kwargs={"hidden": [64, 64]},
                                num_envs=16, total_timesteps=60_000, buffer_size=10_000, learning_starts=1_000,

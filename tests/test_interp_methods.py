@@ -154,6 +154,7 @@ def test_iterative_probes_reach_the_optimum_of_their_objective(kind):
             np.testing.assert_allclose(grad_w[~zero], -l1 * np.sign(w[~zero]), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_probes_of_a_site_do_not_depend_on_the_other_sites():
     """Sites are fitted in width groups (narrow ones zero-padded together): a site's probes
     come out the same alone and next to sites of other widths."""
