@@ -25,6 +25,7 @@ def mean(result, method, tier, key):
     return result["rows"][method][tier][key]["mean"]
 
 
+@pytest.mark.slow
 def test_oracle_is_perfect_and_random_is_near_chance(result):
     for oracle, key in (("oracle (circuit)", "auroc"), ("oracle (attribution)", "mass")):
         assert mean(result, oracle, "compiled", key) == 1.0
@@ -32,16 +33,19 @@ def test_oracle_is_perfect_and_random_is_near_chance(result):
     assert abs(mean(result, "random map", "compiled", "auroc") - 0.5) < 0.05
 
 
+@pytest.mark.slow
 def test_patching_finds_the_win_circuit_only_where_it_exists(result):
     assert mean(result, "activation patching (resample)", "compiled", "auroc") > 0.9
     assert mean(result, "activation patching (resample)", "untrained", "auroc") < 0.7
 
 
+@pytest.mark.slow
 def test_occlusion_points_at_the_squares_the_decision_reads(result):
     assert mean(result, "occlusion", "compiled", "mass") > mean(result, "random map", "compiled", "mass") + 0.3
     assert mean(result, "occlusion", "untrained", "mass") < mean(result, "random map", "compiled", "mass") + 0.1
 
 
+@pytest.mark.slow
 def test_written_leaderboard_never_overwrites(result, tmp_path):
     first = leaderboard.write(result, tmp_path / "lb")
     second = leaderboard.write(result, tmp_path / "lb")

@@ -297,7 +297,8 @@ def test_reachable_states_match_real_games():
 # --- from_boards ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, plies, batch", [("tic_tac_toe", 9, 16), ("connect_four", 30, 8)])
+@pytest.mark.parametrize("name, plies, batch", [("tic_tac_toe", 9, 16),
+                                               pytest.param("connect_four", 30, 8, marks=pytest.mark.slow)])
 def test_from_boards_round_trip_with_pgx(name, plies, batch):
     game = pgx.make(name)
 

@@ -202,6 +202,7 @@ def test_probes_read_model_sites(data, mlp):
         fit_probes(feats, {"t": target}, kind="svm")
 
 
+@pytest.mark.slow
 def test_position_granularity_and_denoising(data):
     clean, corrupted = data
     model = make_model("conv", 9, (3, 3, 2), channels=4, blocks=1, value_hidden=4)
@@ -236,6 +237,7 @@ def transformer(data):
     return model, model.init(jax.random.key(3), data[0])["params"]
 
 
+@pytest.mark.slow
 def test_head_granularity_patches_whole_heads(data, transformer):
     model, params = transformer
     clean, corrupted = data

@@ -24,7 +24,8 @@ def boards(key, n):
     return jnp.stack([cells == 1, cells == 2], -1).astype(jnp.float32)
 
 
-@pytest.fixture(scope="module", params=KINDS)
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.slow) if k == "transformer" else k
+                                        for k in KINDS])
 def setup(request):
     kind = request.param
     model = make_model(kind, 9, OBS_SHAPE, **SMALL[kind])

@@ -72,6 +72,7 @@ def test_vmapped_seeds_equal_separate_runs_and_same_seed_is_identical(make_train
     np.testing.assert_allclose(vmetrics["loss"][0], metrics["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_dqn_learns_cartpole(dqn_runs, random_cartpole):
     state, metrics = dqn_runs
     dqn = dqn_lib.make_dqn(DQN_TINY)
@@ -84,6 +85,7 @@ def test_dqn_learns_cartpole(dqn_runs, random_cartpole):
     assert eps[0] > 0.9 and abs(eps[-1] - DQN_TINY.eps_finish) < 1e-6
 
 
+@pytest.mark.slow
 def test_dqn_td_loss_falls_on_a_fixed_batch(dqn_runs):
     dqn = dqn_lib.make_dqn(DQN_TINY)
     state = jax.tree.map(lambda x: x[0], dqn_runs[0])
@@ -104,6 +106,7 @@ def test_dqn_td_loss_falls_on_a_fixed_batch(dqn_runs):
     assert losses[-1] < 0.7 * losses[0], losses[[0, -1]]
 
 
+@pytest.mark.slow
 def test_masked_actions_are_never_taken():
     ppo = ppo_lib.make_ppo(PPO_TINY)
     state = jax.jit(ppo.init)(jax.random.PRNGKey(0))
@@ -149,7 +152,7 @@ def test_config_round_trips_through_json():
         dqn_lib.DQNConfig.from_dict({"bogus": 1})
 
 
-@pytest.mark.parametrize("kind", ["ppo", "dqn"])
+@pytest.mark.parametrize("kind", ["ppo", pytest.param("dqn", marks=pytest.mark.slow)])
 def test_run_folder_resumes_bit_identically_and_loads(tmp_path, kind):
     from rljaxinterp import runs
 

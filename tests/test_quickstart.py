@@ -15,6 +15,7 @@ def quickstart(tmp_path_factory):
     return run_quickstart(tmp_path_factory.mktemp("runs") / "quickstart", seed=0, train=False)
 
 
+@pytest.mark.slow
 def test_quickstart_writes_results_for_every_site_over_all_positions(quickstart):
     results = json.loads((quickstart / "results.json").read_text())
     assert results["num_positions"] == 5478
@@ -35,6 +36,7 @@ def test_quickstart_writes_results_for_every_site_over_all_positions(quickstart)
         assert (quickstart / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_report_states_the_win_now_finding_with_its_controls(quickstart):
     """Counted independently from the boards: positions whose mover has exactly one line with
     two of their stones and an empty square. An untrained network must not pass the
@@ -120,6 +122,7 @@ def test_cli_eval_reports_every_opponent_in_both_seats(tiny_run, capsys):
     assert set(lines) == {"first", "second"} and all(sum(r.values()) > 0 for r in lines.values())
 
 
+@pytest.mark.slow
 def test_cli_attribute_factorise_and_steer_on_a_run(tiny_run, tmp_path):
     from rljaxinterp.cli import main
 

@@ -28,7 +28,7 @@ Params = Any
 T = TypeVar("T")
 
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
-COMPILED_KEEP = 16  # programs kept; the least recently used goes first
+COMPILED_KEEP = 64  # programs kept; the least recently used goes first
 
 
 def compiled(kind: str, config: Any, build: Callable[[], T], *extra: Any) -> T:
