@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.sites import site
-from rljaxinterp.models.transformer import RESID, Attention
+from rljaxinterp.models.transformer import RESID, Block
 
 TOKEN_TYPES = ("return_to_go", "state", "action", "reward")
 
@@ -35,26 +35,6 @@ def check_token_type(kind: str, token_types: tuple[str, ...]) -> int:
     if kind not in token_types:
         raise ValueError(f"unknown token type {kind!r}; this model's token types are {token_types}")
     return token_types.index(kind)
-
-
-class GPTBlock(nn.Module):
-    """Pre-LayerNorm block; sites ``resid_pre``, ``attn.*``, ``attn_out``, ``resid_mid``,
-    ``mlp.pre``, ``mlp.post``, ``mlp_out``, ``resid_post``."""
-
-    heads: int
-    d_mlp: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        d_model = x.shape[-1]
-        x = site(self, "resid_pre", x, axes=RESID)
-        attn = Attention(self.heads, d_model // self.heads, causal=True, name="attn")(nn.LayerNorm(name="ln1")(x))
-        x = site(self, "resid_mid", x + site(self, "attn_out", attn, axes=RESID), axes=RESID)
-        h = nn.Dense(self.d_mlp, name="mlp_up")(nn.LayerNorm(name="ln2")(x))
-        h = site(self, "mlp.pre", h, axes=("token", "d_mlp"), produced_by="mlp_up")
-        h = site(self, "mlp.post", nn.gelu(h), axes=("token", "d_mlp"), produced_by="mlp_up")
-        out = site(self, "mlp_out", nn.Dense(d_model, name="mlp_down")(h), axes=RESID)
-        return site(self, "resid_post", x + out, axes=RESID)
 
 
 class _Blocks(nn.Module):
@@ -67,7 +47,7 @@ class _Blocks(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i in range(self.layers):
-            x = GPTBlock(self.heads, self.d_mlp, name=str(i))(x)
+            x = Block(self.heads, self.d_mlp, causal=True, resid_pre=True, name=str(i))(x)
         return x
 
 

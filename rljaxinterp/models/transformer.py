@@ -39,15 +39,21 @@ class Attention(nn.Module):
 
 class Block(nn.Module):
     """Sites: ``attn.*``, ``attn_out``, ``resid_mid``, ``mlp.pre``, ``mlp.post``, ``mlp_out``,
-    ``resid_post``; every one is indexed by token first, so a square can be patched alone."""
+    ``resid_post``; every one is indexed by token first, so a square can be patched alone.
+    Sequence models ask for ``causal`` attention and a ``resid_pre`` site (the block's input)."""
 
     heads: int
     d_mlp: int
+    causal: bool = False
+    resid_pre: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         d_model = x.shape[-1]
-        attn = Attention(self.heads, d_model // self.heads, name="attn")(nn.LayerNorm(name="ln1")(x))
+        if self.resid_pre:
+            x = site(self, "resid_pre", x, axes=RESID)
+        attn = Attention(self.heads, d_model // self.heads, causal=self.causal, name="attn")(
+            nn.LayerNorm(name="ln1")(x))
         x = site(self, "resid_mid", x + site(self, "attn_out", attn, axes=RESID), axes=RESID)
         h = nn.Dense(self.d_mlp, name="mlp_up")(nn.LayerNorm(name="ln2")(x))
         h = site(self, "mlp.pre", h, axes=("token", "d_mlp"), produced_by="mlp_up")
