@@ -119,6 +119,7 @@ def test_refuses_a_different_config(tiny_run):
     assert listing(tiny_run) == before
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_a_clear_error_and_deletes_nothing(tiny_run, tmp_path):
     folder = tmp_path / "damaged"
     shutil.copytree(tiny_run, folder)
@@ -295,6 +296,7 @@ def test_policy_loss_is_over_legal_moves_only():
     np.testing.assert_allclose(float(policy_loss), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_go_restrict_pass_allows_pass_only_after_opponent_pass():
     from rljaxinterp.agents import make_agent
 

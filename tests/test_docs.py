@@ -19,7 +19,8 @@ def test_every_layer_has_a_worked_example():
 
 # The agent example trains a (tiny) hill climber, the method and concept examples compile sweeps and
 # probes: minute-class cases, run with the slow ones.
-@pytest.mark.parametrize("section", [pytest.param(s, marks=pytest.mark.slow) if s in ("How to add an agent", "How to add an interpretability method", "How to add a concept") else s
+@pytest.mark.parametrize("section", [pytest.param(s, marks=pytest.mark.slow) if s in ("How to add an agent", "How to add an interpretability method", "How to add a concept",
+                                                                                  "How to add a model", "How to add an environment") else s
                                      for s in sorted(SECTIONS)])
 def test_example_runs(section):
     blocks = re.findall(r"```python\n(.*?)```", SECTIONS[section], re.S)

@@ -63,7 +63,7 @@ def test_available_lists_required_envs_sorted():
     assert not [n for n in names if n.startswith("minatar-")]
 
 
-@pytest.mark.parametrize("name", envs.available())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "shogi" else n for n in envs.available()])
 def test_every_env_inits_and_steps_batched(name):
     env = envs.make(name)
     assert env.name == name

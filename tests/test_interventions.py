@@ -225,6 +225,7 @@ def test_unknown_model_kind_lists_kinds():
         make_model("rnn", 9, OBS_SHAPE)
 
 
+@pytest.mark.slow
 def test_state_chunks_with_per_state_metric_data_equal_one_pass(setup):
     _kind, model, params, clean, corrupted = setup
     reference = model.apply({"params": params}, clean).logits

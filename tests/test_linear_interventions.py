@@ -70,6 +70,7 @@ def test_full_basis_is_a_full_patch_and_empty_basis_is_no_patch(setup):
     np.testing.assert_allclose(got @ rotation[:, k:], cache[SITE] @ rotation[:, k:], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradient_wrt_rotation_matches_finite_differences(setup):
     model, params, clean, _, source = setup
     with jax.enable_x64(True):
@@ -93,6 +94,7 @@ def test_gradient_wrt_rotation_matches_finite_differences(setup):
         assert np.abs(grad[:, :3]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_vmap_over_rotations_and_directions_equals_a_loop(setup):
     model, params, clean, _, source = setup
     rotations = jnp.stack([random_rotation(jax.random.key(30 + i), D) for i in range(3)])

@@ -61,7 +61,7 @@ def test_ppo_improves_over_random_and_loss_falls_within_updates(ppo_runs, random
 
 
 @pytest.mark.parametrize("make_train,config", [
-    (ppo_lib.make_train, PPO_TINY.replace(total_timesteps=3 * PPO_TINY.batch_size)),
+    pytest.param(ppo_lib.make_train, PPO_TINY.replace(total_timesteps=3 * PPO_TINY.batch_size), marks=pytest.mark.slow),
     pytest.param(dqn_lib.make_train, DQN_TINY.replace(total_timesteps=3_000), marks=pytest.mark.slow),
 ], ids=["ppo", "dqn"])
 def test_vmapped_seeds_equal_separate_runs_and_same_seed_is_identical(make_train, config):
@@ -152,7 +152,8 @@ def test_config_round_trips_through_json():
         dqn_lib.DQNConfig.from_dict({"bogus": 1})
 
 
-@pytest.mark.parametrize("kind", ["ppo", pytest.param("dqn", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ppo", "dqn"])
 def test_run_folder_resumes_bit_identically_and_loads(tmp_path, kind):
     from rljaxinterp import runs
 

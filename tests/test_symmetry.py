@@ -52,7 +52,8 @@ def random_positions(name: str, n: int = 32, moves: int = 12):
     return env, states
 
 
-@pytest.mark.parametrize("name", sorted(set(GAMES) - {"tic_tac_toe", "go_19x19"}))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "go_9x9" else n
+                                  for n in sorted(set(GAMES) - {"tic_tac_toe", "go_19x19"})])
 def test_observation_cells_line_up_with_actions_and_move_together(name):
     env, states = random_positions(name)
     obs = np.asarray(states.observation)
