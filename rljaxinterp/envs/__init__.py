@@ -39,5 +39,6 @@ __all__ = [
     "tree_select",
     "winning_lines",
 ]
+import rljaxinterp.envs.dark_room  # registers DarkRoom-v0, DarkRoomHard-v0
 import rljaxinterp.envs.graph_paths  # registers GraphPaths-v0
 import rljaxinterp.envs.gridworlds  # noqa: F401  (registers the gridworlds)

@@ -11,7 +11,10 @@ embedding), plus a learned position per token. Sites follow TransformerLens: ``e
 ``value``, with named axes so head patching and every other method work unchanged.
 
 The action of a timestep is predicted from the token just before its ``action`` token (the
-state's, in a decision transformer), so causal attention never lets it see the answer.
+state's, in a decision transformer), so causal attention never lets it see the answer; a
+model without ``action`` tokens (one ``transition`` token per step embedding the previous
+action and reward with the current observation, as in algorithm distillation) predicts it
+from the timestep's last token.
 ``__call__`` returns the prediction at the last valid timestep (the move to make now);
 ``all_steps=True`` (``model.clone(all_steps=True)``, same parameters) returns every
 timestep's, for training.
@@ -27,7 +30,7 @@ from rljaxinterp.models.base import ModelOutput, floating
 from rljaxinterp.models.sites import site
 from rljaxinterp.models.transformer import RESID, Block
 
-TOKEN_TYPES = ("return_to_go", "state", "action", "reward")
+TOKEN_TYPES = ("return_to_go", "state", "action", "reward", "transition")
 
 
 def check_token_type(kind: str, token_types: tuple[str, ...]) -> int:
@@ -86,8 +89,8 @@ class GPT(nn.Module):
         unknown = [t for t in self.token_types if t not in TOKEN_TYPES]
         if unknown:
             raise ValueError(f"unknown token type(s) {unknown}; allowed: {TOKEN_TYPES}")
-        if "action" not in self.token_types or self.token_types[0] == "action":
-            raise ValueError(f"token_types={self.token_types} must hold 'action' after another type "
+        if self.token_types[:1] == ("action",):
+            raise ValueError(f"token_types={self.token_types} must not start with 'action' "
                              "(the action is predicted from the token before it)")
         if len(self.token_widths) != len(self.token_types):
             raise ValueError(f"token_widths={self.token_widths} needs one width per token type {self.token_types}")
@@ -120,7 +123,7 @@ class GPT(nn.Module):
         h = _Blocks(self.layers, self.heads, self.d_mlp, name="blocks")(tokens + pos)
         h = site(self, "ln_final", nn.LayerNorm(name="ln_final_norm")(h), axes=RESID)
 
-        reader = check_token_type("action", self.token_types) - 1
+        reader = self.token_types.index("action") - 1 if "action" in self.token_types else n_types - 1
         per_step = h.reshape(*batch_shape, steps, n_types, self.d_model)[..., reader, :]
         head = nn.Dense(self.num_actions, name="action_head")
         if self.all_steps:

@@ -9,7 +9,7 @@ run = runs.load_run("runs/cartpole")           # run.params(step), run.metrics()
 ```
 """
 
-from rljaxinterp.runs import sequence_kinds  # noqa: F401  (registers the dt kind)
+from rljaxinterp.runs import sequence_kinds  # noqa: F401  (registers the dt and ad kinds)
 from rljaxinterp.runs.folder import CheckpointError, RunFolderError, RunLengthError
 from rljaxinterp.runs.kinds import KINDS, RunKind, Trainer, kind_named, kind_of, register_kind
 from rljaxinterp.runs.run import Run, load_run

@@ -87,6 +87,7 @@ def compute(env_name: str, states: EnvState, names: Iterable[str] | None = None)
 from rljaxinterp.interp.concepts import (  # noqa: F401  (register)
     chess,
     connect_four,
+    dark_room,
     go,
     graph_paths,
     gridworlds,
