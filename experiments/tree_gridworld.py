@@ -30,13 +30,24 @@ there is no train/test split and no episode. Here PPO runs exactly that way:
 * Constant learning rate (online; nothing anneals), MLP on the symbolic 10x10x2 grid (the tree
   count is a sum over one channel), several seeds under one ``jax.vmap``.
 
-Measured results, run by run, are in ``experiments/README.md``.
+What counts as a finding (stated before any number; ``RULES`` below), per discount, in every one
+of at least 3 seeds, with an empirical p <= 0.05 against ``--null`` untrained networks of the
+same architecture (Holm-corrected over the discounts): the statistic is the share of 1-tree
+forests the final policy empties before a tree grows back (``make_restraint_test``), minus the
+untrained networks' mean share;
+
+* **over-harvests**: it is >= +0.05 (the agent takes the last tree more often than chance);
+* **restraint**: it is <= -0.05 (the agent leaves the last tree standing more often than chance).
+
+Otherwise the report says "no effect found" for each. Measured results, run by run, are in
+``experiments/README.md``; ``--tier quick`` (``--scale 0.1``) is the one ``make experiments`` runs.
 
 Logged per PPO update (per seed): trees standing (mean over worlds), extinct share (worlds with
 0 trees), reward rate (chops per world-step; each chop is +1, so it *is* the chop rate over all
 worlds) and the chop rate of the worlds still alive.
 
-    python experiments/tree_gridworld.py --out runs/tree [--seeds 2] [--gammas 0.99 0.999] [--scale 1]
+    python experiments/tree_gridworld.py --tier quick --readme experiments/README.md
+    python experiments/tree_gridworld.py --out runs/tree [--seeds 3] [--gammas 0.99 0.999] [--scale 1]
 
 Writes report.md, tree_over_training_gamma*.png, worlds_gamma*.png (single worlds over their life),
 results.json (with a phase table per world) and worlds.npz (per-world records); never overwrites ``--out``.
@@ -58,12 +69,38 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rljaxinterp import runs
+from rljaxinterp import findings, runs
 from rljaxinterp.agents.tree_ppo import TreePPOConfig
 from rljaxinterp.eval import tree_worlds as tw
 from rljaxinterp.reporting import echo_log, fresh_folder, jsonable
 from rljaxinterp.reporting import tree_worlds as tr
 from rljaxinterp.runs.tree_ppo import import_progress, records
+
+
+RESTRAINT_NULL = dict(min_effect=0.05, alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+                      statistic="share of 1-tree forests emptied minus the untrained-network mean")
+RULES = {
+    "over-harvests": findings.Rule("the final policy takes the last tree more often than an untrained network",
+                                   direction="increase", **RESTRAINT_NULL),
+    "restraint": findings.Rule("the final policy leaves the last tree standing more often than an untrained network",
+                               direction="decrease", **RESTRAINT_NULL),
+}
+TIERS = {"quick": 0.1, "full": 1.0}  # --scale
+
+
+def judge(report: findings.Report, runs_: dict, draws: int, key: jax.Array) -> np.ndarray:
+    """Both rules over the discounts; the null (untrained networks of the runs' architecture, the
+    same forests and steps as the final policies' test) is shared by every discount and seed."""
+    agent = next(iter(runs_.values()))["agent"]
+    params = jax.vmap(agent.init_params)(jax.random.split(key, draws))
+    null = np.asarray(jax.jit(tw.make_restraint_test(agent))(params, jax.random.PRNGKey(20_000)))[:, 0, 0]
+    observed = np.stack([r["restraint"][:, 0, 0] for r in runs_.values()], 1)  # (seeds, gammas)
+    tests = [f"gamma {g}" for g in runs_]
+    for name, rule in RULES.items():
+        ev = findings.evidence(observed, np.repeat(null[:, None], len(tests), 1), tests, rule.alternative,
+                               rule.correction)
+        report.finding(rule, ev, f"{name.capitalize()} (pre-stated rule)")
+    return null
 
 
 def tree_config(args: argparse.Namespace, gamma: float) -> TreePPOConfig:
@@ -112,7 +149,7 @@ def train_one(args: argparse.Namespace, gamma: float, log, out: Path) -> dict:
     periods = tw.period_table(worlds, config.num_steps, args.periods)
     wall = rows[-1].get("wall_time", 0.0)
     log(f"  gamma={gamma}: {args.seeds * config.total_timesteps:,} env steps in {wall:.0f} s of training")
-    return dict(config=config, wall_s=wall, summary=summary, curves=curves, fresh=fresh, fresh_steps=fresh_steps,
+    return dict(config=config, agent=run.agent.base, wall_s=wall, summary=summary, curves=curves, fresh=fresh, fresh_steps=fresh_steps,
                 restraint=restraint, restraint_random=restraint_random, worlds=worlds,
                 phases=[[{"gamma": gamma, **p} for p in ph] for ph in phases], periods=periods)
 
@@ -132,7 +169,7 @@ def restraint_of_checkpoints(args: argparse.Namespace, out: Path, updates: list[
 
 def resume_arguments(ap: argparse.ArgumentParser, given: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
     """The arguments a run in ``given.out`` was started with; ``given.chunks`` may extend it."""
-    out = Path(given.out)
+    out = Path(given.out or f"runs/tree_{given.tier}")
     if not (out / "args.json").exists():
         ap.error(f"--resume: {out / 'args.json'} not found; --out must be a folder this script started")
     args = argparse.Namespace(**json.loads((out / "args.json").read_text()), resume=True)
@@ -143,8 +180,11 @@ def resume_arguments(ap: argparse.ArgumentParser, given: argparse.Namespace) -> 
 
 def arguments() -> tuple[argparse.Namespace, Path]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder (a new run never overwrites: out-N when taken)")
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--out", default=None,
+                    help="output folder (default runs/tree_<tier>; a new run never overwrites: out-N when taken)")
+    ap.add_argument("--tier", choices=list(TIERS), default="full",
+                    help=f"sets --scale (quick {TIERS['quick']}, full {TIERS['full']}) unless given")
+    ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0, help="base PRNG seed (seeds are split from it)")
     ap.add_argument("--envs", type=int, default=128, help="parallel worlds per seed")
     ap.add_argument("--num-steps", type=int, default=128, help="rollout length per update")
@@ -158,7 +198,10 @@ def arguments() -> tuple[argparse.Namespace, Path]:
                          "done ends it there and writes the report")
     ap.add_argument("--eval-forests", type=int, default=64)
     ap.add_argument("--eval-steps", type=int, default=4000)
-    ap.add_argument("--scale", type=float, default=1.0, help="multiplies --steps-per-seed")
+    ap.add_argument("--scale", type=float, default=None, help="multiplies --steps-per-seed (default by --tier)")
+    ap.add_argument("--null", type=int, default=None,
+                    help="untrained networks in the rules' null (default: fewest for Holm + 20)")
+    ap.add_argument("--readme", default=None, help="rewrite this README's findings block with the results")
     ap.add_argument("--periods", type=int, default=5,
                     help="the run split into this many periods for the per-period table of its worlds")
     ap.add_argument("--world-plots", type=int, default=4,
@@ -174,9 +217,13 @@ def arguments() -> tuple[argparse.Namespace, Path]:
         resumed.restraint_of = args.restraint_of
         return resumed, out
     if args.resume:
-        args, out = resume_arguments(ap, args)
+        given = args
+        args, out = resume_arguments(ap, given)
+        args.readme, args.null = given.readme, given.null if given.null is not None else getattr(args, "null", None)
+        args.tier = getattr(args, "tier", "full")  # folders started before the rules
     else:
         args.chunks = 12 if args.chunks is None else args.chunks
+        args.scale = TIERS[args.tier] if args.scale is None else args.scale
     for name in ("seeds", "envs", "num_steps", "chunks", "eval_forests", "eval_steps", "world_plots", "periods"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not allowed; need >= 1")
@@ -192,8 +239,9 @@ def arguments() -> tuple[argparse.Namespace, Path]:
         except ValueError as e:
             ap.error(str(e))
     if not args.resume:
-        out = fresh_folder(Path(args.out), "args.json")
-        (out / "args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=1))
+        out = fresh_folder(Path(args.out or f"runs/tree_{args.tier}"), "args.json")
+        (out / "args.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k not in ("resume", "readme")},
+                                                  indent=1))
     return args, out
 
 
@@ -204,14 +252,16 @@ def main() -> None:
         return
     log, lines = echo_log(out / "log.txt")
     log(f"{'resuming' if args.resume else 'writing to'} {out}")
-
-    wall0 = time.perf_counter()
+    report = findings.Report("Tree Gridworld, online and reset-free (PPO)", range(args.seeds), args.tier)
     log(f"jax {jax.__version__} on {jax.devices()[0].platform}; TreeGrid {tw.SPEC}, continuing (max_steps={tw.NEVER}); "
         f"fresh forests: {args.eval_forests} x {args.eval_steps} steps"
         + (f"; resumed with {' '.join(sys.argv)}" if args.resume else ""))
     runs_ = {g: train_one(args, g, log, out) for g in args.gammas}
-    wall = time.perf_counter() - wall0
-    log(f"total wall time {wall:.0f} s ({wall / 60:.1f} min)")
+    draws = args.null or max(r.required_draws(len(runs_)) for r in RULES.values()) + 20
+    null = judge(report, runs_, draws, jax.random.PRNGKey(args.seed + 30_000))
+    log(f"untrained networks ({draws}): share of 1-tree forests emptied {null.mean():.3f} on average, middle 95% "
+        f"[{np.quantile(null, 0.025):.3f}, {np.quantile(null, 0.975):.3f}]")
+    log(f"total wall time {report.stamp()['wall_time_s']:.0f} s")
     figs = {g: tr.plot_training(r["curves"], r["fresh"], r["fresh_steps"], r["config"].batch_size, out,
                     f"TreeGrid online, reset-free PPO: {args.seeds} seeds x {args.envs} worlds, gamma={g}, "
                     f"lr={args.lr}; fresh forests: {args.eval_forests} x {args.eval_steps} steps",
@@ -219,24 +269,25 @@ def main() -> None:
     world_figs = {g: tr.plot_worlds(r["worlds"], r["config"].num_steps, args.world_plots, out,
                                  f"TreeGrid online, reset-free PPO, gamma={g}: single worlds ({args.envs} per seed)",
                                  f"worlds_gamma{g}.png") for g, r in runs_.items()}
-    report = ["# Tree Gridworld, online and reset-free (PPO)", "", f"`{' '.join(args.argv)}`", "",
-              __doc__.split("\n\n")[1], "",
-              *tr.report_tables(runs_, args.eval_steps)]
-    report += [""] + [f"![gamma {g}]({f.name})" for g, f in figs.items()]
-    report += [""] + [f"![worlds gamma {g}]({f.name})" for g, f in world_figs.items()]
-    report += ["", "## Log", "", "```", *lines, "```", ""]
-    (out / "report.md").write_text("\n".join(report))
-    (out / "results.json").write_text(json.dumps(dict(
-        args=vars(args), wall_s=wall,
+    report.add(f"`{' '.join(args.argv)}`", "", __doc__.split("\n\n")[1], "",
+               f"Null of the rules: {draws} untrained networks on the same 1-tree forests: mean share emptied "
+               f"{null.mean():.3f} (middle 95% [{np.quantile(null, 0.025):.3f}, {np.quantile(null, 0.975):.3f}]).", "",
+               *tr.report_tables(runs_, args.eval_steps))
+    report.add("", *[f"![gamma {g}]({f.name})" for g, f in figs.items()])
+    report.add("", *[f"![worlds gamma {g}]({f.name})" for g, f in world_figs.items()])
+    report.add("", "## Log", "", "```", *lines, "```", "")
+    report.data.update(
+        args={k: v for k, v in vars(args).items() if k != "readme"}, restraint_null=null.tolist(),
         runs={str(g): dict(config=r["config"].to_dict(), wall_s=r["wall_s"], summary=r["summary"],
                            fresh_steps=r["fresh_steps"], curves={k: jsonable(v) for k, v in r["curves"].items()},
                            fresh={k: jsonable(v) for k, v in r["fresh"].items()}, phases=r["phases"], periods=r["periods"],
                            restraint=r["restraint"].tolist(), restraint_random=r["restraint_random"].tolist())
-              for g, r in runs_.items()},
-    ), indent=1) + "\n")
+              for g, r in runs_.items()})
+    path = report.write(out, args.readme, f"tree_gridworld.{args.tier}")
     # Per-world records (seeds, updates, worlds), one set per discount: too long for the JSON.
     np.savez_compressed(out / "worlds.npz", **{f"gamma{g}_{k}": v for g, r in runs_.items() for k, v in r["worlds"].items()})
-    print(f"report: {out / 'report.md'}")
+    print("\n".join(report.conclusions))
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":

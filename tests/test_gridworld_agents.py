@@ -216,7 +216,7 @@ def _same_as_two_chunks_of_the_earlier_script(out: Path) -> None:
     import json
 
     expected = json.loads((TREE_FIXTURE / "expected_two_chunks.json").read_text())
-    got = json.loads((out / "results.json").read_text())["runs"]["0.99"]
+    got = json.loads((out / "results.json").read_text())["data"]["runs"]["0.99"]
     assert {k: got[k] for k in expected} == expected
     with np.load(TREE_FIXTURE / "expected_two_chunks_worlds.npz") as a, np.load(out / "worlds.npz") as b:
         assert a["gamma0.99_world_chops"].shape == (2, 2, 2)  # (seeds, updates, worlds)
@@ -224,7 +224,7 @@ def _same_as_two_chunks_of_the_earlier_script(out: Path) -> None:
 
 
 TREE_ARGS = ["--envs", "2", "--num-steps", "16", "--gammas", "0.99", "--eval-forests", "2", "--eval-steps", "20",
-             "--periods", "2", "--world-plots", "1", "--seeds", "2"]
+             "--periods", "2", "--world-plots", "1", "--seeds", "2", "--null", "3"]
 
 
 @pytest.mark.slow
@@ -252,7 +252,7 @@ def test_tree_run_resumed_through_the_run_layer_ends_where_the_earlier_uninterru
     run("--out", str(tmp_path / "split"), "--restraint-of", "2")
     printed = capsys.readouterr().out.splitlines()[-1]
     import json
-    restraint = json.loads((tmp_path / "split" / "results.json").read_text())["runs"]["0.99"]["restraint"]
+    restraint = json.loads((tmp_path / "split" / "results.json").read_text())["data"]["runs"]["0.99"]["restraint"]
     assert printed.endswith(" / ".join("[" + ", ".join(f"{n[0]:.3f}" for n in seed) + "]" for seed in restraint))
 
 
