@@ -63,9 +63,9 @@ class ADConfig(RLConfig):
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    num_updates: int = 3000
+    num_updates: int = 1500
     log_every: int = 500
-    checkpoint_every: int = 1000
+    checkpoint_every: int = 500
     eval_samples: int = 0
 
     def validate(self) -> None:
