@@ -87,11 +87,17 @@ class Report:
         md = [f"# {self.title}", "", self.header(stamp), "", "## Conclusions", "",
               *[f"- {c}" for c in self.conclusions], "", "## Details", "", *self.lines]
         (out / "report.md").write_text("\n".join(md) + "\n")
-        (out / "results.json").write_text(json.dumps({"stamp": stamp, "findings": self.found, "data": self.data}, indent=1))
+        (out / "results.json").write_text(json.dumps({"stamp": stamp, "findings": self.found, "data": self.data},
+                                                     indent=1, default=_plain))
         if readme is not None:
             update_block(readme, key or self.title, "\n".join([self.header(stamp), "",
                                                                *[f"- {c}" for c in self.conclusions]]))
         return out / "report.md"
+
+
+def _plain(x: Any) -> Any:
+    """numpy and jax values as JSON (arrays as lists); anything else as its text."""
+    return x.tolist() if hasattr(x, "tolist") else str(x)
 
 
 def evidence_table(ev: Evidence, rule: Rule | None = None, digits: int = 3) -> list[str]:
