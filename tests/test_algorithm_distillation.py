@@ -50,7 +50,7 @@ def test_reset_reward_at_goal_and_20_step_episodes(room):
 
 def test_hard_variant_rewards_once_per_episode():
     hard = envs.make("DarkRoomHard-v0")
-    state, rewards = play(hard, hard.reset_to(41), [RIGHT, LEFT, RIGHT, STAY] + [STAY] * 16)
+    _, rewards = play(hard, hard.reset_to(41), [RIGHT, LEFT, RIGHT, STAY] + [STAY] * 16)
     assert rewards == [1.0] + [0.0] * 19 and float(hard.optimal_return(41)) == 1.0
 
 
@@ -135,7 +135,7 @@ def test_tiny_training_improves(agent):
     tables, actions = jax.jit(lambda d, k: agent.windows(d, k, 256))(state.data, jax.random.PRNGKey(5))
     loss = jax.jit(agent.loss)
     initial, _ = loss(state.params, tables, actions)
-    state, metrics = jax.jit(agent.segment, static_argnums=1)(state, 300)
+    state, _ = jax.jit(agent.segment, static_argnums=1)(state, 300)
     final, accuracy = loss(state.params, tables, actions)
     assert float(final) < 0.75 * float(initial)  # measured: about 0.5 of the initial loss
     assert float(accuracy) > 0.5  # chance is 0.2
@@ -182,3 +182,13 @@ def test_resume_is_bit_identical(trained, tmp_path):
     runs.train(config, tmp_path, progress=False)
     for x, y in zip(jax.tree.leaves(runs.load_run(trained).params()), jax.tree.leaves(runs.load_run(tmp_path).params())):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_probe_cli_reads_the_decision_token(trained, tmp_path):
+    from rljaxinterp.cli import main
+
+    assert main(["probe", str(trained), "--states", "256", "--out", str(tmp_path)]) == 0
+    table = json.loads((tmp_path / "probes.json").read_text())["test"]
+    assert set(table["blocks.0.resid_post"]) >= {"goal_row", "goal_col", "distance_to_goal", "goal_found_in_context"}
+    assert table["embed"]["agent_row"] > 0.9  # the decision token embeds the current position

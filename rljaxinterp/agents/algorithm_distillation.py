@@ -28,7 +28,13 @@ from flax import struct
 from rljaxinterp.agents.common import Params
 from rljaxinterp.agents.rl_common import RLConfig
 from rljaxinterp.envs import make
-from rljaxinterp.envs.dark_room import DarkRoom, DarkRoomTrials, expert_histories, history_rows, source_histories
+from rljaxinterp.envs.dark_room import (
+    DarkRoom,
+    DarkRoomTrials,
+    expert_histories,
+    history_rows,
+    source_histories,
+)
 from rljaxinterp.models.base import ModelOutput
 from rljaxinterp.models.gpt import GPT
 

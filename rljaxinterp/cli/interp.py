@@ -75,8 +75,14 @@ def run_probe(args) -> int:
     run, params, states, obs, out, step = _open(args)
     values = concepts.compute(run.config.env, states)
     sites = [s for s in interp.sites(run.model, obs[:1]) if s not in ("input", "tokens")]
-    scores = fit_probes(site_features(run.model, params, obs, sites), values, args.probe)
-    control = fit_probes(site_features(run.model, params, obs, sites), values, args.probe, shuffle_labels=True)
+    if hasattr(run.model, "token_types"):  # a sequence model: each site at the token the move is read from
+        from rljaxinterp.interp.sequence import decision_positions, token_features
+
+        features = token_features(run.model, params, obs, decision_positions(run.model, obs), sites)
+    else:
+        features = site_features(run.model, params, obs, sites)
+    scores = fit_probes(features, values, args.probe)
+    control = fit_probes(features, values, args.probe, shuffle_labels=True)
     (out / "probes.json").write_text(json.dumps({
         "run": args.run_dir, "step": step, "probe": args.probe, "states": int(obs.shape[0]),
         "test": scores.table(), "shuffled_labels": control.table(),

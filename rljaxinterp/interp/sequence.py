@@ -23,20 +23,26 @@ def _pick(x: jax.Array, axis: int, positions: jax.Array) -> jax.Array:
 
 
 def token_features(model, params: Params, obs: jax.Array, positions: jax.Array,
-                   sites: SiteSelection = None) -> dict[str, jax.Array]:
+                   sites: SiteSelection = None, chunk: int = 256) -> dict[str, jax.Array]:
     """``{site: (states, features)}``: each site's activation at state i's token
     ``positions[i]`` (the query row of an attention pattern), flattened; sites without a
-    token axis (logits, value) whole. For ``probes.fit_probes``."""
+    token axis (logits, value) whole. For ``probes.fit_probes``. States are run ``chunk``
+    at a time: a long context's whole cache (attention patterns) would not fit at once."""
     infos = trace_sites(model, params, obs[:1])
-    _, cache = run_with_cache(model, params, obs, sites)
     positions = jnp.asarray(positions, jnp.int32)
-    out = {}
-    for name, x in cache.items():
-        axes = infos[name].axes or ()
-        axis = next((axes.index(a) for a in ("query", "token") if a in axes), None)
-        x = x if axis is None else _pick(x, axis, positions)
-        out[name] = x.reshape(x.shape[0], -1).astype(jnp.float32)
-    return out
+
+    def read(o, p):
+        _, cache = run_with_cache(model, params, o, sites)
+        out = {}
+        for name, x in cache.items():
+            axes = infos[name].axes or ()
+            axis = next((axes.index(a) for a in ("query", "token") if a in axes), None)
+            x = x if axis is None else _pick(x, axis, p)
+            out[name] = x.reshape(x.shape[0], -1).astype(jnp.float32)
+        return out
+
+    parts = [read(obs[i:i + chunk], positions[i:i + chunk]) for i in range(0, obs.shape[0], chunk)]
+    return parts[0] if len(parts) == 1 else {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def attention_from(model, params: Params, obs: jax.Array, positions: jax.Array,
@@ -65,6 +71,13 @@ def positions_of(model, obs: jax.Array, kind: str) -> jax.Array:
     current = jnp.maximum(jnp.asarray(obs)[..., 0].sum(-1).astype(jnp.int32) - 1, 0)
     return current * len(model.token_types) + model.token_types.index(kind) if kind in model.token_types else \
         model.token_position(0, kind)  # raises, naming the allowed types
+
+
+def decision_positions(model, obs: jax.Array) -> jax.Array:
+    """Per state, the position of the token its move is read from (the one before the current
+    ``action`` token, or the current timestep's last token in a model without action tokens)."""
+    types = model.token_types
+    return positions_of(model, obs, types[types.index("action") - 1] if "action" in types else types[-1])
 
 
 def kind_mask(model, tokens: int, kinds: Sequence[str]) -> jax.Array:
