@@ -129,16 +129,19 @@ def test_bad_input_names_the_allowed_values(agent):
     assert len(train) == 65 and len(test) == 16 and not set(train) & set(test)
 
 
-def test_tiny_training_improves(agent):
-    state = jax.jit(agent.init)(jax.random.PRNGKey(0))
-    assert isinstance(state, ADState) and state.data["pos"].shape == (65 * 4, 3, 20)
-    tables, actions = jax.jit(lambda d, k: agent.windows(d, k, 256))(state.data, jax.random.PRNGKey(5))
+@pytest.mark.slow
+def test_tiny_training_improves(agent, histories):
+    """On the module's source histories (``init`` and ``dataset`` run in the slow run-folder tests)."""
+    params = jax.jit(agent.model.init)(jax.random.PRNGKey(0), jnp.zeros((1, *agent.env.observation_shape)))["params"]
+    data = {k: histories[k] for k in ("pos", "action", "reward")}
+    state = ADState(params, agent.optimiser().init(params), jax.random.PRNGKey(1), jnp.int32(0), jnp.int32(0), data)
+    tables, actions = jax.jit(lambda d, k: agent.windows(d, k, 256))(data, jax.random.PRNGKey(5))
     loss = jax.jit(agent.loss)
-    initial, _ = loss(state.params, tables, actions)
-    state, _ = jax.jit(agent.segment, static_argnums=1)(state, 300)
+    initial, _ = loss(params, tables, actions)
+    state, _ = jax.jit(agent.segment, static_argnums=1)(state, 200)
     final, accuracy = loss(state.params, tables, actions)
-    assert float(final) < 0.75 * float(initial)  # measured: about 0.5 of the initial loss
-    assert float(accuracy) > 0.5  # chance is 0.2
+    assert float(final) < 0.75 * float(initial)  # measured: 0.49 of the initial loss
+    assert float(accuracy) > 0.45  # chance is 0.2; measured: 0.59
 
 
 def test_cli_config_picks_the_ad_kind():
