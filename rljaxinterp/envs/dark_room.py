@@ -161,8 +161,9 @@ def source_histories(room: DarkRoom, goals: jax.Array, key: jax.Array, episodes:
 
 
 def expert_histories(room: DarkRoom, goals: jax.Array, key: jax.Array, episodes: int, **kwargs) -> dict:
-    """Expert distillation's data: the converged source policy's episodes, i.e. the last
-    ``episodes`` episodes of histories run ``4 * episodes`` long (same layout)."""
+    """Expert distillation's data: the converged source policy's episodes (still
+    epsilon-greedy, as the source acts), i.e. the last ``episodes`` episodes of histories
+    run ``4 * episodes`` long (same layout)."""
     data = source_histories(room, goals, key, 4 * episodes, **kwargs)
     return {k: v if k == "goal" else v[:, -episodes:] for k, v in data.items()}
 
