@@ -178,6 +178,16 @@ def test_steering_null_is_bit_identical_for_a_seed():
     assert o1 == o2 and np.array_equal(n1, n2) and n1.shape == (30,)
 
 
+def test_a_shared_null_of_one_test_may_come_without_its_test_axis():
+    """(draws,) for observed (agents, 1) or (agents,): the same evidence as (draws, 1)."""
+    rng = np.random.default_rng(0)
+    observed, null = rng.normal(size=3) + 2.0, rng.normal(size=50)
+    a = findings.evidence(observed, null, ["one"], "greater", "holm")
+    b = findings.evidence(observed[:, None], null[:, None], ["one"], "greater", "holm")
+    assert np.array_equal(a.p, b.p) and np.array_equal(a.effect, b.effect) and a.p.shape == (3, 1)
+    assert np.allclose(a.effect[:, 0], observed - null.mean())
+
+
 # -- reports -----------------------------------------------------------------------------------
 def test_report_is_stamped_and_rewrites_only_its_readme_block(tmp_path):
     readme = tmp_path / "README.md"

@@ -74,6 +74,8 @@ def evidence(observed, null, tests: Sequence[str] | None = None, alternative: st
     if obs.ndim != 2:
         raise ValueError(f"observed has shape {obs.shape}; expected (agents, tests)")
     null = np.asarray(null, np.float64)
+    if null.ndim == 1 and obs.shape[1] == 1:  # (draws,) of the one test
+        null = null[:, None]
     if null.ndim == obs.ndim and null.shape[-1] != obs.shape[-1] and obs.shape[-1] == 1:
         null = null[..., None]
     if null.ndim == 2:  # (draws, tests), shared by all agents
