@@ -1,7 +1,7 @@
 """Open problem 8.8: what does a decision transformer compute when it finds shortest paths?
 
 A DT (run kind ``dt``, GraphPaths-v0 preset) is trained on random walks and conditioned on the
-best return, -(BFS distance). Four measurements, each against an untrained network of the
+best return, -(BFS distance). Five measurements, each against an untrained network of the
 same architecture where that is meaningful:
 
 1. Probes at the current state token of every site (ridge, held-out 25%): BFS distance to the
@@ -15,12 +15,29 @@ same architecture where that is meaningful:
 4. Mean ablations (over random-play activations) of each head, each MLP and of the
    return-to-go token's embedding, judged by replaying every reachable pair.
 
-    python experiments/dt_shortest_path.py [--run RUN] [--out runs/dt_shortest_path]
+5. Conditioning on a worse return than the best, -(distance + k) for k = 0..3.
+
+Every measurement is taken on ``--agents`` independently seeded DTs (default 3; run folders
+``<base>/seed{k}``, trained or reused) and reported as mean, 95% t-interval across agents and
+per agent. What counts as a finding (stated before any number; ``RULES`` below), in every one
+of at least 3 agents, with an empirical p <= 0.05 against ``--null`` untrained DTs of the same
+architecture (best site each, the same states and split):
+
+* **probes**: the best-site held-out probe score (R^2 for distance and return-to-go, decoding
+  rate for the next node) exceeds the untrained networks' mean by >= 0.05 (Holm over the 3
+  concepts);
+* **return steers**: asking for 3 steps more than the optimum lengthens the successful paths
+  by >= 1 step more than it does for the untrained networks.
+
+Otherwise the report says "no effect found". Head patching, attention and ablations are
+reported as intervals across agents without a rule.
+
+    python experiments/dt_shortest_path.py --tier quick --readme experiments/README.md
+    python experiments/dt_shortest_path.py [--agents 3] [--out runs/dt_shortest_path]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -28,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp import interp, reporting, runs
+from rljaxinterp import findings, interp, reporting, runs
 from rljaxinterp.agents.decision_transformer import evaluate, walk_figures
 from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.interp import concepts, sequence
@@ -86,40 +103,44 @@ def bar_chart(path, labels, series, title, ylabel):
     reporting.save_figure(fig, path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", help="a trained dt run folder (default: train the preset into OUT/run)")
-    ap.add_argument("--out", default="runs/dt_shortest_path")
-    ap.add_argument("--states", type=int, default=4000, help="random-play states for probes and mean ablations")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    out = reporting.fresh_folder(Path(args.out), "report.md")
-    log, lines = reporting.echo_log(out / "log.txt")
-    log(f"writing to {out}")
-    if args.run is None:
-        runs.train(runs.default_config("dt", ENV, seed=args.seed), out / "run", progress=False, log=log)
-    run = runs.load_run(args.run or out / "run")
+RULES = {
+    "probes": findings.Rule(
+        "the trained DT represents the concept at its current state token beyond an untrained DT", min_effect=0.05,
+        direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+        statistic="best-site held-out probe score minus the untrained-network mean"),
+    "return steers": findings.Rule(
+        "asking for a longer path (a worse return) makes the DT walk a longer path", min_effect=1.0,
+        direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+        statistic="extra steps when asked for 3 more than the optimum, minus the untrained-network mean"),
+}
+CONCEPTS = ("distance_to_goal", "return_to_go", "next_node")
+TIERS = {"quick": 2000, "full": 4000}  # probe states (both tiers interpret the preset's agents: shorter
+# training leaves DTs below the bar, e.g. success 0.58 after 500 updates instead of 1,500)
+
+
+def policies(model):
+    """The two replacement policies (one closure each, so every agent shares their compile):
+    the network under interventions, and the network conditioned on a return ``extra`` worse."""
+    ablated = lambda pv, o: interp.run_with_interventions(model, pv[0], o, pv[1]).logits
+    shifted = lambda p, o: model.apply({"params": p[0]}, o.at[..., 1].add(-p[1] * o[..., 0])).logits
+    return ablated, shifted
+
+
+def extra_steps(agent, params, shifted, extra: int) -> float:
+    """Mean steps beyond the optimum on the pairs reached when asked for ``extra`` more."""
+    v = evaluate(agent, (params, jnp.float32(extra)), shifted)
+    return v["mean_length"] - v["mean_optimal"]
+
+
+def best_probe_scores(rows: dict) -> np.ndarray:
+    return np.array([max(r[c] for r in rows.values()) for c in CONCEPTS])
+
+
+def measure(run, obs, pos, labels, key, ablated, shifted) -> dict:
+    """Every measurement of one trained agent (see the module docstring)."""
     agent, model, env, params = run.agent, run.model, run.env, run.params()
-    fresh = model.init(jax.random.PRNGKey(10_000 + args.seed), jnp.zeros((1, *env.observation_shape)))["params"]
-    results = {"run": str(run.folder), "bar": evaluate(agent, params), "untrained_bar": evaluate(agent, fresh),
-               "random_walks": walk_figures(env, run.state()[0].data)}
-    for k in ("bar", "untrained_bar", "random_walks"):
-        log(f"{k}: {json.dumps(results[k])}")
-
-    # 1. probes at the current state token
-    states = random_play_states(env, args.states // env.max_steps + 1, env.max_steps, jax.random.key(args.seed))
-    states = jax.tree.map(lambda x: x[np.flatnonzero(np.asarray(states.inner.distance) > 0)[: args.states]], states)
-    obs = states.observation
-    pos = sequence.positions_of(model, obs, "state")
-    labels = {k: jnp.asarray(v, jnp.float32) for k, v in concepts.compute(ENV, states).items()}
-    key = jax.random.key(args.seed)
-    probes = {"trained": probe_table(model, params, obs, pos, labels, key, env.num_nodes),
-              "untrained": probe_table(model, fresh, obs, pos, labels, key, env.num_nodes)}
-    results["probes"] = probes
-    corr = np.corrcoef(np.asarray(labels["distance_to_goal"]), np.asarray(labels["return_to_go"]))[0, 1]
-    log(f"probe states: {obs.shape[0]}; corr(distance, return-to-go) = {corr:.2f}")
-    sites = list(probes["trained"])
-
+    res = {"run": str(run.folder), "bar": evaluate(agent, params), "random_walks": walk_figures(env, run.state()[0].data)}
+    res["probes"] = probe_table(model, params, obs, pos, labels, key, env.num_nodes)
     # 2. head patching between goals
     pairs = goal_pairs(env)
     clean = jax.vmap(env.reset_to)(pairs[:, 0], pairs[:, 1]).observation
@@ -130,25 +151,19 @@ def main() -> None:
     z_sites = sequence.head_sites(model, clean, params)
     effects = interp.patching_sweep(model, params, clean, corrupt, logit_diff, sites=z_sites, granularity="head",
                                     metric_data=data)
-    heads = [f"L{i}H{h}" for i in range(len(z_sites)) for h in range(model.heads)]
     share = np.concatenate([-np.asarray(effects[s]) for s in z_sites]) / (ld_clean - ld_corrupt)
     resid = interp.patching_sweep(model, params, clean, corrupt, logit_diff, granularity="position", metric_data=data,
                                   sites=[f"blocks.{i}.resid_pre" for i in range(model.layers)])
-    results["goal_patching"] = {"pairs": len(pairs), "logit_diff_clean": ld_clean, "logit_diff_corrupt": ld_corrupt,
-                                "head_share": dict(zip(heads, share.tolist())),
-                                "resid_pre_share_by_token": {k: (-np.asarray(v)[:3] / (ld_clean - ld_corrupt)).tolist()
-                                                             for k, v in resid.items()}}
-    log(f"goal patching on {len(pairs)} pairs: logit diff {ld_clean:.2f} clean, {ld_corrupt:.2f} corrupted")
-
+    res["goal_patching"] = {"pairs": len(pairs), "logit_diff_clean": ld_clean, "logit_diff_corrupt": ld_corrupt,
+                            "head_share": share.tolist(),
+                            "resid_pre_share_by_token": {k: (-np.asarray(v)[:3] / (ld_clean - ld_corrupt)).tolist()
+                                                         for k, v in resid.items()}}
     # 3. attention to the return-to-go tokens
     rtg = sequence.kind_mask(model, obs.shape[1] * len(model.token_types), ["return_to_go"])
-    att = {name: np.concatenate([np.asarray(v.mean(0)) for v in sequence.attention_from(
-        model, p, obs, pos, rtg).values()]) for name, p in (("trained", params), ("untrained", fresh))}
-    results["attention_to_rtg"] = {k: dict(zip(heads, v.tolist())) for k, v in att.items()}
-
+    res["attention_to_rtg"] = np.concatenate([np.asarray(v.mean(0)) for v in sequence.attention_from(
+        model, params, obs, pos, rtg).values()]).tolist()
     # 4. mean ablations, replaying every reachable pair
     _, cache = interp.run_with_cache(model, params, obs)
-    policy = lambda pv, o: interp.run_with_interventions(model, pv[0], o, pv[1]).logits
     tokens = obs.shape[1] * len(model.token_types)
     ablations = {f"L{i}H{h}": interp.mean_ablate(z_sites[i], cache[z_sites[i]], jnp.zeros((1, model.heads, 1)).at[
         :, h].set(1.0)) for i in range(len(z_sites)) for h in range(model.heads)}
@@ -157,78 +172,122 @@ def main() -> None:
     ablations |= {f"L{i} attention": interp.mean_ablate(f"blocks.{i}.attn_out", cache[f"blocks.{i}.attn_out"])
                   for i in range(model.layers)}
     ablations["return-to-go embedding (= mean return)"] = interp.mean_ablate("embed", cache["embed"], rtg[:tokens, None])
-    results["ablations"] = {k: evaluate(agent, (params, iv), policy) for k, iv in ablations.items()}
-    for k, v in results["ablations"].items():
-        log(f"ablate {k}: success {v['success_rate']:.3f}, path ratio {v['path_ratio']:.3f}")
+    res["ablations"] = {k: evaluate(agent, (params, iv), ablated) for k, iv in ablations.items()}
     # 5. conditioning on a worse return than the best: -(distance + extra) at every step
-    shifted = lambda p, o: model.apply({"params": p[0]}, o.at[..., 1].add(-p[1] * o[..., 0])).logits
-    results["worse_returns"] = {k: evaluate(agent, (params, jnp.float32(k)), shifted) for k in (0, 1, 2, 3)}
+    res["worse_returns"] = {k: evaluate(agent, (params, jnp.float32(k)), shifted) for k in (0, 1, 2, 3)}
+    return res
 
-    # figures
-    for concept in ("distance_to_goal", "return_to_go", "next_node"):
-        bar_chart(out / f"probe_{concept}.png", sites, {k: [probes[k][s][concept] for s in sites] for k in probes},
-                  f"probe at the current state token: {concept}", "held-out R^2" if concept != "next_node"
+
+def untrained_null(run, obs, pos, labels, key, shifted, draws: int, seed: int) -> dict:
+    """Best-site probe scores and the worse-return statistic of ``draws`` untrained DTs."""
+    agent, model, env = run.agent, run.model, run.env
+    params = findings.untrained_params(model, jnp.zeros((1, *env.observation_shape)), jax.random.PRNGKey(10_000 + seed),
+                                       draws)
+    probes = np.stack([best_probe_scores(probe_table(model, p, obs, pos, labels, key, env.num_nodes)) for p in params])
+    steers = np.array([extra_steps(agent, p, shifted, 3) - extra_steps(agent, p, shifted, 0) for p in params])
+    return {"probes": probes, "return steers": steers, "bar": [evaluate(agent, p) for p in params[:5]]}
+
+
+def interval_text(values) -> str:
+    return findings.fmt_interval(findings.interval(np.asarray(values, np.float64)))
+
+
+def main() -> None:
+    ap = findings.experiment_parser(__doc__, "runs/dt_shortest_path")
+    ap.add_argument("--states", type=int, default=None,
+                    help="random-play states for probes and mean ablations (default by tier: " + str(TIERS) + ")")
+    ap.add_argument("--null", type=int, default=None, help="untrained DTs (default: fewest for Holm + 20)")
+    args = ap.parse_args()
+    args.states = args.states or TIERS[args.tier]
+    out = reporting.fresh_folder(Path(args.out + (f"-{args.tier}" if args.tier == "quick" else "")), "report.md")
+    log, lines = reporting.echo_log(out / "log.txt")
+    log(f"writing to {out}")
+    agents = findings.seeded_runs(runs.default_config("dt", ENV), Path(args.base or "runs/dt_agents"), args.agents,
+                                  log=log, progress=False)
+    report = findings.Report("Decision transformer on shortest paths: what it computes (8.8)", agents.seeds, args.tier)
+    first = agents.runs[0]
+    model, env = first.model, first.env
+    ablated, shifted = policies(model)
+
+    # probe states: uniformly random play, shared by every agent and the null
+    states = random_play_states(env, args.states // env.max_steps + 1, env.max_steps, jax.random.key(args.seed))
+    states = jax.tree.map(lambda x: x[np.flatnonzero(np.asarray(states.inner.distance) > 0)[: args.states]], states)
+    obs = states.observation
+    pos = sequence.positions_of(model, obs, "state")
+    labels = {k: jnp.asarray(v, jnp.float32) for k, v in concepts.compute(ENV, states).items()}
+    key = jax.random.key(args.seed)
+    corr = np.corrcoef(np.asarray(labels["distance_to_goal"]), np.asarray(labels["return_to_go"]))[0, 1]
+    log(f"probe states: {obs.shape[0]}; corr(distance, return-to-go) = {corr:.2f}")
+    res = []
+    for run in agents:
+        res.append(measure(run, obs, pos, labels, key, ablated, shifted))
+        log(f"{run.folder}: bar {json.dumps(res[-1]['bar'])}")
+    draws = args.null or max(r.required_draws(n) for r, n in zip(RULES.values(), (len(CONCEPTS), 1))) + 20
+    null = untrained_null(first, obs, pos, labels, key, shifted, draws, args.seed)
+    log(f"null: {draws} untrained DTs")
+
+    probes = np.stack([best_probe_scores(r["probes"]) for r in res])
+    report.finding(RULES["probes"], findings.evidence(probes, null["probes"], CONCEPTS, "greater", "holm"),
+                   "Probes beyond an untrained DT (pre-stated rule)")
+    steers = np.array([r["worse_returns"][3]["mean_length"] - r["worse_returns"][3]["mean_optimal"]
+                       - r["worse_returns"][0]["mean_length"] + r["worse_returns"][0]["mean_optimal"] for r in res])
+    report.finding(RULES["return steers"], findings.evidence(steers, null["return steers"], ["extra 3 vs 0"],
+                                                             "greater", "holm"),
+                   "The return token steers path length (pre-stated rule)")
+
+    heads = [f"L{i}H{h}" for i in range(model.layers) for h in range(model.heads)]
+    sites = list(res[0]["probes"])
+    walks = res[0]["random_walks"]
+    report.add(f"Agents: {agents.describe()}. Probe states: {obs.shape[0]} from uniformly random play "
+               f"(corr(distance, return-to-go) = {corr:.2f}), ridge, 75%/25% split (seed {args.seed}). Null: {draws} "
+               f"untrained DTs of the same architecture.", "",
+               "### The bar: greedy, best-return-conditioned play from every reachable pair", "",
+               "| | figure | mean [95% t-interval] (per agent) |", "|---|---|---|")
+    for m in ("success_rate", "path_ratio", "optimal_share"):
+        report.add(f"| DT | {m} | {interval_text([r['bar'][m] for r in res])} |")
+    report.add(*[f"| untrained DT (first 5 of the null) | {m} | {interval_text([b[m] for b in null['bar']])} |"
+                 for m in ("success_rate", "path_ratio")],
+               f"| random-walk data | success_rate, path_ratio | {walks['success_rate']:.3f}, {walks['path_ratio']:.3f} |",
+               "", "### Probes at the current state token: held-out score per site", "",
+               "| site | " + " | ".join(CONCEPTS) + " |", "|---|---|---|---|")
+    for s in sites:
+        report.add(f"| `{s}` | " + " | ".join(interval_text([r["probes"][s][c] for r in res]) for c in CONCEPTS) + " |")
+    report.add(f"| untrained, best site (mean of {draws}) | "
+               + " | ".join(f"{x:.3f}" for x in null["probes"].mean(0)) + " |", "",
+               f"### Head patching between goals ({res[0]['goal_patching']['pairs']} pairs; share of the clean - "
+               "corrupted logit difference each head's output carries) and attention to return-to-go tokens", "",
+               "| head | share of logit diff | attention from the state token to rtg tokens |", "|---|---|---|")
+    for i, h in enumerate(heads):
+        report.add(f"| {h} | {interval_text([r['goal_patching']['head_share'][i] for r in res])} | "
+                   f"{interval_text([r['attention_to_rtg'][i] for r in res])} |")
+    report.add("", "### Mean ablations (every reachable pair, greedy, best return)", "",
+               "| ablated | success | path ratio |", "|---|---|---|")
+    for k in res[0]["ablations"]:
+        report.add(f"| {k} | {interval_text([r['ablations'][k]['success_rate'] for r in res])} | "
+                   f"{interval_text([r['ablations'][k]['path_ratio'] for r in res])} |")
+    report.add("", "### Conditioning on worse returns, -(BFS distance + extra)", "",
+               "| extra steps asked | success | excess steps on reached pairs |", "|---|---|---|")
+    for k in (0, 1, 2, 3):
+        report.add(f"| {k} | {interval_text([r['worse_returns'][k]['success_rate'] for r in res])} | "
+                   f"{interval_text([r['worse_returns'][k]['mean_length'] - r['worse_returns'][k]['mean_optimal'] for r in res])} |")
+
+    # figures: mean over agents
+    mean_probe = {c: [np.mean([r["probes"][s][c] for r in res]) for s in sites] for c in CONCEPTS}
+    for c in ("distance_to_goal", "next_node"):
+        bar_chart(out / f"probe_{c}.png", sites, {f"trained (mean of {len(res)})": mean_probe[c],
+                                                  f"untrained best site (mean of {draws})": [null["probes"][:, CONCEPTS.index(c)].mean()] * len(sites)},
+                  f"probe at the current state token: {c}", "held-out R^2" if c != "next_node"
                   else "decoded move is a shortest-path move")
-    bar_chart(out / "goal_patching.png", heads, {"share of logit diff": share}, "patching each head's output "
-              "from the other goal", "share of clean-corrupted logit diff")
-    bar_chart(out / "attention_to_rtg.png", heads, att, "attention from the state token to return-to-go tokens",
-              "attention mass")
-    bar_chart(out / "ablations.png", list(results["ablations"]), {m: [v[m] for v in results["ablations"].values()]
-              for m in ("success_rate", "optimal_share")}, "mean ablations, every reachable pair", "rate")
-
-    # report
-    b, r = results["bar"], results["random_walks"]
-    best = lambda c, k="trained": max(sites, key=lambda s: probes[k][s][c])
-    needed = [k for k, v in results["ablations"].items() if v["success_rate"] < 0.95 or v["path_ratio"] > 1.1]
-    top = sorted(heads, key=lambda h: -results["goal_patching"]["head_share"][h])
-    md = ["# Decision transformer on shortest paths: what it computes", "", f"Run: `{run.folder}`.", "",
-          "| | success | mean length | BFS optimum | ratio | optimal share |", "|---|---|---|---|---|---|"]
-    for name, v in (("DT, best return", b), ("untrained DT", results["untrained_bar"]), ("random-walk data", r)):
-        md.append(f"| {name} | {v['success_rate']:.3f} | {v['mean_length']:.2f} | {v['mean_optimal']:.2f} | "
-                  f"{v['path_ratio']:.3f} | {v.get('optimal_share', float('nan')):.3f} |")
-    md += ["", (f"## Probes at the current state token ({obs.shape[0]} random-play states, "
-           f"corr(distance, return-to-go) = {corr:.2f})"), "",
-           "| site | distance R^2 | untrained | rtg R^2 | untrained | next node | untrained |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {s} | " + " | ".join(f"{probes[k][s][c]:.3f}" for c in ("distance_to_goal", "return_to_go", "next_node")
-                                     for k in ("trained", "untrained")) + " |" for s in sites]
-    md += ["", "![](probe_distance_to_goal.png)", "![](probe_next_node.png)", "",
-           f"## Head patching between goals ({len(pairs)} pairs, logit diff {ld_clean:.2f} -> {ld_corrupt:.2f})", "",
-           "| head | share of logit diff | attention to rtg (trained) | untrained |", "|---|---|---|---|"]
-    md += [f"| {h} | {results['goal_patching']['head_share'][h]:.3f} | {att['trained'][i]:.3f} | "
-           f"{att['untrained'][i]:.3f} |" for i, h in enumerate(heads)]
-    md += ["", "Residual stream before each block, patched one token at a time (t=0: rtg, state, action): "
-           + "; ".join(f"{k}: {np.round(v, 3).tolist()}" for k, v in results["goal_patching"][
-               "resid_pre_share_by_token"].items()), "", "![](goal_patching.png)", "![](attention_to_rtg.png)", "",
-           "## Mean ablations (every reachable pair, greedy, best return)", "",
-           "| ablated | success | path ratio | optimal share |", "|---|---|---|---|"]
-    md += [f"| {k} | {v['success_rate']:.3f} | {v['path_ratio']:.3f} | {v['optimal_share']:.3f} |"
-           for k, v in results["ablations"].items()]
-    md += ["", "![](ablations.png)", "", "## Conditioning on worse returns, -(BFS distance + extra)", "",
-           "| extra steps asked | success | mean length | BFS optimum | excess steps |", "|---|---|---|---|---|"]
-    md += [f"| {k} | {v['success_rate']:.3f} | {v['mean_length']:.2f} | {v['mean_optimal']:.2f} | "
-           f"{v['mean_length'] - v['mean_optimal']:.2f} |" for k, v in results["worse_returns"].items()]
-    md += ["", "## Conclusion (derived from the numbers above)", "",
-           (f"- The DT reaches the goal from {b['success_rate']:.1%} of pairs with paths {b['path_ratio']:.3f}x the BFS "
-           f"optimum; its random-walk data reach {r['success_rate']:.1%} at {r['path_ratio']:.2f}x."),
-           (f"- Distance to goal is best decoded at `{best('distance_to_goal')}` (R^2 "
-           f"{probes['trained'][best('distance_to_goal')]['distance_to_goal']:.2f}; untrained best "
-           f"{max(probes['untrained'][s]['distance_to_goal'] for s in sites):.2f}); the next shortest-path node at "
-           f"`{best('next_node')}` ({probes['trained'][best('next_node')]['next_node']:.2f}; untrained best "
-           f"{max(probes['untrained'][s]['next_node'] for s in sites):.2f})."),
-           (f"- Goal information reaches the move mostly through {top[0]} ({results['goal_patching']['head_share'][top[0]]:.2f}"
-           f" of the logit difference) and {top[1]} ({results['goal_patching']['head_share'][top[1]]:.2f})."),
-           (f"- Head attending most to return-to-go tokens: {heads[int(np.argmax(att['trained']))]} "
-           f"({att['trained'].max():.2f} of its attention; untrained max {att['untrained'].max():.2f})."),
-           (f"- Components whose mean ablation breaks the bar (success < 95% or ratio > 1.1): "
-           f"{', '.join(needed) or 'none'}; the rest are individually dispensable."),
-           "- Asking for 0/1/2/3 extra steps gives " + "/".join(f"{v['mean_length'] - v['mean_optimal']:.2f}" for v in
-           results["worse_returns"].values()) + " extra steps on the successful pairs: the return token steers path length"
-           " only as far as these numbers move.",
-           ("- Limits: one trained seed, one untrained control network, states from random play; linear probes "
-           "show decodability, not use."), "", "## Log", "", "```", *lines, "```"]
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    log(f"report written to {out / 'report.md'}")
+    bar_chart(out / "goal_patching.png", heads, {f"agent {s}": r["goal_patching"]["head_share"] for s, r in zip(agents.seeds, res)},
+              "patching each head's output from the other goal", "share of clean-corrupted logit diff")
+    bar_chart(out / "ablations.png", list(res[0]["ablations"]), {f"agent {s}": [v["success_rate"] for v in r["ablations"].values()]
+              for s, r in zip(agents.seeds, res)}, "mean ablations, every reachable pair", "success rate")
+    report.add("", *[f"![{n}]({n}.png)" for n in ("probe_distance_to_goal", "probe_next_node", "goal_patching", "ablations")],
+               "", "## Log", "", "```", *lines, "```")
+    report.data.update(agents=res, null={k: np.asarray(v).tolist() if k != "bar" else v for k, v in null.items()})
+    path = report.write(out, args.readme, f"dt_shortest_path.{args.tier}")
+    print("\n".join(report.conclusions))
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":
