@@ -56,9 +56,8 @@ API
   direction, statistic, key, n, coefficient=1.0)`` -> the statistic for the direction and for
   ``n`` equal-norm random directions (vmapped, compiled once per model and site).
 - Experiments share ``experiment_parser(doc, out)`` (``--agents``, ``--tier``, ``--base``,
-  ``--out``, ``--seed``, ``--readme``) and ``open_agents(args)`` (``findings.cli``);
-  ``single_agent_parser`` / ``open_single_agent`` / ``tic_tac_toe_agent(folder)`` keep the
-  older one-agent convention (``--run``) for scripts not yet moved to agent sets.
+  ``--out``, ``--seed``, ``--readme``) and ``open_agents(args)`` (``findings.cli``: the tic-tac-toe
+  agent set of ``--tier`` and a fresh output folder).
 """
 
 import importlib
@@ -84,9 +83,9 @@ from rljaxinterp.findings.stats import (
 # layer (orbax, the agents) and the interp methods: imported on first use, so the statistics
 # and rules stay cheap to import.
 _LAZY = {
-    "AgentSet": "agents", "seeded_runs": "agents", "tic_tac_toe_agent": "agents", "tic_tac_toe_agents": "agents",
+    "AgentSet": "agents", "seeded_runs": "agents", "tic_tac_toe_agents": "agents",
     "tic_tac_toe_config": "agents", "total_steps": "agents", "train_or_reuse": "agents",
-    "experiment_parser": "cli", "open_agents": "cli", "open_single_agent": "cli", "single_agent_parser": "cli",
+    "experiment_parser": "cli", "open_agents": "cli",
     "steering_null": "controls",
 }
 
@@ -119,16 +118,13 @@ __all__ = [
     "interval",
     "machine",
     "open_agents",
-    "open_single_agent",
     "percentile",
     "random_directions",
     "random_units",
     "required_draws",
     "seeded_runs",
     "shuffled_labels",
-    "single_agent_parser",
     "steering_null",
-    "tic_tac_toe_agent",
     "tic_tac_toe_agents",
     "tic_tac_toe_config",
     "total_steps",

@@ -117,11 +117,3 @@ def tic_tac_toe_agents(base: str | Path, n: int = 3, tier: str = "full", model: 
                        log: Callable[[str], None] = print, **changes: Any) -> AgentSet:
     """``n`` seeded tic-tac-toe AlphaZero agents in ``<base>/seed{k}`` (trained or reused)."""
     return seeded_runs(tic_tac_toe_config(tier, model, **changes), base, n, log=log)
-
-
-def tic_tac_toe_agent(folder: str | Path, model: str = "conv", iterations: int = 150, checkpoint_every: int = 10,
-                      log: Callable[[str], None] = print) -> Run:
-    """One full-tier tic-tac-toe agent (seed 0) in ``folder``, trained or reused: the agent of
-    the single-agent experiments written before seeded sets."""
-    config = tic_tac_toe_config("full", model, iterations=iterations, checkpoint_every=checkpoint_every)
-    return train_or_reuse(config, folder, log)

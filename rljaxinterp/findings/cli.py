@@ -6,9 +6,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from rljaxinterp.findings.agents import AgentSet, tic_tac_toe_agent, tic_tac_toe_agents
+from rljaxinterp.findings.agents import AgentSet, tic_tac_toe_agents
 from rljaxinterp.reporting import fresh_folder
-from rljaxinterp.runs import Run
 
 
 def experiment_parser(doc: str, out: str) -> argparse.ArgumentParser:
@@ -33,17 +32,3 @@ def open_agents(args: argparse.Namespace, log: Callable[[str], None] = print) ->
     base = args.base or f"runs/ttt_agents_{args.tier}"
     out = Path(args.out + ("-quick" if args.tier == "quick" and not args.out.endswith("quick") else ""))
     return tic_tac_toe_agents(base, args.agents, args.tier, log=log), fresh_folder(out, "report.md")
-
-
-def single_agent_parser(doc: str, out: str) -> argparse.ArgumentParser:
-    """The older single-agent convention: ``--run`` (one agent's folder), ``--out``, ``--seed``."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/ttt_conv", help="tic-tac-toe conv run (trained if missing)")
-    parser.add_argument("--out", default=out)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def open_single_agent(args: argparse.Namespace) -> tuple[Run, Path]:
-    """The one trained agent of ``--run`` and a fresh output folder."""
-    return tic_tac_toe_agent(args.run), fresh_folder(Path(args.out), "report.md")
