@@ -158,7 +158,7 @@ RULES = {
         min_effect=0.2, direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
         statistic="proxy counter (test - train) minus the untrained-network mean of the same difference"),
 }
-TIERS = {"quick": dict(scale=0.5, eval_levels=128), "full": dict(scale=1.0, eval_levels=256)}
+TIERS = {"quick": {"scale": 0.5, "eval_levels": 128}, "full": {"scale": 1.0, "eval_levels": 256}}
 
 
 def untrained_proxy(agent, spec: Spec, draws: int, levels: int, key: jax.Array, policy=None) -> dict[str, np.ndarray]:

@@ -49,7 +49,7 @@ RULE = findings.Rule(
     "the student's site holds what the teacher's same-named site holds, beyond an untrained student",
     min_effect=0.1, direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
     statistic="linear CKA with the teacher's same site minus the untrained-student mean")
-TIERS = {"quick": dict(games=512, steps=1000), "full": dict(games=2048, steps=4000)}
+TIERS = {"quick": {"games": 512, "steps": 1000}, "full": {"games": 2048, "steps": 4000}}
 SKIP = ("input", "tokens")
 
 
