@@ -35,6 +35,7 @@ import numpy as np
 from rljaxinterp import interp, reporting, runs
 from rljaxinterp.agents import algorithm_distillation as ad
 from rljaxinterp.interp import sequence
+from rljaxinterp.interp.metrics import clean_minus_corrupt
 from rljaxinterp.interp.probes import fit_probes
 
 ENV = "DarkRoom-v0"
@@ -131,22 +132,6 @@ def reward_place_pairs(agent):
     return jnp.stack(clean), jnp.stack(corrupt), data
 
 
-def logit_diff(out, data):
-    take = lambda a: jnp.take_along_axis(out.logits, a[:, None], -1)[:, 0]
-    return take(data["clean"]) - take(data["corrupt"])
-
-
-def bar_chart(path, labels, series, title, ylabel):
-    plt = reporting.pyplot()
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(labels)), 3.6))
-    width = 0.8 / len(series)
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
-    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=60, ha="right", fontsize=8)
-    ax.set_title(title), ax.set_ylabel(ylabel), ax.legend()
-    reporting.save_figure(fig, path)
-
-
 def line_chart(path, series, title, xlabel, ylabel):
     plt = reporting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -199,13 +184,13 @@ def main() -> None:
 
     # 3. patching between contexts that differ only in where reward was found
     clean, corrupt, data = reward_place_pairs(agent)
-    ld_clean = float(logit_diff(agent.policy_value(params, clean), data).mean())
-    ld_corrupt = float(logit_diff(agent.policy_value(params, corrupt), data).mean())
+    ld_clean = float(clean_minus_corrupt(agent.policy_value(params, clean), data).mean())
+    ld_corrupt = float(clean_minus_corrupt(agent.policy_value(params, corrupt), data).mean())
     z_sites = sequence.head_sites(model, clean, params)
-    effects = interp.patching_sweep(model, params, clean, corrupt, logit_diff, sites=z_sites, granularity="head",
+    effects = interp.patching_sweep(model, params, clean, corrupt, clean_minus_corrupt, sites=z_sites, granularity="head",
                                     metric_data=data)
     share = np.concatenate([-np.asarray(effects[s]) for s in z_sites]) / (ld_clean - ld_corrupt)
-    resid = interp.patching_sweep(model, params, clean, corrupt, logit_diff, granularity="position", metric_data=data,
+    resid = interp.patching_sweep(model, params, clean, corrupt, clean_minus_corrupt, granularity="position", metric_data=data,
                                   sites=[f"blocks.{i}.resid_pre" for i in range(model.layers)] + ["ln_final"])
     differs = np.flatnonzero(np.asarray(jnp.any(clean != corrupt, axis=(0, 2))))
     resid_share = {k: (-np.asarray(v) / (ld_clean - ld_corrupt)) for k, v in resid.items()}
@@ -232,7 +217,7 @@ def main() -> None:
     results["ablations"] = {}
     for k, iv in ablations.items():
         curve = ad.evaluate(agent, (params, iv), policy)
-        ld = float(logit_diff(interp.run_with_interventions(model, params, clean, iv), data).mean())
+        ld = float(clean_minus_corrupt(interp.run_with_interventions(model, params, clean, iv), data).mean())
         results["ablations"][k] = {"returns": curve["returns"], "last_ratio": curve["last_ratio"], "logit_diff": ld}
         log(f"ablate {k}: in-context returns {' '.join(f'{v:.2f}' for v in curve['returns'])}; "
             f"reward-place logit diff {ld:.2f}")
@@ -245,13 +230,13 @@ def main() -> None:
                "held-out goals: mean return per episode in context", "episode", "mean return")
     line_chart(out / "belief_by_episode.png", {s: probes["trained"][s]["goal_by_episode"] for s in sites},
                "goal row/col probe R^2 on held-out goals, by episode in context", "episode", "mean R^2")
-    bar_chart(out / "attention_to_rewards.png", heads, {k: v["attention"] for k, v in att.items()} |
+    reporting.bar_chart(out / "attention_to_rewards.png", heads, {k: v["attention"] for k, v in att.items()} |
               {"uniform": att["trained"]["uniform"]}, "attention from steps after a reward to rewarded tokens",
               "attention mass")
-    bar_chart(out / "reward_place_patching.png", heads, {"share of logit diff": share},
+    reporting.bar_chart(out / "reward_place_patching.png", heads, {"share of logit diff": share},
               "patching each head from the context rewarded elsewhere", "share of clean-corrupted logit diff")
     abl = results["ablations"]
-    bar_chart(out / "ablations.png", list(abl), {"last-episode return / optimal": [v["last_ratio"] for v in abl.values()],
+    reporting.bar_chart(out / "ablations.png", list(abl), {"last-episode return / optimal": [v["last_ratio"] for v in abl.values()],
               "reward-place logit diff / clean": [v["logit_diff"] / ld_clean for v in abl.values()]},
               "mean ablations", "ratio")
 

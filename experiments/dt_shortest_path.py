@@ -49,6 +49,7 @@ from rljaxinterp import findings, interp, reporting, runs
 from rljaxinterp.agents.decision_transformer import evaluate, walk_figures
 from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.interp import concepts, sequence
+from rljaxinterp.interp.metrics import clean_minus_corrupt
 from rljaxinterp.interp.probes import fit_probes, probe_split
 
 ENV = "GraphPaths-v0"
@@ -85,22 +86,6 @@ def goal_pairs(env):
                     if not set(m1) & set(m2):
                         out += [(s, g1, g2, m1[0], m2[0]), (s, g2, g1, m2[0], m1[0])]
     return np.asarray(out, np.int32)
-
-
-def logit_diff(out, data):
-    take = lambda a: jnp.take_along_axis(out.logits, a[:, None], -1)[:, 0]
-    return take(data["clean"]) - take(data["corrupt"])
-
-
-def bar_chart(path, labels, series, title, ylabel):
-    plt = reporting.pyplot()
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(labels)), 3.6))
-    width = 0.8 / len(series)
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
-    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=60, ha="right", fontsize=8)
-    ax.set_title(title), ax.set_ylabel(ylabel), ax.legend()
-    reporting.save_figure(fig, path)
 
 
 RULES = {
@@ -146,13 +131,13 @@ def measure(run, obs, pos, labels, key, ablated, shifted) -> dict:
     clean = jax.vmap(env.reset_to)(pairs[:, 0], pairs[:, 1]).observation
     corrupt = jax.vmap(env.reset_to)(pairs[:, 0], pairs[:, 2]).observation
     data = {"clean": jnp.asarray(pairs[:, 3]), "corrupt": jnp.asarray(pairs[:, 4])}
-    ld_clean = float(logit_diff(agent.policy_value(params, clean), data).mean())
-    ld_corrupt = float(logit_diff(agent.policy_value(params, corrupt), data).mean())
+    ld_clean = float(clean_minus_corrupt(agent.policy_value(params, clean), data).mean())
+    ld_corrupt = float(clean_minus_corrupt(agent.policy_value(params, corrupt), data).mean())
     z_sites = sequence.head_sites(model, clean, params)
-    effects = interp.patching_sweep(model, params, clean, corrupt, logit_diff, sites=z_sites, granularity="head",
+    effects = interp.patching_sweep(model, params, clean, corrupt, clean_minus_corrupt, sites=z_sites, granularity="head",
                                     metric_data=data)
     share = np.concatenate([-np.asarray(effects[s]) for s in z_sites]) / (ld_clean - ld_corrupt)
-    resid = interp.patching_sweep(model, params, clean, corrupt, logit_diff, granularity="position", metric_data=data,
+    resid = interp.patching_sweep(model, params, clean, corrupt, clean_minus_corrupt, granularity="position", metric_data=data,
                                   sites=[f"blocks.{i}.resid_pre" for i in range(model.layers)])
     res["goal_patching"] = {"pairs": len(pairs), "logit_diff_clean": ld_clean, "logit_diff_corrupt": ld_corrupt,
                             "head_share": share.tolist(),
@@ -274,13 +259,13 @@ def main() -> None:
     # figures: mean over agents
     mean_probe = {c: [np.mean([r["probes"][s][c] for r in res]) for s in sites] for c in CONCEPTS}
     for c in ("distance_to_goal", "next_node"):
-        bar_chart(out / f"probe_{c}.png", sites, {f"trained (mean of {len(res)})": mean_probe[c],
+        reporting.bar_chart(out / f"probe_{c}.png", sites, {f"trained (mean of {len(res)})": mean_probe[c],
                                                   f"untrained best site (mean of {draws})": [null["probes"][:, CONCEPTS.index(c)].mean()] * len(sites)},
                   f"probe at the current state token: {c}", "held-out R^2" if c != "next_node"
                   else "decoded move is a shortest-path move")
-    bar_chart(out / "goal_patching.png", heads, {f"agent {s}": r["goal_patching"]["head_share"] for s, r in zip(agents.seeds, res)},
+    reporting.bar_chart(out / "goal_patching.png", heads, {f"agent {s}": r["goal_patching"]["head_share"] for s, r in zip(agents.seeds, res)},
               "patching each head's output from the other goal", "share of clean-corrupted logit diff")
-    bar_chart(out / "ablations.png", list(res[0]["ablations"]), {f"agent {s}": [v["success_rate"] for v in r["ablations"].values()]
+    reporting.bar_chart(out / "ablations.png", list(res[0]["ablations"]), {f"agent {s}": [v["success_rate"] for v in r["ablations"].values()]
               for s, r in zip(agents.seeds, res)}, "mean ablations, every reachable pair", "success rate")
     report.add("", *[f"![{n}]({n}.png)" for n in ("probe_distance_to_goal", "probe_next_node", "goal_patching", "ablations")],
                "", "## Log", "", "```", *lines, "```")

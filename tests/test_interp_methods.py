@@ -298,3 +298,12 @@ def test_sweeps_share_one_sizing_option_and_return_site_effects(data, mlp):
         effects["layer9.post"]
     with pytest.raises(ValueError, match=r"Sizing.states_per_call=0 is not allowed; need None or an integer >= 1"):
         interp.Sizing(states_per_call=0)
+
+
+def test_clean_minus_corrupt_takes_each_states_own_actions():
+    from rljaxinterp.interp.metrics import clean_minus_corrupt
+    from rljaxinterp.models.base import ModelOutput
+
+    out = ModelOutput(logits=jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), value=jnp.zeros(2))
+    got = clean_minus_corrupt(out, {"clean": jnp.array([2, 0]), "corrupt": jnp.array([0, 1])})
+    assert np.array_equal(np.asarray(got), [3.0 - 1.0, 4.0 - 5.0])

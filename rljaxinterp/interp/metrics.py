@@ -25,6 +25,14 @@ def logit_diff(action_a: int, action_b: int) -> Metric:
     return lambda out: out.logits[..., action_a] - out.logits[..., action_b]
 
 
+def clean_minus_corrupt(out: ModelOutput, data: dict) -> jax.Array:
+    """Per state, the logit of the clean run's action minus that of the corrupted run's, with
+    the actions as data (``{"clean": (states,), "corrupt": (states,)}``) so sweeps can chunk
+    states: the patching metric of pairs whose right answers differ."""
+    take = lambda a: jnp.take_along_axis(out.logits, a[:, None], -1)[:, 0]
+    return take(data["clean"]) - take(data["corrupt"])
+
+
 def action_log_prob(action: int | jax.Array, legal_mask: jax.Array | None = None) -> Metric:
     def metric(out: ModelOutput) -> jax.Array:
         logp = log_policy(out.logits, legal_mask)
