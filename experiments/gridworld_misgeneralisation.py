@@ -45,7 +45,6 @@ import argparse
 import dataclasses
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
