@@ -43,6 +43,7 @@ experiments: $(STAMP)
 	$(BIN)/python experiments/gridworld_misgeneralisation.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/tree_gridworld.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/dt_shortest_path.py --tier quick --readme experiments/README.md
+	$(BIN)/python experiments/algorithm_distillation.py --tier quick --readme experiments/README.md
 
 experiments-full: $(STAMP)
 	$(BIN)/python experiments/ttt_steering.py --tier full --readme experiments/README.md
@@ -52,3 +53,4 @@ experiments-full: $(STAMP)
 	$(BIN)/python experiments/gridworld_misgeneralisation.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/tree_gridworld.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/dt_shortest_path.py --tier full --readme experiments/README.md
+	$(BIN)/python experiments/algorithm_distillation.py --tier full --readme experiments/README.md

@@ -1,7 +1,11 @@
 """Sequence-model agents against their bars, one function per agent.
 
-    .venv/bin/python benchmarks/sequence_agents.py [--only dt|ad] [--seed 0] [--out RUN]
-        [--ad-run RUN --ed-run RUN] [--figure PNG]
+    .venv/bin/python benchmarks/sequence_agents.py [--only dt|ad] [--seeds 0 1 2] [--out BASE]
+        [--ad-run BASE --ed-run BASE] [--figure PNG]
+
+Each seed is trained (or loaded) and measured on its own and the bar is judged per seed; with
+``--out``/``--ad-run``/``--ed-run`` the runs live in ``BASE/seed{k}`` (the folders the
+experiments' seeded agent sets use), else in fresh temporary folders.
 
 Decision transformer (``dt``, GraphPaths-v0 preset): trained offline on random walks through
 the run layer (``runs.train``, so the time includes checkpoints and per-log evaluation), then
@@ -137,17 +141,22 @@ def algorithm_distillation(seed: int = 0, ad_run: str | None = None, ed_run: str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("dt", "ad"), help="run one agent's bar (default: both)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="run folder for the dt run (default: a fresh temporary one)")
-    ap.add_argument("--ad-run", help="run folder for AD (loaded if it holds the finished preset, else trained)")
-    ap.add_argument("--ed-run", help="run folder for ED (likewise)")
-    ap.add_argument("--figure", default="ad_in_context.png", help="AD/ED/source curve figure (PNG)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--out", help="base folder of the dt runs, BASE/seed{k} (default: fresh temporary ones)")
+    ap.add_argument("--ad-run", help="base folder of the AD runs (loaded if they hold the finished preset, else trained)")
+    ap.add_argument("--ed-run", help="base folder of the ED runs (likewise)")
+    ap.add_argument("--figure", default="ad_in_context.png", help="AD/ED/source curve figure (PNG; seed{k} is added)")
     args = ap.parse_args()
+    at = lambda base, seed: base and os.path.join(base, f"seed{seed}")
     results = []
-    if args.only in (None, "dt"):
-        results.append(decision_transformer(args.seed, args.out))
-    if args.only in (None, "ad"):
-        results.append(algorithm_distillation(args.seed, args.ad_run, args.ed_run, args.figure))
+    for seed in args.seeds:
+        if args.only in (None, "dt"):
+            results.append(decision_transformer(seed, at(args.out, seed)))
+        if args.only in (None, "ad"):
+            figure = args.figure.replace(".png", f"_seed{seed}.png") if len(args.seeds) > 1 else args.figure
+            results.append(algorithm_distillation(seed, at(args.ad_run, seed), at(args.ed_run, seed), figure))
+    for r in results:
+        print(f"{r['agent']} seed {r['seed']}: bar {'met' if all(r['passed'].values()) else 'NOT met'} {r['passed']}")
     print(json.dumps(results))
 
 

@@ -2,8 +2,9 @@
 
 An AD transformer (run kind ``ad``, DarkRoom-v0 preset) is trained on learning histories of
 a source RL algorithm and then improves on held-out goals from its own episodes, with no
-weight update. Four measurements, against an untrained network of the same architecture
-where that is meaningful:
+weight update. Four measurements, each on ``--agents`` independently seeded AD transformers
+(default 3; run folders ``<base>/seed{k}``, trained or reused) and against untrained networks
+of the same architecture (``--null`` of them per agent):
 
 1. Belief probes: ridge probes for the goal's row and column (and "goal already found in
    context", distance to goal) at every token of every site, fitted on the model's own
@@ -19,12 +20,31 @@ where that is meaningful:
 4. Mean ablations (over the model's own trials) of each head, each attention layer and each
    MLP, judged by the in-context curve on held-out goals and by the patching logit difference.
 
-    python experiments/algorithm_distillation.py [--run RUN] [--out runs/algorithm_distillation]
+What counts as a finding (stated before any number; ``RULES`` below), in every one of at
+least 3 agents, with an empirical p <= 0.05 against the untrained networks (Holm over the
+tests of a rule):
+
+* **learns in context**: the held-out goals' mean return rises from the first to the last
+  episode in context by >= 0.3 of the optimal return beyond the untrained networks' rise;
+* **belief**: at the best site, the goal row/column probe R^2 on held-out goals exceeds the
+  untrained networks' by >= 0.1, and its rise from before to after the goal was found in
+  context exceeds theirs by >= 0.1 (2 tests);
+* **attends to rewards**: the most reward-attending head's attention mass on earlier
+  rewarded tokens, as a multiple of uniform attention, exceeds the untrained networks' by
+  >= 1.0 (heads are matched by rank, not by name: seeds need not agree on which head);
+* **reward place steers**: where reward was found in episode 1 moves the first move of
+  episode 2 by >= 1 logit (clean minus corrupted logit difference) beyond the untrained
+  networks.
+
+Otherwise the report says "no effect found". Which heads carry the patching effect and what
+the ablations do are reported per agent and as intervals across agents, without a rule.
+
+    python experiments/algorithm_distillation.py --tier quick --readme experiments/README.md
+    python experiments/algorithm_distillation.py [--agents 3] [--out runs/algorithm_distillation]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -32,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp import interp, reporting, runs
+from rljaxinterp import findings, interp, reporting, runs
 from rljaxinterp.agents import algorithm_distillation as ad
 from rljaxinterp.interp import sequence
 from rljaxinterp.interp.metrics import clean_minus_corrupt
@@ -141,72 +161,77 @@ def line_chart(path, series, title, xlabel, ylabel):
     reporting.save_figure(fig, path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", help="a trained ad run folder (default: train the preset into OUT/run)")
-    ap.add_argument("--out", default="runs/algorithm_distillation")
-    ap.add_argument("--samples", type=int, default=1, help="sampled trials per goal for probes and attention")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    out = reporting.fresh_folder(Path(args.out), "report.md")
-    log, lines = reporting.echo_log(out / "log.txt")
-    log(f"writing to {out}")
-    if args.run is None:
-        runs.train(runs.default_config("ad", ENV, seed=args.seed), out / "run", progress=False, log=log)
-    run = runs.load_run(args.run or out / "run")
-    agent, model, params = run.agent, run.model, run.params()
-    fresh = model.init(jax.random.PRNGKey(10_000 + args.seed), jnp.zeros((1, *agent.env.observation_shape)))["params"]
-    train_goals, test_goals = agent.goals()
-    results = {"run": str(run.folder), "curve": ad.evaluate(agent, params), "untrained_curve": ad.evaluate(agent, fresh),
-               "source_curve": ad.source_curve(agent, test_goals)}
-    for k in ("curve", "untrained_curve", "source_curve"):
-        log(f"{k}: " + " ".join(f"{v:.2f}" for v in results[k]["returns"]) + f" (optimal {results[k]['optimal']:.2f})")
+RULES = {
+    "learns in context": findings.Rule(
+        "on held-out goals the return rises across episodes in context, with no weight update", min_effect=0.3,
+        direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+        statistic="(last - first episode's mean return) / optimal return, minus the untrained-network mean"),
+    "belief": findings.Rule(
+        "the goal's location is decodable on held-out goals, and more so once reward was found in context",
+        min_effect=0.1, direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+        statistic="best-site goal row/column probe R^2 (all tokens; found minus not found), minus the untrained mean"),
+    "attends to rewards": findings.Rule(
+        "a head attends to earlier rewarded transitions beyond uniform attention", min_effect=1.0,
+        direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+        statistic="largest per-head attention mass on rewarded tokens / uniform, minus the untrained mean"),
+    "reward place steers": findings.Rule(
+        "where reward was found in episode 1 steers the first move of episode 2", min_effect=1.0,
+        direction="increase", alpha=0.05, agreement=1.0, min_agents=3, correction="holm",
+        statistic="clean minus corrupted logit difference (toward the rewarded cell), minus the untrained mean"),
+}
+BELIEF_TESTS = ("goal R^2", "found minus not found")
+TIERS = {"quick": 1, "full": 4}  # sampled trials per goal for probes and attention (both tiers interpret the
+# preset's agents: AD needs its full training to learn in context)
 
-    # the model's own sampled trials on every goal: probes and attention read them
+
+def own_trials(agent, params, samples: int, seed: int):
+    """The model's own sampled trials on every goal, their labels and the training-goal mask."""
     goals = jnp.arange(agent.room.num_cells)
-    trials = jax.jit(lambda p, k: agent.rollouts(p, goals, k, args.samples))(params, jax.random.PRNGKey(args.seed))
-    labels = trial_labels(agent, trials)
-    tables = trials["table"]
-    train = np.isin(np.asarray(trials["goal"]), train_goals)
-    log(f"trials for probes: {tables.shape[0]} ({train.sum()} on training goals), {tables.shape[1]} steps each")
+    trials = jax.jit(lambda p, k: agent.rollouts(p, goals, k, samples))(params, jax.random.PRNGKey(seed))
+    return trials["table"], trial_labels(agent, trials), np.isin(np.asarray(trials["goal"]), agent.goals()[0])
 
-    # 1. belief probes
-    probes = {"trained": belief_probes(model, params, tables, labels, train),
-              "untrained": belief_probes(model, fresh, tables, labels, train)}
-    results["probes"] = probes
-    sites = list(probes["trained"])
 
-    # 2. attention to earlier rewarded transitions
-    heads = [f"L{i}H{h}" for i in range(model.layers) for h in range(model.heads)]
-    att = {k: attention_to_rewards(model, p, tables, labels) for k, p in (("trained", params), ("untrained", fresh))}
-    results["attention_to_rewards"] = {k: {"per_head": dict(zip(heads, v["attention"].tolist())),
-                                           "uniform": float(v["uniform"][0])} for k, v in att.items()}
+def statistics(curve, probes, attention, logit_diffs) -> dict[str, np.ndarray]:
+    """Each rule's statistic(s) for one network (trained or untrained)."""
+    goal = {s: np.mean([v["held_out"][c] for c in ("goal_row", "goal_col")]) for s, v in probes.items()}
+    best = max(goal, key=goal.get)
+    return {"learns in context": np.array([curve["ratio"][-1] - curve["ratio"][0]]),
+            "belief": np.array([goal[best], probes[best]["goal_found"] - probes[best]["goal_not_found"]]),
+            "attends to rewards": np.array([(attention["attention"] / attention["uniform"]).max()]),
+            "reward place steers": np.array([logit_diffs[0] - logit_diffs[1]])}
 
-    # 3. patching between contexts that differ only in where reward was found
-    clean, corrupt, data = reward_place_pairs(agent)
-    ld_clean = float(clean_minus_corrupt(agent.policy_value(params, clean), data).mean())
-    ld_corrupt = float(clean_minus_corrupt(agent.policy_value(params, corrupt), data).mean())
+
+def logit_diffs(model, params, pairs) -> tuple[float, float]:
+    clean, corrupt, data = pairs
+    return tuple(float(clean_minus_corrupt(model.apply({"params": params}, x), data).mean()) for x in (clean, corrupt))
+
+
+def measure(run, pairs, samples: int, seed: int, policy, log) -> dict:
+    """Every measurement of one trained agent (see the module docstring)."""
+    agent, model, params = run.agent, run.model, run.params()
+    res = {"run": str(run.folder), "curve": ad.evaluate(agent, params)}
+    tables, labels, train = own_trials(agent, params, samples, seed)
+    res["trials"] = {"all": int(tables.shape[0]), "training_goals": int(train.sum()), "steps": int(tables.shape[1])}
+    res["probes"] = belief_probes(model, params, tables, labels, train)
+    res["attention"] = attention_to_rewards(model, params, tables, labels)
+    # patching contexts that differ only in where reward was found
+    clean, corrupt, data = pairs
     z_sites = sequence.head_sites(model, clean, params)
-    effects = interp.patching_sweep(model, params, clean, corrupt, clean_minus_corrupt, sites=z_sites, granularity="head",
-                                    metric_data=data)
-    share = np.concatenate([-np.asarray(effects[s]) for s in z_sites]) / (ld_clean - ld_corrupt)
-    resid = interp.patching_sweep(model, params, clean, corrupt, clean_minus_corrupt, granularity="position", metric_data=data,
-                                  sites=[f"blocks.{i}.resid_pre" for i in range(model.layers)] + ["ln_final"])
+    heads, ld_clean, ld_corrupt = interp.gap_shares(model, params, clean, corrupt, clean_minus_corrupt, z_sites, "head",
+                                                    data)
+    resid, _, _ = interp.gap_shares(model, params, clean, corrupt, clean_minus_corrupt,
+                                    [f"blocks.{i}.resid_pre" for i in range(model.layers)] + ["ln_final"], "position", data)
     differs = np.flatnonzero(np.asarray(jnp.any(clean != corrupt, axis=(0, 2))))
-    resid_share = {k: (-np.asarray(v) / (ld_clean - ld_corrupt)) for k, v in resid.items()}
-    results["reward_place_patching"] = {
-        "pairs": int(clean.shape[0]), "logit_diff_clean": ld_clean, "logit_diff_corrupt": ld_corrupt,
-        "head_share": dict(zip(heads, share.tolist())), "differing_tokens": differs.tolist(),
-        "resid_share_at_differing_tokens": {k: v[differs].tolist() for k, v in resid_share.items()},
-        "resid_share_at_query": {k: float(v[20]) for k, v in resid_share.items()},
-        "resid_share_elsewhere_max": {k: float(np.delete(v, list(differs) + [20]).max(initial=0.0))
-                                      for k, v in resid_share.items()}}
-    log(f"reward-place patching on {clean.shape[0]} pairs: logit diff {ld_clean:.2f} clean, {ld_corrupt:.2f} corrupted; "
-        f"tokens that differ: {differs.tolist()}")
-
-    # 4. mean ablations over the model's own trials
+    query = int(np.asarray(sequence.decision_positions(model, clean))[0])
+    res["patching"] = {"logit_diff_clean": ld_clean, "logit_diff_corrupt": ld_corrupt,
+                       "head_share": np.concatenate([heads[s] for s in z_sites]), "differing_tokens": differs.tolist(),
+                       "query_token": query,
+                       "resid_share_at_differing_tokens": {k: v[differs].tolist() for k, v in resid.items()},
+                       "resid_share_at_query": {k: float(v[query]) for k, v in resid.items()},
+                       "resid_share_elsewhere_max": {k: float(np.delete(v, [*differs, query]).max(initial=0.0))
+                                                     for k, v in resid.items()}}
+    # mean ablations over the model's own trials
     _, cache = interp.run_with_cache(model, params, tables)
-    policy = lambda pv, o: interp.run_with_interventions(model, pv[0], o, pv[1]).logits
     ablations = {f"L{i}H{h}": interp.mean_ablate(z_sites[i], cache[z_sites[i]], jnp.zeros((1, model.heads, 1)).at[
         :, h].set(1.0)) for i in range(len(z_sites)) for h in range(model.heads)}
     ablations |= {f"L{i} attention": interp.mean_ablate(f"blocks.{i}.attn_out", cache[f"blocks.{i}.attn_out"])
@@ -214,108 +239,137 @@ def main() -> None:
     ablations |= {f"L{i} MLP": interp.mean_ablate(f"blocks.{i}.mlp_out", cache[f"blocks.{i}.mlp_out"])
                   for i in range(model.layers)}
     del cache
-    results["ablations"] = {}
+    res["ablations"] = {}
     for k, iv in ablations.items():
         curve = ad.evaluate(agent, (params, iv), policy)
         ld = float(clean_minus_corrupt(interp.run_with_interventions(model, params, clean, iv), data).mean())
-        results["ablations"][k] = {"returns": curve["returns"], "last_ratio": curve["last_ratio"], "logit_diff": ld}
-        log(f"ablate {k}: in-context returns {' '.join(f'{v:.2f}' for v in curve['returns'])}; "
-            f"reward-place logit diff {ld:.2f}")
+        res["ablations"][k] = {"returns": curve["returns"], "last_ratio": curve["last_ratio"], "logit_diff": ld}
+    res["statistics"] = statistics(res["curve"], res["probes"], res["attention"], (ld_clean, ld_corrupt))
+    log(f"{run.folder}: in-context returns {' '.join(f'{v:.2f}' for v in res['curve']['returns'])} "
+        f"(optimal {res['curve']['optimal']:.2f}); reward-place logit diff {ld_clean:.2f} clean, {ld_corrupt:.2f} corrupted")
+    return res, (tables, labels, train)
 
-    # figures
-    c = results["curve"]
-    line_chart(out / "in_context.png", {"AD": c["returns"], "untrained": results["untrained_curve"]["returns"],
-                                        "source (fresh learners)": results["source_curve"]["returns"],
-                                        "optimal": [c["optimal"]] * len(c["returns"])},
-               "held-out goals: mean return per episode in context", "episode", "mean return")
-    line_chart(out / "belief_by_episode.png", {s: probes["trained"][s]["goal_by_episode"] for s in sites},
-               "goal row/col probe R^2 on held-out goals, by episode in context", "episode", "mean R^2")
-    reporting.bar_chart(out / "attention_to_rewards.png", heads, {k: v["attention"] for k, v in att.items()} |
-              {"uniform": att["trained"]["uniform"]}, "attention from steps after a reward to rewarded tokens",
-              "attention mass")
-    reporting.bar_chart(out / "reward_place_patching.png", heads, {"share of logit diff": share},
-              "patching each head from the context rewarded elsewhere", "share of clean-corrupted logit diff")
-    abl = results["ablations"]
-    reporting.bar_chart(out / "ablations.png", list(abl), {"last-episode return / optimal": [v["last_ratio"] for v in abl.values()],
-              "reward-place logit diff / clean": [v["logit_diff"] / ld_clean for v in abl.values()]},
-              "mean ablations", "ratio")
 
-    # report
-    goal_site = max(sites, key=lambda s: np.mean([probes["trained"][s]["held_out"][c] for c in ("goal_row", "goal_col")]))
-    g = probes["trained"][goal_site]
-    top = sorted(heads, key=lambda h: -results["reward_place_patching"]["head_share"][h])
-    att_ratio = att["trained"]["attention"] / att["trained"]["uniform"]
-    single = sorted(heads, key=lambda h: abl[h]["last_ratio"])
-    corr = float(np.corrcoef(share, att_ratio)[0, 1])
-    md = ["# Algorithm distillation on Dark Room: how it learns in context", "", f"Run: `{run.folder}`.", "",
-          "## In-context curve on the held-out goals (greedy, no weight update)", "",
-          "| | " + " | ".join(f"ep {i + 1}" for i in range(len(c["returns"]))) + " |",
-          "|---|" + "---|" * len(c["returns"])]
-    for name, v in (("AD", c), ("untrained AD", results["untrained_curve"]), ("source, fresh learners", results["source_curve"])):
-        md.append(f"| {name} | " + " | ".join(f"{x:.2f}" for x in v["returns"]) + " |")
-    md += [f"| optimal | {c['optimal']:.2f} |", "", "![](in_context.png)", "",
-           (f"## 1. Belief probes ({int(train.sum())} trials on training goals fit, {int((~train).sum())} on held-out "
-           "goals scored; every token)"), "",
-           ("| site | goal row R^2 | goal col R^2 | untrained (row/col) | found in context R^2 | distance R^2 | "
-           "goal R^2, found | goal R^2, not found |"), "|---|---|---|---|---|---|---|---|"]
+def untrained_null(run, own, pairs, draws: int, seed: int) -> dict[str, np.ndarray]:
+    """Every rule's statistic for ``draws`` untrained networks, on this agent's held-out goals
+    and own trials: ``{rule: (draws, tests)}``."""
+    agent, model = run.agent, run.model
+    tables, labels, train = own
+    params = findings.untrained_params(model, tables[:1], jax.random.PRNGKey(10_000 + seed), draws)
+    stats = [statistics(ad.evaluate(agent, p), belief_probes(model, p, tables, labels, train),
+                        attention_to_rewards(model, p, tables, labels), logit_diffs(model, p, pairs)) for p in params]
+    return {k: np.stack([s[k] for s in stats]) for k in RULES}
+
+
+def interval_text(values) -> str:
+    return findings.fmt_interval(findings.interval(np.asarray(values, np.float64)))
+
+
+def main() -> None:
+    ap = findings.experiment_parser(__doc__, "runs/algorithm_distillation")
+    ap.add_argument("--samples", type=int, default=None,
+                    help="sampled trials per goal for probes and attention (default by tier: " + str(TIERS) + ")")
+    ap.add_argument("--null", type=int, default=None, help="untrained networks per agent (default: fewest for Holm + 20)")
+    args = ap.parse_args()
+    args.samples = args.samples or TIERS[args.tier]
+    out = reporting.fresh_folder(Path(args.out + (f"-{args.tier}" if args.tier == "quick" else "")), "report.md")
+    log, lines = reporting.echo_log(out / "log.txt")
+    log(f"writing to {out}")
+    agents = findings.seeded_runs(runs.default_config("ad", ENV), Path(args.base or "runs/ad_agents"), args.agents,
+                                  log=log, progress=False)
+    report = findings.Report("Algorithm distillation on Dark Room: how it learns in context (8.9)", agents.seeds,
+                             args.tier)
+    first = agents.runs[0]
+    model = first.model
+    policy = lambda pv, o: interp.run_with_interventions(model, pv[0], o, pv[1]).logits  # one closure: one compile
+    pairs = reward_place_pairs(first.agent)
+    draws = args.null or max(r.required_draws(n) for r, n in zip(RULES.values(), (1, len(BELIEF_TESTS), 1, 1))) + 20
+    res, null = [], []
+    for run in agents:
+        measured, own = measure(run, pairs, args.samples, args.seed, policy, log)
+        res.append(measured)
+        null.append(untrained_null(run, own, pairs, draws, args.seed))
+        log(f"{run.folder}: {draws} untrained networks drawn")
+    tests = {"learns in context": ["last - first episode"], "belief": list(BELIEF_TESTS),
+             "attends to rewards": ["best head"], "reward place steers": ["logit diff"]}
+    for name, rule in RULES.items():
+        report.finding(rule, findings.evidence(np.stack([r["statistics"][name] for r in res]),
+                                               np.stack([n[name] for n in null]), tests[name], "greater", "holm"),
+                       f"{name.capitalize()} (pre-stated rule)")
+
+    heads = [f"L{i}H{h}" for i in range(model.layers) for h in range(model.heads)]
+    sources = [ad.source_curve(run.agent, run.agent.goals()[1]) for run in agents]
+    episodes = len(res[0]["curve"]["returns"])
+    report.add(f"Agents: {agents.describe()}. Held-out goals: {len(first.agent.goals()[1])} per agent (drawn from its "
+               f"seed). Own trials for probes and attention: {res[0]['trials']['all']} per agent ({args.samples} sampled "
+               f"per goal), {res[0]['trials']['steps']} steps each. Null: {draws} untrained networks of the same "
+               "architecture per agent, on that agent's goals and trials.", "",
+               "### In-context curve on the held-out goals (greedy, no weight update): return / optimal", "",
+               "| | " + " | ".join(f"ep {i + 1}" for i in range(episodes)) + " |", "|---|" + "---|" * episodes)
+    for name, curves in (("AD", [r["curve"] for r in res]), ("source algorithm, fresh learners", sources)):
+        report.add(f"| {name} | " + " | ".join(interval_text([c["ratio"][i] for c in curves]) for i in range(episodes))
+                   + " |")
+    report.add(f"| untrained (mean of {draws} per agent), last - first | "
+               f"{interval_text([n['learns in context'].mean() for n in null])} |", "", "![](in_context.png)", "",
+               "### Belief probes: held-out-goal R^2 per site (fit on training-goal trials, every token)", "",
+               "| site | goal row | goal col | found in context | distance to goal | goal row/col, found | "
+               "goal row/col, not found |", "|---|---|---|---|---|---|---|")
+    sites = list(res[0]["probes"])
     for s in sites:
-        t, u = probes["trained"][s], probes["untrained"][s]
-        md.append(f"| {s} | {t['held_out']['goal_row']:.3f} | {t['held_out']['goal_col']:.3f} | "
-                  f"{u['held_out']['goal_row']:.3f}/{u['held_out']['goal_col']:.3f} | "
-                  f"{t['held_out']['goal_found_in_context']:.3f} | {t['held_out']['distance_to_goal']:.3f} | "
-                  f"{t['goal_found']:.3f} | {t['goal_not_found']:.3f} |")
-    md += ["", f"Goal row/col R^2 by episode at `{goal_site}`: " + ", ".join(f"{x:.2f}" for x in g["goal_by_episode"]),
-           "", "![](belief_by_episode.png)", "",
-           (f"## 2. Attention to earlier rewarded transitions (queries after the first reward; uniform over visible "
-           f"tokens would give {att['trained']['uniform'][0]:.3f})"), "",
-           "| head | attention mass (trained) | / uniform | untrained |", "|---|---|---|---|"]
-    md += [f"| {h} | {att['trained']['attention'][i]:.3f} | {att_ratio[i]:.1f}x | {att['untrained']['attention'][i]:.3f} |"
-           for i, h in enumerate(heads)]
-    rp = results["reward_place_patching"]
-    md += ["", "![](attention_to_rewards.png)", "",
-           (f"## 3. Patching contexts that differ only in where reward was found ({rp['pairs']} pairs, logit diff "
-           f"{ld_clean:.2f} clean -> {ld_corrupt:.2f} corrupted)"), "",
-           "| head | share of logit diff | attention to rewards / uniform |", "|---|---|---|"]
-    md += [f"| {h} | {rp['head_share'][h]:.3f} | {att_ratio[i]:.1f}x |" for i, h in enumerate(heads)]
-    md += ["", (f"Residual stream patched one token at a time: share at the tokens that differ ({rp['differing_tokens']}), "
-           "at the query token (20) and the largest anywhere else:"), "",
-           "| site | at differing tokens | at query | elsewhere (max) |", "|---|---|---|---|"]
-    md += [f"| {k} | {', '.join(f'{x:.3f}' for x in v)} | {rp['resid_share_at_query'][k]:.3f} | "
-           f"{rp['resid_share_elsewhere_max'][k]:.3f} |" for k, v in rp["resid_share_at_differing_tokens"].items()]
-    md += ["", "![](reward_place_patching.png)", "", "## 4. Mean ablations", "",
-           "| ablated | in-context returns per episode | last / optimal | reward-place logit diff |", "|---|---|---|---|"]
-    md += [f"| none | {' '.join(f'{x:.2f}' for x in c['returns'])} | {c['last_ratio']:.3f} | {ld_clean:.2f} |"]
-    md += [f"| {k} | {' '.join(f'{x:.2f}' for x in v['returns'])} | {v['last_ratio']:.3f} | {v['logit_diff']:.2f} |"
-           for k, v in abl.items()]
-    first_found = g["goal_found"]
-    md += ["", "![](ablations.png)", "", "## Conclusion (derived from the numbers above)", "",
-           (f"- In context, AD's mean return on held-out goals goes from {c['returns'][0]:.2f} to {c['returns'][-1]:.2f} "
-            f"({c['last_ratio']:.0%} of the optimum {c['optimal']:.2f}); the source algorithm's fresh learners go from "
-            f"{results['source_curve']['returns'][0]:.2f} to {results['source_curve']['returns'][-1]:.2f}."),
-           (f"- Belief: the goal's row/column is best decoded at `{goal_site}` (held-out-goal R^2 "
-            f"{g['held_out']['goal_row']:.2f}/{g['held_out']['goal_col']:.2f}; untrained "
-            f"{probes['untrained'][goal_site]['held_out']['goal_row']:.2f}/"
-            f"{probes['untrained'][goal_site]['held_out']['goal_col']:.2f}), {first_found:.2f} once the goal has been "
-            f"found in context against {g['goal_not_found']:.2f} before: "
-            + ("the belief appears when reward is found, not before." if first_found - g["goal_not_found"] > 0.3 else
-               "no clear found/not-found difference.")),
-           (f"- Attention: the head attending most to rewarded tokens is {heads[int(np.argmax(att_ratio))]} "
-            f"({att_ratio.max():.1f}x uniform; untrained max "
-            f"{(att['untrained']['attention'] / att['untrained']['uniform']).max():.1f}x)."),
-           (f"- Patching where reward was found moves the first move of episode 2 by {ld_clean - ld_corrupt:.2f} logits; "
-            f"the heads carrying most of it are {top[0]} ({rp['head_share'][top[0]]:.2f}) and {top[1]} "
-            f"({rp['head_share'][top[1]]:.2f}); across heads, the share and the attention to rewarded tokens "
-            f"correlate at r = {corr:.2f}."),
-           (f"- Mean ablations (last in-context episode / optimum, intact {c['last_ratio']:.2f}; 16 greedy trials, so "
-            f"differences of a few hundredths are noise): single heads range from {abl[single[0]]['last_ratio']:.2f} "
-            f"({single[0]}) to {abl[single[-1]]['last_ratio']:.2f} ({single[-1]}); whole layers: "
-            + ", ".join(f"{k} {v['last_ratio']:.2f}" for k, v in abl.items() if k not in heads) + "."),
-           ("- Limits: one trained seed, one untrained control network, linear probes (decodability, not use); the "
-            "patching contexts are hand-made first episodes, which the model never produced itself."),
-           "", "## Log", "", "```", *lines, "```"]
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=lambda x: np.asarray(x).tolist()))
-    log(f"report written to {out / 'report.md'}")
+        cells = [interval_text([r["probes"][s]["held_out"][c] for r in res]) for c in CONCEPTS]
+        cells += [interval_text([r["probes"][s][k] for r in res]) for k in ("goal_found", "goal_not_found")]
+        report.add(f"| `{s}` | " + " | ".join(cells) + " |")
+    report.add(f"| untrained, best site (mean of {draws} per agent): goal R^2, found - not found | "
+               f"{interval_text([n['belief'][:, 0].mean() for n in null])} | "
+               f"{interval_text([n['belief'][:, 1].mean() for n in null])} |", "", "![](belief_by_episode.png)", "",
+               "### Attention to earlier rewarded transitions and patching where reward was found (per head)", "",
+               "Heads are named by layer and index; seeds need not use the same head for the same job, so the "
+               "per-agent values matter more than the interval.", "",
+               "| head | attention to rewarded tokens / uniform | share of the reward-place logit diff |", "|---|---|---|")
+    ratio = [np.asarray(r["attention"]["attention"]) / np.asarray(r["attention"]["uniform"]) for r in res]
+    for i, h in enumerate(heads):
+        report.add(f"| {h} | {interval_text([x[i] for x in ratio])} | "
+                   f"{interval_text([r['patching']['head_share'][i] for r in res])} |")
+    p0 = res[0]["patching"]
+    report.add("", f"Logit diff clean / corrupted: {interval_text([r['patching']['logit_diff_clean'] for r in res])} / "
+               f"{interval_text([r['patching']['logit_diff_corrupt'] for r in res])} ({pairs[0].shape[0]} pairs). "
+               f"Residual stream patched one token at a time (share of the gap; tokens that differ "
+               f"{p0['differing_tokens']}, query token {p0['query_token']}):", "",
+               "| site | at the differing tokens (max) | at the query token | anywhere else (max) |", "|---|---|---|---|")
+    for k in p0["resid_share_at_query"]:
+        report.add(f"| `{k}` | {interval_text([max(r['patching']['resid_share_at_differing_tokens'][k]) for r in res])} | "
+                   f"{interval_text([r['patching']['resid_share_at_query'][k] for r in res])} | "
+                   f"{interval_text([r['patching']['resid_share_elsewhere_max'][k] for r in res])} |")
+    report.add("", "![](reward_place_patching.png)", "",
+               "### Mean ablations (over each agent's own trials; greedy, held-out goals)", "",
+               "| ablated | last episode / optimal | reward-place logit diff / intact |", "|---|---|---|",
+               f"| none | {interval_text([r['curve']['last_ratio'] for r in res])} | 1 |")
+    for k in res[0]["ablations"]:
+        report.add(f"| {k} | {interval_text([r['ablations'][k]['last_ratio'] for r in res])} | "
+                   f"{interval_text([r['ablations'][k]['logit_diff'] / r['patching']['logit_diff_clean'] for r in res])} |")
+    report.add("", "![](ablations.png)", "",
+               ("Limits: linear probes show decodability, not use; the patching contexts are hand-made first episodes "
+                "the model never produced itself; ablation curves come from one greedy trial per held-out goal."),
+               "", "## Log", "", "```", *lines, "```")
+
+    # figures: per agent where heads are involved, else mean over agents
+    mean = lambda f: np.mean([f(r) for r in res], 0)
+    line_chart(out / "in_context.png", {"AD (mean of agents)": mean(lambda r: r["curve"]["returns"]),
+                                        "source, fresh learners": np.mean([s["returns"] for s in sources], 0),
+                                        "optimal": [np.mean([r["curve"]["optimal"] for r in res])] * episodes},
+               "held-out goals: mean return per episode in context", "episode", "mean return")
+    line_chart(out / "belief_by_episode.png", {s: mean(lambda r, s=s: r["probes"][s]["goal_by_episode"]) for s in sites},
+               "goal row/col probe R^2 on held-out goals, by episode in context (mean of agents)", "episode", "R^2")
+    reporting.bar_chart(out / "reward_place_patching.png", heads,
+                        {f"agent {s}": r["patching"]["head_share"] for s, r in zip(agents.seeds, res)},
+                        "patching each head from the context rewarded elsewhere", "share of clean-corrupted logit diff")
+    reporting.bar_chart(out / "ablations.png", list(res[0]["ablations"]),
+                        {f"agent {s}": [v["last_ratio"] for v in r["ablations"].values()] for s, r in zip(agents.seeds, res)},
+                        "mean ablations", "last in-context episode / optimal")
+    report.data.update(agents=res, sources=sources, null=null)
+    path = report.write(out, args.readme, f"algorithm_distillation.{args.tier}")
+    print("\n".join(report.conclusions))
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,18 @@ def test_head_patching_with_own_activation_changes_nothing(agent, untrained):
     assert np.abs(e[:, 8:]).max() > 1e-4  # a different goal does move the policy through a head
 
 
+def test_gap_shares_are_one_at_the_token_the_output_reads(agent, untrained):
+    states = jax.vmap(agent.env.reset_to)(*map(jnp.asarray, agent.env.reachable_pairs()[:8].T))
+    other = jax.vmap(agent.env.reset_to)(states.inner.node, (states.inner.goal + 1) % agent.env.num_nodes)
+    shares, clean, corrupted = interp.gap_shares(agent.model, untrained.params, states.observation, other.observation,
+                                                 interp.metrics.value, sites=["ln_final"], granularity="position")
+    s = np.asarray(shares["ln_final"])
+    assert s.shape == (18,) and abs(clean - corrupted) > 1e-4
+    # the heads read the first state token (position 1): patching it there carries the whole gap, elsewhere none
+    np.testing.assert_allclose(s[1], 1.0, atol=1e-4)
+    assert np.abs(np.delete(s, 1)).max() < 1e-6
+
+
 def test_token_helpers(agent, untrained):
     states = jax.vmap(agent.env.reset_to)(*map(jnp.asarray, agent.env.reachable_pairs()[:8].T))
     obs = states.observation

@@ -52,7 +52,7 @@ class DTConfig(RLConfig):
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    num_updates: int = 1500
+    num_updates: int = 3000  # 1,500 met the bar for seed 0 only (success 0.89/0.91 for seeds 1/2)
     log_every: int = 100
     checkpoint_every: int = 500
 

@@ -36,7 +36,7 @@ from rljaxinterp.interp.param_edits import (
     zero_input_unit,
     zero_output_unit,
 )
-from rljaxinterp.interp.patching import patching_sweep
+from rljaxinterp.interp.patching import gap_shares, patching_sweep
 from rljaxinterp.interp.results import SiteEffects, Sizing
 from rljaxinterp.models.sites import SiteInfo
 
@@ -58,7 +58,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Intervention", "SiteEffects", "SiteInfo", "Sizing", "SubspaceIntervention", "add", "edit_leaf", "mean_ablate", "metrics",
+    "Intervention", "SiteEffects", "SiteInfo", "Sizing", "SubspaceIntervention", "add", "edit_leaf", "gap_shares",
+    "mean_ablate", "metrics",
     "orthogonal", "patch", "patching_sweep", "project_out", "remove_unit", "resample_ablate",
     "rotated_patch", "run_with_cache", "run_with_interventions", "run_with_interventions_and_cache",
     "scale", "site_axes", "site_info", "sites", "stack", "subspace_patch", "unit_mask", "zero_ablate",

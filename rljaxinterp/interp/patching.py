@@ -152,6 +152,33 @@ def patching_sweep(
     return sweep_sources(model, params, base_obs, sources, metric, granularity, reduce, metric_data, sizing)
 
 
+def gap_shares(
+    model: nn.Module,
+    params: Params,
+    clean_obs: jax.Array,
+    corrupted_obs: jax.Array,
+    metric: Metric,
+    sites: SiteSelection = None,
+    granularity: str = "element",
+    metric_data: Any = None,
+) -> tuple[dict[str, np.ndarray], float, float]:
+    """How much of the clean-minus-corrupted gap each component carries: the drop in the mean
+    metric when that component alone is patched from the corrupted run, over the whole gap
+    (1 = patching it alone closes the gap; 0 = it carries none of it).
+
+    Returns ``(shares, clean, corrupted)``: ``{site: share}`` shaped as ``patching_sweep``
+    gives effects, and the two mean metrics the shares are relative to.
+    """
+    def mean_metric(obs: jax.Array) -> float:
+        out = model.apply({"params": params}, obs)
+        return float(jnp.mean(metric(out) if metric_data is None else metric(out, metric_data)))
+
+    clean, corrupted = mean_metric(clean_obs), mean_metric(corrupted_obs)
+    effects = patching_sweep(model, params, clean_obs, corrupted_obs, metric, sites=sites, granularity=granularity,
+                             metric_data=metric_data)
+    return {k: -np.asarray(v) / (clean - corrupted) for k, v in effects.items()}, clean, corrupted
+
+
 def pad_rows(x: jax.Array, rows: int) -> jax.Array:
     """``x`` extended to ``rows`` rows by repeating its last row."""
     extra = rows - x.shape[0]
