@@ -13,11 +13,17 @@ compares the method's answer with the compiled network's truth (``compiled_ttt``
 repeats it on untrained networks of the same shape (the control: a method that "finds" the
 circuit there is reading the architecture, not the mechanism). The ``random`` and
 ``oracle`` rows bound every column.
+
+Circuit methods are also scored by their faithfulness curve on the compiled network (keep
+the top-k units by |score|, mean-ablate the rest, for every k). Attribution methods are also
+scored on the spurious-cue pair (``spurious_cue``): the share of the map on the cue square
+for model A, which reads the cue, and for model B, which ignores it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 import warnings
@@ -30,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import interp
-from rljaxinterp.bench import compiled_ttt, metrics
+from rljaxinterp.bench import compiled_ttt, metrics, spurious_cue
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 
 FAMILIES = ("circuit", "attribution")
@@ -40,6 +46,7 @@ TASK_RULE = "win"  # circuit task: the units that take an immediate win
 # The units on the win path of the compiled graph: two of mine in a line -> a threat at s ->
 # the win rule at s -> win is the best rule at s -> the logit of s.
 WIN_PATH = ("two_own_", "nothreat_own_", "win_sq", "choice_win_sq")
+CUE_MARGIN = 0.1  # a map separates the cue pair when its cue mass on A exceeds B's by more than this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +201,39 @@ def _check_units(method: Method, scores: Any, shapes: dict[str, tuple[int, ...]]
     return scores
 
 
-def score_circuit(method: Method, model, params, task: Task, key) -> dict[str, float]:
-    """Node AUROC and precision at the true circuit size, all hidden units pooled."""
+@functools.partial(jax.jit, static_argnums=0)
+def _kept_metric(model, params, obs, data, values, keep) -> jax.Array:
+    """Mean rule-move logit with the units ``keep[site] == 1`` kept and the rest of every
+    hidden site replaced by ``values``; ``keep`` has a leading axis of circuits."""
+    def one(mask):
+        edits = [interp.patch(s, values[s], 1.0 - mask[s]) for s in hidden_sites()]
+        return rule_logit(interp.run_with_interventions(model, params, obs, edits), data).mean()
+    return jax.vmap(one)(keep)
+
+
+def faithfulness_curve(model, params, task: Task, scores: Mapping[str, np.ndarray]) -> dict:
+    """f(C_k) for the top-k units by |score| (all hidden sites pooled), every k from 0 to all
+    units, the rest mean-ablated over the task's positions; CPR and CMD over that curve.
+
+    Every k is evaluated, so the areas are exact for the curve and need no grid choice.
+    m(empty) is the logit with every hidden unit at its mean, m(full) the unedited logit.
+    """
+    sizes = [len(task.units[s]) for s in hidden_sites()]
+    n = sum(sizes)
+    fractions = np.arange(n + 1) / n
+    flat = np.concatenate([np.ravel(scores[s]) for s in hidden_sites()])
+    masks = metrics.ranked_circuits(flat, fractions, absolute=True).astype(np.float32)
+    bounds = np.cumsum([0, *sizes])
+    keep = {s: jnp.asarray(masks[:, bounds[i]:bounds[i + 1]]) for i, s in enumerate(hidden_sites())}
+    values = interp.ablation.ablation_values(model, params, task.obs, "mean", hidden_sites())
+    m = np.asarray(_kept_metric(model, params, task.obs, task.data, values, keep), np.float64)
+    f = metrics.faithfulness(m, m[0], m[-1])
+    return {**metrics.faithfulness_curve_areas(fractions, f), "curve": f.tolist()}
+
+
+def score_circuit(method: Method, model, params, task: Task, key, curve: bool = False) -> dict[str, float]:
+    """Node AUROC and precision at the true circuit size, all hidden units pooled; with
+    ``curve``, also CPR, CMD and the faithfulness curve (``faithfulness_curve``)."""
     shapes = {s: v for s, v in interp.sites(model, task.obs[:1], params).items() if s in hidden_sites()}
     if method.oracle:
         scores = {s: task.units[s].astype(float) for s in hidden_sites()}
@@ -203,7 +241,55 @@ def score_circuit(method: Method, model, params, task: Task, key) -> dict[str, f
         scores = _check_units(method, method.fn(model, params, task.obs, rule_logit, task.data, key), shapes)
     flat = np.concatenate([np.ravel(scores[s]) for s in hidden_sites()])
     truth = np.concatenate([task.units[s] for s in hidden_sites()])
-    return {"auroc": metrics.auroc(flat, truth), "precision": metrics.precision_at_k(flat, truth)}
+    out = {"auroc": metrics.auroc(flat, truth), "precision": metrics.precision_at_k(flat, truth)}
+    return {**out, **faithfulness_curve(model, params, task, scores)} if curve else out
+
+
+def _maps(method: Method, model, params, obs, data, key) -> np.ndarray:
+    n = obs.shape[0]
+    maps = np.asarray(method.fn(model, params, obs, rule_logit, data, key))
+    if maps.shape != (n, 3, 3):
+        raise ValueError(f"method {method.name!r} returned maps shaped {maps.shape}; need {(n, 3, 3)}")
+    return maps
+
+
+@dataclasses.dataclass(frozen=True)
+class CueTask:
+    obs: jax.Array  # (states, 3, 3, 3): the board planes and the cue on the rule move
+    data: dict  # {"move": (states,)}
+    cue: np.ndarray  # (states, 9) bool: the cue square
+    depends: dict[str, np.ndarray]  # kind -> (states,) bool: moving the cue changes the model's move
+
+
+def make_cue_task(pair: spurious_cue.Pair, positions: int, seed: int) -> CueTask:
+    """``positions`` live positions (at least two empty squares) with the cue on the rule
+    move: model A's training distribution, and a part of model B's, so both maps are taken
+    on identical inputs and only the model differs."""
+    pos = spurious_cue.live_positions()
+    chosen = np.sort(np.random.default_rng(seed).choice(len(pos.moves), min(positions, len(pos.moves)), replace=False))
+    moves = pos.moves[chosen]
+    return CueTask(spurious_cue.with_cue(pos.obs[chosen], moves), {"move": jnp.asarray(moves)},
+                   np.eye(9, dtype=bool)[moves], {k: d["depends"][chosen] for k, d in pair.dependence.items()})
+
+
+def score_cue(method: Method, pair: spurious_cue.Pair, task: CueTask, key) -> dict[str, float]:
+    """Share of |attribution| on the cue square for model A and for model B, their gap, and
+    whether the gap exceeds ``CUE_MARGIN`` (1.0 or 0.0). The oracle puts its whole map on the
+    cue square where moving the cue changes that model's move, and off it elsewhere, so its
+    cue mass is the measured dependence share."""
+    out = {}
+    for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True):
+        if method.oracle:
+            dep = task.depends[kind][:, None]
+            maps = np.where(dep, task.cue, ~task.cue).astype(float)
+        else:
+            maps = _maps(method, pair.model, pair.params[kind], task.obs, task.data, key).reshape(-1, 9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a silent state counts as 0 mass on the cue
+            out[f"mass_{label}"] = metrics.attribution_mass(maps, task.cue)
+    out["gap"] = out["mass_A"] - out["mass_B"]
+    out["separates"] = float(out["gap"] > CUE_MARGIN)
+    return out
 
 
 def score_attribution(method: Method, model, params, task: Task, key) -> dict[str, float]:
@@ -214,9 +300,7 @@ def score_attribution(method: Method, model, params, task: Task, key) -> dict[st
     if method.oracle:
         maps = task.squares.reshape(n, 3, 3).astype(float)
     else:
-        maps = np.asarray(method.fn(model, params, task.obs, rule_logit, task.data, key))
-        if maps.shape != (n, 3, 3):
-            raise ValueError(f"method {method.name!r} returned maps shaped {maps.shape}; need {(n, 3, 3)}")
+        maps = _maps(method, model, params, task.obs, task.data, key)
     flat = maps.reshape(n, 9)
     usable = [i for i in range(n) if 0 < task.squares[i].sum() < 9 and np.ptp(flat[i]) > 0]
     auroc = float(np.mean([metrics.auroc(flat[i], task.squares[i]) for i in usable])) if usable else 0.5
@@ -236,41 +320,74 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; registered: {', '.join(METHODS)}")
     spec = TIERS[tier]
-    model, params, _ = compiled_ttt.make_compiled()
     t_total = time.perf_counter()
-    tasks = [make_tasks(spec["positions"], seed) for seed in range(spec["seeds"])]
+    model, params, _ = compiled_ttt.make_compiled()
+    seeds = range(spec["seeds"])
+    tasks = [make_tasks(spec["positions"], seed) for seed in seeds]
+    cue = None
+    if any(METHODS[n].family == "attribution" for n in names):
+        t0 = time.perf_counter()
+        pairs = [spurious_cue.make_pair(seed) for seed in seeds]
+        cue = {"tasks": [make_cue_task(p, spec["positions"], seed) for p, seed in zip(pairs, seeds, strict=True)],
+               "truth": {label: [p.dependence[kind]["moved"] for p in pairs]
+                         for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True)},
+               "wall_s": time.perf_counter() - t0}
+        log(f"spurious-cue pairs: moving the cue changes the move in {np.round(cue['truth']['A'], 3).tolist()} "
+            f"of live positions for A, {np.round(cue['truth']['B'], 3).tolist()} for B ({cue['wall_s']:.1f} s)")
     rows = {}
     for name in names:
         method = METHODS[name]
-        score = score_circuit if method.family == "circuit" else score_attribution
-        per = {"compiled": [], "untrained": []}
+        per = {"compiled": [], "untrained": []} if method.family == "circuit" else {"compiled": [], "untrained": [], "cue": []}
         t0 = time.perf_counter()
-        for seed in range(spec["seeds"]):
+        for seed in seeds:
             task = tasks[seed][method.family]
             key = jax.random.key(seed)
-            per["compiled"].append(score(method, model, params, task, key))
             random_params = model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
-            per["untrained"].append(score(method, model, random_params, task, key))
+            if method.family == "circuit":
+                per["compiled"].append(score_circuit(method, model, params, task, key, curve=True))
+                per["untrained"].append(score_circuit(method, model, random_params, task, key))
+            else:
+                per["compiled"].append(score_attribution(method, model, params, task, key))
+                per["untrained"].append(score_attribution(method, model, random_params, task, key))
+                per["cue"].append(score_cue(method, pairs[seed], cue["tasks"][seed], key))
         wall = time.perf_counter() - t0
-        rows[name] = {"family": method.family, "wall_s": wall, **{
-            tier_name: {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs])),
-                            "per_seed": [r[k] for r in runs]} for k in runs[0]}
-            for tier_name, runs in per.items()}}
-        log(f"{name}: {json.dumps({t: {k: round(v['mean'], 3) for k, v in rows[name][t].items()} for t in per})} "
-            f"({wall:.1f} s)")
-    return {"tier": tier, "seeds": spec["seeds"], "positions": spec["positions"], "rows": rows,
-            "wall_s": time.perf_counter() - t_total}
+        rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
+        summary = {t: {k: round(v["mean"], 3) for k, v in rows[name][t].items() if k != "curve"} for t in per}
+        log(f"{name}: {json.dumps(summary)} ({wall:.1f} s)")
+    result = {"tier": tier, "seeds": spec["seeds"], "positions": spec["positions"], "rows": rows,
+              "wall_s": time.perf_counter() - t_total}
+    if cue is not None:
+        result["cue"] = {"truth": cue["truth"], "wall_s": cue["wall_s"], "margin": CUE_MARGIN}
+    return result
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    """Mean, std and per-seed values of each score (a curve: elementwise over seeds)."""
+    out = {}
+    for k in runs[0]:
+        v = np.array([r[k] for r in runs], np.float64)
+        mean, std = v.mean(0), v.std(0)
+        out[k] = {"mean": mean.tolist() if v.ndim > 1 else float(mean), "std": std.tolist() if v.ndim > 1 else float(std),
+                  "per_seed": [r[k] for r in runs]}
+    return out
 
 
 # -- output -----------------------------------------------------------------------------------------
-COLUMNS = {"circuit": ("auroc", "precision"), "attribution": ("mass", "auroc", "silent")}
+COLUMNS = {"circuit": ("auroc", "precision", "cpr", "cmd"), "attribution": ("mass", "auroc", "silent")}
 HEADERS = {("circuit", "auroc"): "node AUROC", ("circuit", "precision"): "precision at true size",
+           ("circuit", "cpr"): "CPR", ("circuit", "cmd"): "CMD",
            ("attribution", "mass"): "mass on true squares", ("attribution", "auroc"): "square AUROC",
            ("attribution", "silent"): "states with no attribution"}
+CUE_COLUMNS = {"mass_A": "cue mass on A", "mass_B": "cue mass on B", "gap": "A - B",
+               "separates": f"seeds with A - B > {CUE_MARGIN}"}
 
 
-def _cell(stats: dict) -> str:
-    return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+def _cell(stats: dict | None) -> str:
+    return "–" if stats is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def _table(header: list[str]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
 
 def markdown(result: dict) -> str:
@@ -284,39 +401,96 @@ def markdown(result: dict) -> str:
                           ("attribution", "Attribution: which squares each decision reads")):
         cols = COLUMNS[family]
         header = ["method", *(f"compiled: {HEADERS[family, c]}" for c in cols),
-                  *(f"untrained: {HEADERS[family, c]}" for c in cols), "wall (s)"]
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                  *(f"untrained: {HEADERS[family, c]}" for c in cols if family != "circuit" or c in ("auroc", "precision")),
+                  "wall (s)"]
+        lines += [f"## {title}", ""]
+        if family == "circuit":
+            lines += [("CPR and CMD: areas under the faithfulness curve of the compiled network (units ranked by "
+                       "|score|, every circuit size, the rest mean-ablated); not computed on untrained networks, "
+                       "where mean-ablating everything barely moves the logit."), ""]
+        lines += _table(header)
         for name, row in result["rows"].items():
             if row["family"] == family:
-                cells = [_cell(row[t][c]) for t in ("compiled", "untrained") for c in cols]
+                cells = [_cell(row["compiled"].get(c)) for c in cols]
+                cells += [_cell(row["untrained"][c]) for c in cols if c in row["untrained"]]
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['wall_s']:.1f} |")
+        lines.append("")
+    if "cue" in result:
+        truth = result["cue"]["truth"]
+        lines += ["## Spurious cue: does the map find the cue model A reads and model B ignores", "",
+                  (f"Moving the cue to another empty square changes the move in {_cell(_stats(truth['A']))} of live "
+                   f"positions for model A (cue on the rule move in training) and {_cell(_stats(truth['B']))} for "
+                   f"model B (cue on a random empty square); training both took {result['cue']['wall_s']:.0f} s. "
+                   "Cue mass: share of |attribution| on the cue square, the cue on the rule move for both models."), ""]
+        lines += _table(["method", *CUE_COLUMNS.values()])
+        for name, row in result["rows"].items():
+            if "cue" in row:
+                sep = row["cue"]["separates"]["per_seed"]
+                cells = [_cell(row["cue"][c]) for c in CUE_COLUMNS if c != "separates"] + [f"{sum(sep):.0f}/{len(sep)}"]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
+def _stats(values) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
 def plot(result: dict, path: Path) -> Path:
+    """Circuit AUROC and attribution mass (compiled vs untrained), and cue mass on A vs B."""
     from rljaxinterp.reporting import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, family, key in ((axes[0], "circuit", "auroc"), (axes[1], "attribution", "mass")):
-        rows = {n: r for n, r in result["rows"].items() if r["family"] == family}
+    panels = [("circuit", "auroc", ("compiled", "untrained")), ("attribution", "mass", ("compiled", "untrained"))]
+    if "cue" in result:
+        panels.append(("cue", "mass", ("A", "B")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (family, key, bars) in zip(axes[0], panels, strict=True):
+        rows = {n: r for n, r in result["rows"].items() if (r["family"] == family or (family == "cue" and "cue" in r))}
         x = np.arange(len(rows))
-        for offset, t in ((-0.2, "compiled"), (0.2, "untrained")):
-            ax.bar(x + offset, [r[t][key]["mean"] for r in rows.values()], 0.4,
-                   yerr=[r[t][key]["std"] for r in rows.values()], label=t)
+        for offset, t in zip((-0.2, 0.2), bars, strict=True):
+            stats = [r["cue"][f"mass_{t}"] if family == "cue" else r[t][key] for r in rows.values()]
+            ax.bar(x + offset, [s["mean"] for s in stats], 0.4, yerr=[s["std"] for s in stats],
+                   label=f"model {t}" if family == "cue" else t)
         ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
-        ax.set_title(HEADERS[family, key]), ax.set_ylim(0, 1.05), ax.legend(fontsize=8)
+        title = "cue mass (spurious-cue pair)" if family == "cue" else HEADERS[family, key]
+        ax.set_title(title), ax.set_ylim(0, 1.05), ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_faithfulness(result: dict, path: Path) -> Path:
+    """f(C) against circuit size for every circuit method on the compiled network (mean over
+    seeds), with the true circuit's size marked."""
+    from rljaxinterp.reporting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, row in result["rows"].items():
+        if row["family"] == "circuit":
+            f = np.asarray(row["compiled"]["curve"]["mean"])
+            ax.plot(np.arange(f.size) / (f.size - 1), f,
+                    label=f"{name} (CPR {row['compiled']['cpr']['mean']:.2f}, CMD {row['compiled']['cmd']['mean']:.2f})")
+    units = win_units()
+    ax.axvline(sum(u.sum() for u in units.values()) / sum(u.size for u in units.values()), color="grey", ls=":",
+               label="true circuit size")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_xlabel("share of hidden units kept (top by |score|; the rest mean-ablated)")
+    ax.set_ylabel("faithfulness f(C)"), ax.set_title("Faithfulness curves, compiled network"), ax.legend(fontsize=7)
     return save_figure(fig, path)
 
 
 def write(result: dict, out: str | Path) -> Path:
-    """``leaderboard.md``, ``leaderboard.json`` and ``leaderboard.png`` in a fresh folder
-    (``out``, or ``out-N`` when ``out`` already holds a leaderboard)."""
+    """``leaderboard.md``, ``leaderboard.json``, ``leaderboard.png`` and (with circuit
+    methods) ``faithfulness.png`` in a fresh folder (``out``, or ``out-N`` when ``out``
+    already holds a leaderboard)."""
     from rljaxinterp.reporting import fresh_folder
 
     folder = fresh_folder(Path(out), "leaderboard.json")
     plot(result, folder / "leaderboard.png")
-    (folder / "leaderboard.md").write_text(markdown(result) + "\n![AUROC and attribution mass](leaderboard.png)\n")
+    text = markdown(result) + "\n![AUROC, attribution mass and cue mass](leaderboard.png)\n"
+    if any(r["family"] == "circuit" for r in result["rows"].values()):
+        plot_faithfulness(result, folder / "faithfulness.png")
+        text += "\n![Faithfulness curves](faithfulness.png)\n"
+    (folder / "leaderboard.md").write_text(text)
     (folder / "leaderboard.json").write_text(json.dumps(result, indent=1))
     return folder
