@@ -1,6 +1,7 @@
 """The leaderboard on the compiled network: the oracle is perfect, random is near chance,
 activation patching finds the win circuit on the compiled network and not on untrained ones,
-and occlusion finds the decision's squares."""
+occlusion finds the decision's squares and the spurious cue, and the oracle's faithfulness
+curve beats random's."""
 
 import json
 import re
@@ -8,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
-from rljaxinterp.bench import leaderboard
+from rljaxinterp.bench import compiled_ttt, leaderboard
 
 METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occlusion", "random map",
            "oracle (attribution)"]
@@ -23,6 +26,34 @@ def result():
 
 def mean(result, method, tier, key):
     return result["rows"][method][tier][key]["mean"]
+
+
+@pytest.fixture(scope="module")
+def curves():
+    """Faithfulness scores of the oracle and random circuit methods on one quick-tier task."""
+    model, params, _ = compiled_ttt.make_compiled()
+    task = leaderboard.make_tasks(leaderboard.TIERS["quick"]["positions"], 0)["circuit"]
+    return {name: leaderboard.score_circuit(leaderboard.METHODS[name], model, params, task, jax.random.key(0), curve=True)
+            for name in ("oracle (circuit)", "random")}
+
+
+def test_faithfulness_curve_runs_from_empty_to_full(curves):
+    n = sum(u.size for u in leaderboard.win_units().values())
+    for scores in curves.values():
+        f = np.asarray(scores["curve"])
+        assert f.shape == (n + 1,) and f[0] == 0.0 and f[-1] == 1.0
+
+
+def test_oracle_circuit_is_faithful_and_random_is_not(curves):
+    oracle, rand = curves["oracle (circuit)"], curves["random"]
+    assert oracle["cpr"] > rand["cpr"] + 0.5 and oracle["cmd"] < rand["cmd"] - 0.4
+    # ties keep index order, so the oracle adds the win path layer by layer: f stays 0 until the
+    # last layer (choice_win, one unit per square) comes in, reaches 1 with the whole path and
+    # overshoots by at most 15% (the other rules' choice units sit at their means, not at 0)
+    units = leaderboard.win_units()
+    size, last = sum(int(u.sum()) for u in units.values()), int(units["choice.post"].sum())
+    f = np.asarray(oracle["curve"])
+    assert np.all(f[:size - last] == 0.0) and np.all((f[size:] >= 1.0) & (f[size:] < 1.15))
 
 
 @pytest.mark.slow
@@ -46,12 +77,29 @@ def test_occlusion_points_at_the_squares_the_decision_reads(result):
 
 
 @pytest.mark.slow
+def test_occlusion_finds_the_planted_cue_on_a_and_not_on_b(result):
+    cue = result["rows"]["occlusion"]["cue"]
+    assert cue["separates"]["per_seed"] == [1.0] * result["seeds"]
+    assert max(cue["mass_B"]["per_seed"]) < 1 / 9 < min(cue["mass_A"]["per_seed"])
+    assert result["rows"]["random map"]["cue"]["separates"]["mean"] == 0.0
+    assert min(result["cue"]["truth"]["A"]) >= 0.9 and max(result["cue"]["truth"]["B"]) <= 0.05
+
+
+@pytest.mark.slow
+def test_patching_circuit_is_faithful(result):
+    assert mean(result, "activation patching (resample)", "compiled", "cpr") > mean(result, "random", "compiled", "cpr") + 0.5
+    assert mean(result, "activation patching (resample)", "compiled", "cmd") < 0.25
+
+
+@pytest.mark.slow
 def test_written_leaderboard_never_overwrites(result, tmp_path):
     first = leaderboard.write(result, tmp_path / "lb")
     second = leaderboard.write(result, tmp_path / "lb")
     assert first.name == "lb" and second.name == "lb-1"
     assert json.loads((first / "leaderboard.json").read_text())["tier"] == "quick"
-    assert "| activation patching (resample) |" in (first / "leaderboard.md").read_text()
+    text = (first / "leaderboard.md").read_text()
+    assert "| activation patching (resample) |" in text and "## Spurious cue" in text
+    assert (first / "faithfulness.png").exists() and (first / "leaderboard.png").exists()
 
 
 def test_bad_input_names_what_is_allowed():
