@@ -471,7 +471,7 @@ def plot_faithfulness(result: dict, path: Path) -> Path:
     from rljaxinterp.reporting import pyplot, save_figure
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for name, row in result["rows"].items():
         if row["family"] == "circuit":
             f = np.asarray(row["compiled"]["curve"]["mean"])
@@ -482,7 +482,8 @@ def plot_faithfulness(result: dict, path: Path) -> Path:
                label="true circuit size")
     ax.axhline(1.0, color="grey", lw=0.5)
     ax.set_xlabel("share of hidden units kept (top by |score|; the rest mean-ablated)")
-    ax.set_ylabel("faithfulness f(C)"), ax.set_title("Faithfulness curves, compiled network"), ax.legend(fontsize=7)
+    ax.set_ylabel("faithfulness f(C)"), ax.set_title("Faithfulness curves, compiled network")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)
 
 

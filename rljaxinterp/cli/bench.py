@@ -1,5 +1,6 @@
 """``rljaxinterp bench methods --out DIR [--tier quick|default] [--methods ...]``: score the
-registered interpretability methods against the compiled network's known truth."""
+registered interpretability methods against known truth (the compiled network, its
+faithfulness curves and the spurious-cue pair)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True)
     p = kinds.add_parser("methods", help="the ground-truth leaderboard")
     p.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
-    p.add_argument("--tier", default="quick", help="quick (about a minute on 2 CPU cores) or default")
+    p.add_argument("--tier", default="quick", help="quick (about two minutes on 2 CPU cores) or default")
     p.add_argument("--methods", nargs="+", help="method names (default: every registered method)")
     p.set_defaults(run=run_methods)
 
@@ -21,6 +22,6 @@ def run_methods(args: argparse.Namespace) -> int:
 
     result = leaderboard.leaderboard(args.tier, args.methods)
     folder = leaderboard.write(result, args.out)
-    print(f"leaderboard written to {folder}/ (leaderboard.md, leaderboard.json, leaderboard.png) "
-          f"in {result['wall_s']:.0f} s")
+    files = ", ".join(sorted(f.name for f in folder.iterdir() if f.name.startswith(("leaderboard.", "faithfulness."))))
+    print(f"leaderboard written to {folder}/ ({files}) in {result['wall_s']:.0f} s")
     return 0
