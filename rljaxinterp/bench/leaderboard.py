@@ -83,8 +83,14 @@ def rule_logit(out, data) -> jax.Array:
     return jnp.take_along_axis(out.logits, data["move"][:, None], -1)[:, 0]
 
 
-def hidden_sites() -> list[str]:
-    return [f"{layer}.post" for layer in compiled_ttt.HIDDEN_SITES]
+def hidden_sites(model=None) -> list[str]:
+    """The sites a circuit method scores: the compiled network's five hidden layers (also for
+    ``model=None``), or every ``layer{i}.post`` of an MLP (the SIIT networks of tier 2)."""
+    if model is None or isinstance(model, compiled_ttt.CompiledRules):
+        return [f"{layer}.post" for layer in compiled_ttt.HIDDEN_SITES]
+    if not isinstance(getattr(model, "hidden", None), (tuple, list)):
+        raise TypeError(f"no hidden sites known for a {type(model).__name__}; allowed: CompiledRules or an MLP")
+    return [f"layer{i}.post" for i in range(len(model.hidden))]
 
 
 def win_units() -> dict[str, np.ndarray]:
@@ -117,13 +123,13 @@ def _per_unit(effects) -> dict[str, np.ndarray]:
 
 def _patching(model, params, obs, metric, data, key):
     corrupted = obs[jax.random.permutation(key, obs.shape[0])]
-    return _per_unit(interp.patching_sweep(model, params, obs, corrupted, metric, sites=hidden_sites(),
+    return _per_unit(interp.patching_sweep(model, params, obs, corrupted, metric, sites=hidden_sites(model),
                                            granularity="unit", metric_data=data))
 
 
 def _ablation(kind):
     def run(model, params, obs, metric, data, key):
-        values = interp.ablation.ablation_values(model, params, obs, kind, hidden_sites(), key)
+        values = interp.ablation.ablation_values(model, params, obs, kind, hidden_sites(model), key)
         return _per_unit(interp.patching.sweep_sources(model, params, obs, values, metric, "unit",
                                                        metric_data=data))
     return run
@@ -133,14 +139,14 @@ def _attribution_patching(model, params, obs, metric, data, key):
     corrupted = obs[jax.random.permutation(key, obs.shape[0])]
     # the gradient estimate per state: the metric is averaged inside, so pass one state's data each
     est = interp.attribution_patching.attribution_patching(
-        model, params, obs, corrupted, lambda out: rule_logit(out, data), sites=hidden_sites())
+        model, params, obs, corrupted, lambda out: rule_logit(out, data), sites=hidden_sites(model))
     return _per_unit(est)
 
 
 def _random_units(model, params, obs, metric, data, key):
     shapes = interp.sites(model, obs[:1], params)
-    keys = jax.random.split(key, len(hidden_sites()))
-    return {s: np.asarray(jax.random.uniform(k, shapes[s])) for s, k in zip(hidden_sites(), keys)}
+    keys = jax.random.split(key, len(hidden_sites(model)))
+    return {s: np.asarray(jax.random.uniform(k, shapes[s])) for s, k in zip(hidden_sites(model), keys)}
 
 
 def _squares(attr) -> np.ndarray:
@@ -191,13 +197,13 @@ _register_builtin()
 
 # -- scoring ------------------------------------------------------------------------------------
 def _check_units(method: Method, scores: Any, shapes: dict[str, tuple[int, ...]]) -> Mapping[str, np.ndarray]:
-    if not isinstance(scores, Mapping) or set(scores) != set(hidden_sites()):
-        raise ValueError(f"method {method.name!r} must return {{site: scores}} for sites {hidden_sites()}; "
+    if not isinstance(scores, Mapping) or set(scores) != set(shapes):
+        raise ValueError(f"method {method.name!r} must return {{site: scores}} for sites {list(shapes)}; "
                          f"got {type(scores).__name__} with keys {sorted(scores) if isinstance(scores, Mapping) else '-'}")
-    for s in hidden_sites():
-        if np.shape(scores[s]) != shapes[s]:
+    for s, shape in shapes.items():
+        if np.shape(scores[s]) != shape:
             raise ValueError(f"method {method.name!r} returned shape {np.shape(scores[s])} at site {s!r}; "
-                             f"need {shapes[s]} (one score per unit)")
+                             f"need {shape} (one score per unit)")
     return scores
 
 
@@ -206,7 +212,7 @@ def _kept_metric(model, params, obs, data, values, keep) -> jax.Array:
     """Mean rule-move logit with the units ``keep[site] == 1`` kept and the rest of every
     hidden site replaced by ``values``; ``keep`` has a leading axis of circuits."""
     def one(mask):
-        edits = [interp.patch(s, values[s], 1.0 - mask[s]) for s in hidden_sites()]
+        edits = [interp.patch(s, values[s], 1.0 - mask[s]) for s in hidden_sites(model)]
         return rule_logit(interp.run_with_interventions(model, params, obs, edits), data).mean()
     return jax.vmap(one)(keep)
 
@@ -218,14 +224,15 @@ def faithfulness_curve(model, params, task: Task, scores: Mapping[str, np.ndarra
     Every k is evaluated, so the areas are exact for the curve and need no grid choice.
     m(empty) is the logit with every hidden unit at its mean, m(full) the unedited logit.
     """
-    sizes = [len(task.units[s]) for s in hidden_sites()]
+    sites = hidden_sites(model)
+    sizes = [len(task.units[s]) for s in sites]
     n = sum(sizes)
     fractions = np.arange(n + 1) / n
-    flat = np.concatenate([np.ravel(scores[s]) for s in hidden_sites()])
+    flat = np.concatenate([np.ravel(scores[s]) for s in sites])
     masks = metrics.ranked_circuits(flat, fractions, absolute=True).astype(np.float32)
     bounds = np.cumsum([0, *sizes])
-    keep = {s: jnp.asarray(masks[:, bounds[i]:bounds[i + 1]]) for i, s in enumerate(hidden_sites())}
-    values = interp.ablation.ablation_values(model, params, task.obs, "mean", hidden_sites())
+    keep = {s: jnp.asarray(masks[:, bounds[i]:bounds[i + 1]]) for i, s in enumerate(sites)}
+    values = interp.ablation.ablation_values(model, params, task.obs, "mean", sites)
     m = np.asarray(_kept_metric(model, params, task.obs, task.data, values, keep), np.float64)
     f = metrics.faithfulness(m, m[0], m[-1])
     return {**metrics.faithfulness_curve_areas(fractions, f), "curve": f.tolist()}
@@ -234,13 +241,14 @@ def faithfulness_curve(model, params, task: Task, scores: Mapping[str, np.ndarra
 def score_circuit(method: Method, model, params, task: Task, key, curve: bool = False) -> dict[str, float]:
     """Node AUROC and precision at the true circuit size, all hidden units pooled; with
     ``curve``, also CPR, CMD and the faithfulness curve (``faithfulness_curve``)."""
-    shapes = {s: v for s, v in interp.sites(model, task.obs[:1], params).items() if s in hidden_sites()}
+    sites = hidden_sites(model)
+    shapes = {s: v for s, v in interp.sites(model, task.obs[:1], params).items() if s in sites}
     if method.oracle:
-        scores = {s: task.units[s].astype(float) for s in hidden_sites()}
+        scores = {s: task.units[s].astype(float) for s in sites}
     else:
         scores = _check_units(method, method.fn(model, params, task.obs, rule_logit, task.data, key), shapes)
-    flat = np.concatenate([np.ravel(scores[s]) for s in hidden_sites()])
-    truth = np.concatenate([task.units[s] for s in hidden_sites()])
+    flat = np.concatenate([np.ravel(scores[s]) for s in sites])
+    truth = np.concatenate([task.units[s] for s in sites])
     out = {"auroc": metrics.auroc(flat, truth), "precision": metrics.precision_at_k(flat, truth)}
     return {**out, **faithfulness_curve(model, params, task, scores)} if curve else out
 
