@@ -1,19 +1,22 @@
 """The leaderboard on the compiled network: the oracle is perfect, random is near chance,
 activation patching finds the win circuit on the compiled network and not on untrained ones,
 occlusion finds the decision's squares and the spurious cue, and the oracle's faithfulness
-curve beats random's."""
+curve beats random's. On the SIIT networks: the oracle is perfect, patching beats the
+untrained-MLP control, and their training stays out of the methods' wall time."""
 
 import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljaxinterp.bench import compiled_ttt, leaderboard
+from rljaxinterp.bench import compiled_ttt, leaderboard, siit
 
 METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occlusion", "random map",
            "oracle (attribution)"]
@@ -86,6 +89,21 @@ def test_occlusion_finds_the_planted_cue_on_a_and_not_on_b(result):
 
 
 @pytest.mark.slow
+def test_siit_column_oracle_is_perfect_and_patching_beats_the_untrained_mlp(result):
+    nets = result["siit"]["networks"]
+    assert len(nets) == len(siit.TIERS["quick"]["seeds"]) * len(siit.TIERS["quick"]["widths"])
+    assert all(n["iia"] >= siit.MIN_IIA and n["argmax_changed"] <= siit.MAX_STRICT_CHANGE for n in nets)
+    assert mean(result, "oracle (circuit)", "siit", "auroc") == 1.0
+    assert mean(result, "oracle (circuit)", "siit", "precision") == 1.0
+    patched = mean(result, "activation patching (resample)", "siit", "auroc")
+    # measured 0.720 against 0.511 (seeds 0, 1, width 128) by siit.score_circuit_methods
+    assert patched > mean(result, "activation patching (resample)", "siit_untrained", "auroc") + 0.1
+    assert patched < mean(result, "activation patching (resample)", "compiled", "auroc")
+    assert abs(mean(result, "random", "siit", "auroc") - 0.5) < 0.15
+    assert "## SIIT networks (tier 2)" in leaderboard.markdown(result)
+
+
+@pytest.mark.slow
 def test_patching_circuit_is_faithful(result):
     assert mean(result, "activation patching (resample)", "compiled", "cpr") > mean(result, "random", "compiled", "cpr") + 0.5
     assert mean(result, "activation patching (resample)", "compiled", "cmd") < 0.25
@@ -98,8 +116,52 @@ def test_written_leaderboard_never_overwrites(result, tmp_path):
     assert first.name == "lb" and second.name == "lb-1"
     assert json.loads((first / "leaderboard.json").read_text())["tier"] == "quick"
     text = (first / "leaderboard.md").read_text()
-    assert "| activation patching (resample) |" in text and "## Spurious cue" in text
+    assert "| activation patching (resample) |" in text and "## Spurious cue" in text and "SIIT: node AUROC" in text
     assert (first / "faithfulness.png").exists() and (first / "leaderboard.png").exists()
+
+
+TRAIN_S = 1000.0
+
+
+class Clock:
+    """The leaderboard's clock, moved on by ``TRAIN_S`` per stand-in training: a wall column that
+    counted training would then exceed ``TRAIN_S``."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def perf_counter(self):
+        return time.perf_counter() + self.offset
+
+
+def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(monkeypatch, tmp_path):
+    clock = Clock()
+
+    def untrained_siit(width, seed):  # stands in for siit.make_trained: the wiring is under test, not SIIT
+        clock.offset += TRAIN_S
+        model = siit.make_model(width)
+        params = model.init(jax.random.key(seed), jnp.asarray(siit.live_obs()[:1]))["params"]
+        checked = {"accuracy": 0.5, "iia": 0.25, "iia_changed": 0.125, "iia_min_node": 0.0625, "argmax_changed": 0.75,
+                   "changed_share": 0.1, "max_logit_change": 1.0, "pairs": 10}
+        return siit.Trained(width, seed, model, params, TRAIN_S), checked
+
+    monkeypatch.setattr(siit, "make_trained", untrained_siit)
+    monkeypatch.setattr(leaderboard, "time", clock)
+    result = leaderboard.leaderboard("quick", ["oracle (circuit)"], log=lambda s: None)
+    tier = siit.TIERS["quick"]
+    assert [(n["width"], n["seed"]) for n in result["siit"]["networks"]] == [
+        (w, s) for w in tier["widths"] for s in tier["seeds"]]
+    n = len(result["siit"]["networks"])
+    row = result["rows"]["oracle (circuit)"]
+    assert result["siit"]["wall_s"] >= TRAIN_S * n and row["wall_s"] < TRAIN_S
+    assert row["siit"]["auroc"]["per_seed"] == [1.0] * n and row["siit_untrained"]["precision"]["mean"] == 1.0
+    text = leaderboard.markdown(result)
+    assert "| SIIT: node AUROC | SIIT: precision at true size | untrained MLP: node AUROC |" in text
+    assert "## SIIT networks (tier 2)" in text and "| 128 | 1 | 0.5000 | 0.2500 | 0.1250 | 0.0625 | 0.7500 | 1000 |" in text
+    assert (leaderboard.write(result, tmp_path / "lb") / "leaderboard.png").exists()
+    without = {k: v for k, v in result.items() if k != "siit"}
+    without["rows"] = {name: {k: v for k, v in r.items() if not k.startswith("siit")} for name, r in result["rows"].items()}
+    assert "SIIT" not in leaderboard.markdown(without)
 
 
 def test_bad_input_names_what_is_allowed():

@@ -11,8 +11,11 @@ A method is one function with a declared signature, registered under a family:
 ``metric(out, data)`` is the logit of the move the rules choose, per state. Every task
 compares the method's answer with the compiled network's truth (``compiled_ttt``) and
 repeats it on untrained networks of the same shape (the control: a method that "finds" the
-circuit there is reading the architecture, not the mechanism). The ``random`` and
-``oracle`` rows bound every column.
+circuit there is reading the architecture, not the mechanism). Circuit methods are also
+scored on the tier's SIIT networks (``siit``: trained MLPs whose win-path units are known),
+with an untrained MLP of the same width as their control; the networks are trained once per
+leaderboard, on first use, and that time is reported apart from every method's. The
+``random`` and ``oracle`` rows bound every column.
 
 Circuit methods are also scored by their faithfulness curve on the compiled network (keep
 the top-k units by |score|, mean-ablate the rest, for every k). Attribution methods are also
@@ -36,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import interp
-from rljaxinterp.bench import compiled_ttt, metrics, spurious_cue
+from rljaxinterp.bench import compiled_ttt, metrics, siit, spurious_cue
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 
 FAMILIES = ("circuit", "attribution")
@@ -319,8 +322,26 @@ def score_attribution(method: Method, model, params, task: Task, key) -> dict[st
     return {"mass": mass, "auroc": auroc, "silent": float(silent.mean())}
 
 
+@dataclasses.dataclass(frozen=True)
+class SiitNetwork:
+    trained: siit.Trained
+    checked: dict  # siit.verify's numbers
+    task: Task  # positions whose output is a win; truth: the units aligned to the win path
+    untrained: dict  # params of the same MLP at random weights (the control)
+
+
+def make_siit_network(width: int, seed: int, positions: int) -> SiitNetwork:
+    """Train and verify one SIIT network (``siit.make_trained``: raises if it misses the bars,
+    since a network that does not implement its graph has no known circuit) and its task."""
+    trained, checked = siit.make_trained(width, seed)
+    task = siit.win_task(width, positions, seed)
+    untrained = trained.model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
+    return SiitNetwork(trained, checked, task, untrained)
+
+
 def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=print) -> dict:
-    """Every chosen method on the compiled network and on untrained controls, over seeds."""
+    """Every chosen method on the compiled network and on untrained controls, over seeds;
+    circuit methods also on the tier's SIIT networks (``siit.TIERS[tier]``)."""
     if tier not in TIERS:
         raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(TIERS)}")
     names = list(METHODS) if methods is None else list(methods)
@@ -347,11 +368,28 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 f"{pair.dependence['noise']['moved']:.3f} for B ({time.perf_counter() - t0:.1f} s)")
         return cue[seed]
 
+    nets: list[SiitNetwork] = []  # trained on first use, like the cue pairs
+    siit_wall = 0.0
+
+    def siit_networks() -> list[SiitNetwork]:
+        nonlocal siit_wall
+        if not nets:
+            for width in siit.TIERS[tier]["widths"]:
+                for seed in siit.TIERS[tier]["seeds"]:
+                    t0 = time.perf_counter()
+                    nets.append(make_siit_network(width, seed, spec["positions"]))
+                    siit_wall += time.perf_counter() - t0
+                    c = nets[-1].checked
+                    log(f"SIIT network width {width} seed {seed}: IIA {c['iia']:.4f}, strict ablation changes "
+                        f"the argmax on {c['argmax_changed']:.4f} of live positions ({time.perf_counter() - t0:.1f} s)")
+        return nets
+
     rows = {}
     for name in names:
         method = METHODS[name]
-        per = {"compiled": [], "untrained": []} if method.family == "circuit" else {"compiled": [], "untrained": [], "cue": []}
-        t0, cue_before = time.perf_counter(), cue_wall
+        per = {"compiled": [], "untrained": [], **({"siit": [], "siit_untrained": []} if method.family == "circuit"
+                                                   else {"cue": []})}
+        t0, cue_before, siit_before = time.perf_counter(), cue_wall, siit_wall
         for seed in seeds:
             task = tasks[seed][method.family]
             key = jax.random.key(seed)
@@ -363,7 +401,13 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 per["compiled"].append(score_attribution(method, model, params, task, key))
                 per["untrained"].append(score_attribution(method, model, random_params, task, key))
                 per["cue"].append(score_cue(method, *cue_pair(seed), key))
-        wall = time.perf_counter() - t0 - (cue_wall - cue_before)  # training the cue pairs is not the method's
+        if method.family == "circuit":  # after the compiled network, so a bad method fails before any training
+            for net in siit_networks():
+                key = jax.random.key(net.trained.seed)
+                per["siit"].append(score_circuit(method, net.trained.model, net.trained.params, net.task, key))
+                per["siit_untrained"].append(score_circuit(method, net.trained.model, net.untrained, net.task, key))
+        # training the cue pairs and the SIIT networks is not the method's
+        wall = time.perf_counter() - t0 - (cue_wall - cue_before) - (siit_wall - siit_before)
         rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
         summary = {t: {k: round(v["mean"], 3) for k, v in rows[name][t].items() if k != "curve"} for t in per}
         log(f"{name}: {json.dumps(summary)} ({wall:.1f} s)")
@@ -373,6 +417,10 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         result["cue"] = {"truth": {label: [cue[seed][0].dependence[kind]["moved"] for seed in seeds]
                                    for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True)},
                          "wall_s": cue_wall, "margin": CUE_MARGIN}
+    if nets:
+        result["siit"] = {"networks": [{"width": n.trained.width, "seed": n.trained.seed, "train_s": n.trained.train_s,
+                                        **n.checked} for n in nets],
+                          "positions": [int(n.task.obs.shape[0]) for n in nets], "wall_s": siit_wall}
     return result
 
 
@@ -405,6 +453,27 @@ def _table(header: list[str]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
 
+GROUPS = {"compiled": "compiled", "untrained": "untrained", "siit": "SIIT", "siit_untrained": "untrained MLP"}
+
+
+def _siit_section(siit_result: dict) -> list[str]:
+    nets = siit_result["networks"]
+    widths = sorted({n["width"] for n in nets})
+    seeds = sorted({n["seed"] for n in nets})
+    lines = ["## SIIT networks (tier 2)", "",
+             (f"{len(nets)} MLPs (`rljaxinterp/bench/siit.py`; widths {', '.join(map(str, widths))}, seeds "
+              f"{', '.join(map(str, seeds))}), trained and verified once for this leaderboard in "
+              f"{siit_result['wall_s']:.0f} s, which no method's wall column includes. Verification: IIA over "
+              f"fresh (base, source, node) triples (bar {siit.MIN_IIA}) and the share of live positions whose "
+              f"argmax changes when every non-aligned unit is resample-ablated (bar {siit.MAX_STRICT_CHANGE})."), ""]
+    lines += _table(["width", "seed", "behaviour accuracy", "IIA", "IIA where the output changes", "lowest node IIA",
+                     "argmax changed by strict ablation", "training (s)"])
+    for n in nets:
+        lines.append(f"| {n['width']} | {n['seed']} | {n['accuracy']:.4f} | {n['iia']:.4f} | {n['iia_changed']:.4f} | "
+                     f"{n['iia_min_node']:.4f} | {n['argmax_changed']:.4f} | {n['train_s']:.0f} |")
+    return [*lines, ""]
+
+
 def markdown(result: dict) -> str:
     intro = (f"{result['seeds']} seeds, {result['positions']} positions per task, {result['wall_s']:.0f} s in all. "
              "*compiled*: the hand-compiled tic-tac-toe rule network (`rljaxinterp/bench/compiled_ttt.py`, "
@@ -415,21 +484,30 @@ def markdown(result: dict) -> str:
     for family, title in (("circuit", "Circuit discovery: which units take an immediate win"),
                           ("attribution", "Attribution: which squares each decision reads")):
         cols = COLUMNS[family]
-        header = ["method", *(f"compiled: {HEADERS[family, c]}" for c in cols),
-                  *(f"untrained: {HEADERS[family, c]}" for c in cols if family != "circuit" or c in ("auroc", "precision")),
-                  "wall (s)"]
+        groups = {"compiled": cols, "untrained": cols if family != "circuit" else ("auroc", "precision")}
+        if family == "circuit" and "siit" in result:
+            groups.update(siit=("auroc", "precision"), siit_untrained=("auroc", "precision"))
+        header = ["method", *(f"{GROUPS[g]}: {HEADERS[family, c]}" for g, cs in groups.items() for c in cs), "wall (s)"]
         lines += [f"## {title}", ""]
         if family == "circuit":
             lines += [("CPR and CMD: areas under the faithfulness curve of the compiled network (units ranked by "
                        "|score|, every circuit size, the rest mean-ablated); not computed on untrained networks, "
-                       "where mean-ablating everything barely moves the logit."), ""]
+                       "where mean-ablating everything barely moves the logit.")]
+            if "siit" in result:
+                n = len(result["siit"]["networks"])
+                lines += [(f"*SIIT*: the {n} SIIT-trained MLPs of tier 2 (section below) on positions whose output is "
+                           "a win (the win move's logit as the metric), the truth being the units aligned to the "
+                           "win path (`two_own`, `empty`, `win` nodes); *untrained MLP*: the same MLP at random "
+                           f"weights, same truth. Cells over the {n} networks; wall excludes their training.")]
+            lines.append("")
         lines += _table(header)
         for name, row in result["rows"].items():
             if row["family"] == family:
-                cells = [_cell(row["compiled"].get(c)) for c in cols]
-                cells += [_cell(row["untrained"][c]) for c in cols if c in row["untrained"]]
+                cells = [_cell(row[g].get(c)) if g in row else "–" for g, cs in groups.items() for c in cs]
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['wall_s']:.1f} |")
         lines.append("")
+        if family == "circuit" and "siit" in result:
+            lines += _siit_section(result["siit"])
     if "cue" in result:
         truth = result["cue"]["truth"]
         lines += ["## Spurious cue: does the map find the cue model A reads and model B ignores", "",
@@ -452,21 +530,24 @@ def _stats(values) -> dict:
 
 
 def plot(result: dict, path: Path) -> Path:
-    """Circuit AUROC and attribution mass (compiled vs untrained), and cue mass on A vs B."""
+    """Circuit AUROC (compiled vs untrained, and SIIT vs untrained MLP when scored),
+    attribution mass (compiled vs untrained), and cue mass on A vs B."""
     from rljaxinterp.reporting import pyplot, save_figure
 
     plt = pyplot()
-    panels = [("circuit", "auroc", ("compiled", "untrained")), ("attribution", "mass", ("compiled", "untrained"))]
+    circuit_bars = ("compiled", "untrained", "siit", "siit_untrained") if "siit" in result else ("compiled", "untrained")
+    panels = [("circuit", "auroc", circuit_bars), ("attribution", "mass", ("compiled", "untrained"))]
     if "cue" in result:
         panels.append(("cue", "mass", ("A", "B")))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (family, key, bars) in zip(axes[0], panels, strict=True):
         rows = {n: r for n, r in result["rows"].items() if (r["family"] == family or (family == "cue" and "cue" in r))}
         x = np.arange(len(rows))
-        for offset, t in zip((-0.2, 0.2), bars, strict=True):
+        width = 0.8 / len(bars)
+        for i, t in enumerate(bars):
             stats = [r["cue"][f"mass_{t}"] if family == "cue" else r[t][key] for r in rows.values()]
-            ax.bar(x + offset, [s["mean"] for s in stats], 0.4, yerr=[s["std"] for s in stats],
-                   label=f"model {t}" if family == "cue" else t)
+            ax.bar(x + (i - (len(bars) - 1) / 2) * width, [s["mean"] for s in stats], width,
+                   yerr=[s["std"] for s in stats], label=f"model {t}" if family == "cue" else GROUPS[t])
         ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
         title = "cue mass (spurious-cue pair)" if family == "cue" else HEADERS[family, key]
         ax.set_title(title), ax.set_ylim(0, 1.05), ax.legend(fontsize=8)
@@ -503,7 +584,7 @@ def write(result: dict, out: str | Path) -> Path:
 
     folder = fresh_folder(Path(out), "leaderboard.json")
     plot(result, folder / "leaderboard.png")
-    text = markdown(result) + "\n![AUROC, attribution mass and cue mass](leaderboard.png)\n"
+    text = markdown(result) + "\n![Node AUROC, attribution mass and cue mass](leaderboard.png)\n"
     if any(r["family"] == "circuit" for r in result["rows"].values()):
         plot_faithfulness(result, folder / "faithfulness.png")
         text += "\n![Faithfulness curves](faithfulness.png)\n"

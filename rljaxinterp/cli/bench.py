@@ -1,6 +1,6 @@
 """``rljaxinterp bench methods --out DIR [--tier quick|default] [--methods ...]``: score the
 registered interpretability methods against known truth (the compiled network, its
-faithfulness curves and the spurious-cue pair)."""
+faithfulness curves, the SIIT networks and the spurious-cue pair)."""
 
 from __future__ import annotations
 
@@ -23,5 +23,9 @@ def run_methods(args: argparse.Namespace) -> int:
     result = leaderboard.leaderboard(args.tier, args.methods)
     folder = leaderboard.write(result, args.out)
     files = ", ".join(sorted(f.name for f in folder.iterdir() if f.name.startswith(("leaderboard.", "faithfulness."))))
-    print(f"leaderboard written to {folder}/ ({files}) in {result['wall_s']:.0f} s")
+    trained = [f"{part} {result[key]['wall_s']:.0f} s" for key, part in
+               (("siit", "SIIT networks trained and verified in"), ("cue", "spurious-cue pairs trained in"))
+               if key in result]
+    print(f"leaderboard written to {folder}/ ({files}) in {result['wall_s']:.0f} s"
+          + (f" ({'; '.join(trained)})" if trained else ""))
     return 0
