@@ -495,7 +495,7 @@ def markdown(result: dict) -> str:
                        "where mean-ablating everything barely moves the logit.")]
             if "siit" in result:
                 n = len(result["siit"]["networks"])
-                lines += [(f"*SIIT*: the {n} SIIT-trained MLPs of tier 2 (section below) on positions whose output is "
+                lines += ["", (f"*SIIT*: the {n} SIIT-trained MLPs of tier 2 (section below) on positions whose output is "
                            "a win (the win move's logit as the metric), the truth being the units aligned to the "
                            "win path (`two_own`, `empty`, `win` nodes); *untrained MLP*: the same MLP at random "
                            f"weights, same truth. Cells over the {n} networks; wall excludes their training.")]
