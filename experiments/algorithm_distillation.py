@@ -211,8 +211,9 @@ def logit_diffs(model, params, pairs) -> tuple[float, float]:
     return tuple(float(clean_minus_corrupt(model.apply({"params": params}, x), data).mean()) for x in (clean, corrupt))
 
 
-def measure(run, pairs, samples: int, seed: int, policy, log) -> dict:
-    """Every measurement of one trained agent (see the module docstring)."""
+def measure(run, pairs, samples: int, seed: int, policy, log) -> tuple[dict, tuple]:
+    """Every measurement of one trained agent (see the module docstring), and its own trials
+    (the untrained networks are probed on the same ones)."""
     agent, model, params = run.agent, run.model, run.params()
     res = {"run": str(run.folder), "curve": ad.evaluate(agent, params)}
     tables, labels, train = own_trials(agent, params, samples, seed)
