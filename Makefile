@@ -32,7 +32,8 @@ clean:
 
 # Rerun every experiment from the current code; each rewrites its findings block in
 # experiments/README.md (stamped with commit, seeds, wall time, machine). Quick tier: small
-# agents and the fewest null draws that can reach significance (minutes); full: the agents
+# agents and the fewest null draws that can reach significance (about two hours in all on 2
+# CPU cores once the agents exist; each block is stamped with its wall time); full: the agents
 # the published reports use (hours on a CPU).
 .PHONY: experiments experiments-full
 experiments: $(STAMP)
