@@ -169,6 +169,9 @@ def test_gap_shares_are_one_at_the_token_the_output_reads(agent, untrained):
     # the heads read the first state token (position 1): patching it there carries the whole gap, elsewhere none
     np.testing.assert_allclose(s[1], 1.0, atol=1e-4)
     assert np.abs(np.delete(s, 1)).max() < 1e-6
+    with pytest.raises(ValueError, match="no gap to share"):
+        interp.gap_shares(agent.model, untrained.params, states.observation, states.observation, interp.metrics.value,
+                          sites=["ln_final"], granularity="position")
 
 
 def test_token_helpers(agent, untrained):

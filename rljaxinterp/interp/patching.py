@@ -174,6 +174,9 @@ def gap_shares(
         return float(jnp.mean(metric(out) if metric_data is None else metric(out, metric_data)))
 
     clean, corrupted = mean_metric(clean_obs), mean_metric(corrupted_obs)
+    if not abs(clean - corrupted) > 1e-9 * max(1.0, abs(clean)):
+        raise ValueError(f"the clean and corrupted runs give the same mean metric ({clean:.6g} vs {corrupted:.6g}): "
+                         "there is no gap to share; pick inputs or a metric that differ")
     effects = patching_sweep(model, params, clean_obs, corrupted_obs, metric, sites=sites, granularity=granularity,
                              metric_data=metric_data)
     return {k: -np.asarray(v) / (clean - corrupted) for k, v in effects.items()}, clean, corrupted
