@@ -267,10 +267,6 @@ def untrained_null(run, own, pairs, draws: int, seed: int) -> dict[str, np.ndarr
     return {k: np.stack([s[k] for s in stats]) for k in RULES}
 
 
-def interval_text(values) -> str:
-    return findings.fmt_interval(findings.interval(np.asarray(values, np.float64)))
-
-
 def main() -> None:
     ap = findings.experiment_parser(__doc__, "runs/algorithm_distillation")
     ap.add_argument("--samples", type=int, default=None,
@@ -278,7 +274,7 @@ def main() -> None:
     ap.add_argument("--null", type=int, default=None, help="untrained networks per agent (default: fewest for Holm + 20)")
     args = ap.parse_args()
     args.samples = args.samples or TIERS[args.tier]
-    out = reporting.fresh_folder(Path(args.out + (f"-{args.tier}" if args.tier == "quick" else "")), "report.md")
+    out = findings.output_folder(args)
     log, lines = reporting.echo_log(out / "log.txt")
     log(f"writing to {out}")
     agents = findings.seeded_runs(runs.default_config("ad", ENV), Path(args.base or "runs/ad_agents"), args.agents,
@@ -314,46 +310,46 @@ def main() -> None:
                "### In-context curve on the held-out goals (greedy, no weight update): return / optimal", "",
                "| | " + " | ".join(f"ep {i + 1}" for i in range(episodes)) + " |", "|---|" + "---|" * episodes)
     for name, curves in (("AD", [r["curve"] for r in res]), ("source algorithm, fresh learners", sources)):
-        report.add(f"| {name} | " + " | ".join(interval_text([c["ratio"][i] for c in curves]) for i in range(episodes))
+        report.add(f"| {name} | " + " | ".join(findings.fmt_interval([c["ratio"][i] for c in curves]) for i in range(episodes))
                    + " |")
     report.add(f"| untrained (mean of {draws} per agent), last - first | "
-               f"{interval_text([n['learns in context'].mean() for n in null])} |", "", "![](in_context.png)", "",
+               f"{findings.fmt_interval([n['learns in context'].mean() for n in null])} |", "", "![](in_context.png)", "",
                "### Belief probes: held-out-goal R^2 per site (fit on training-goal trials, every token)", "",
                "| site | goal row | goal col | found in context | distance to goal | goal row/col, found | "
                "goal row/col, not found |", "|---|---|---|---|---|---|---|")
     sites = list(res[0]["probes"])
     for s in sites:
-        cells = [interval_text([r["probes"][s]["held_out"][c] for r in res]) for c in CONCEPTS]
-        cells += [interval_text([r["probes"][s][k] for r in res]) for k in ("goal_found", "goal_not_found")]
+        cells = [findings.fmt_interval([r["probes"][s]["held_out"][c] for r in res]) for c in CONCEPTS]
+        cells += [findings.fmt_interval([r["probes"][s][k] for r in res]) for k in ("goal_found", "goal_not_found")]
         report.add(f"| `{s}` | " + " | ".join(cells) + " |")
     report.add(f"| untrained, best site (mean of {draws} per agent): goal R^2, found - not found | "
-               f"{interval_text([n['belief'].mean() for n in null])} | "
-               f"{interval_text([n['belief from reward'].mean() for n in null])} |", "", "![](belief_by_episode.png)", "",
+               f"{findings.fmt_interval([n['belief'].mean() for n in null])} | "
+               f"{findings.fmt_interval([n['belief from reward'].mean() for n in null])} |", "", "![](belief_by_episode.png)", "",
                "### Attention to earlier rewarded transitions and patching where reward was found (per head)", "",
                "Heads are named by layer and index; seeds need not use the same head for the same job, so the "
                "per-agent values matter more than the interval.", "",
                "| head | attention to rewarded tokens / uniform | share of the reward-place logit diff |", "|---|---|---|")
     ratio = [np.asarray(r["attention"]["attention"]) / np.asarray(r["attention"]["uniform"]) for r in res]
     for i, h in enumerate(heads):
-        report.add(f"| {h} | {interval_text([x[i] for x in ratio])} | "
-                   f"{interval_text([r['patching']['head_share'][i] for r in res])} |")
+        report.add(f"| {h} | {findings.fmt_interval([x[i] for x in ratio])} | "
+                   f"{findings.fmt_interval([r['patching']['head_share'][i] for r in res])} |")
     p0 = res[0]["patching"]
-    report.add("", f"Logit diff clean / corrupted: {interval_text([r['patching']['logit_diff_clean'] for r in res])} / "
-               f"{interval_text([r['patching']['logit_diff_corrupt'] for r in res])} ({pairs[0].shape[0]} pairs). "
+    report.add("", f"Logit diff clean / corrupted: {findings.fmt_interval([r['patching']['logit_diff_clean'] for r in res])} / "
+               f"{findings.fmt_interval([r['patching']['logit_diff_corrupt'] for r in res])} ({pairs[0].shape[0]} pairs). "
                f"Residual stream patched one token at a time (share of the gap; tokens that differ "
                f"{p0['differing_tokens']}, query token {p0['query_token']}):", "",
                "| site | at the differing tokens (max) | at the query token | anywhere else (max) |", "|---|---|---|---|")
     for k in p0["resid_share_at_query"]:
-        report.add(f"| `{k}` | {interval_text([max(r['patching']['resid_share_at_differing_tokens'][k]) for r in res])} | "
-                   f"{interval_text([r['patching']['resid_share_at_query'][k] for r in res])} | "
-                   f"{interval_text([r['patching']['resid_share_elsewhere_max'][k] for r in res])} |")
+        report.add(f"| `{k}` | {findings.fmt_interval([max(r['patching']['resid_share_at_differing_tokens'][k]) for r in res])} | "
+                   f"{findings.fmt_interval([r['patching']['resid_share_at_query'][k] for r in res])} | "
+                   f"{findings.fmt_interval([r['patching']['resid_share_elsewhere_max'][k] for r in res])} |")
     report.add("", "![](reward_place_patching.png)", "",
                "### Mean ablations (over each agent's own trials; greedy, held-out goals)", "",
                "| ablated | last episode / optimal | reward-place logit diff / intact |", "|---|---|---|",
-               f"| none | {interval_text([r['curve']['last_ratio'] for r in res])} | 1 |")
+               f"| none | {findings.fmt_interval([r['curve']['last_ratio'] for r in res])} | 1 |")
     for k in res[0]["ablations"]:
-        report.add(f"| {k} | {interval_text([r['ablations'][k]['last_ratio'] for r in res])} | "
-                   f"{interval_text([r['ablations'][k]['logit_diff'] / r['patching']['logit_diff_clean'] for r in res])} |")
+        report.add(f"| {k} | {findings.fmt_interval([r['ablations'][k]['last_ratio'] for r in res])} | "
+                   f"{findings.fmt_interval([r['ablations'][k]['logit_diff'] / r['patching']['logit_diff_clean'] for r in res])} |")
     report.add("", "![](ablations.png)", "",
                ("Limits: linear probes show decodability, not use; the patching contexts are hand-made first episodes "
                 "the model never produced itself; ablation curves come from one greedy trial per held-out goal."),

@@ -169,10 +169,6 @@ def untrained_null(run, obs, pos, labels, key, shifted, draws: int, seed: int) -
     return {"probes": probes, "return steers": steers, "bar": [evaluate(agent, p) for p in params[:5]]}
 
 
-def interval_text(values) -> str:
-    return findings.fmt_interval(findings.interval(np.asarray(values, np.float64)))
-
-
 def main() -> None:
     ap = findings.experiment_parser(__doc__, "runs/dt_shortest_path")
     ap.add_argument("--states", type=int, default=None,
@@ -180,7 +176,7 @@ def main() -> None:
     ap.add_argument("--null", type=int, default=None, help="untrained DTs (default: fewest for Holm + 20)")
     args = ap.parse_args()
     args.states = args.states or TIERS[args.tier]
-    out = reporting.fresh_folder(Path(args.out + (f"-{args.tier}" if args.tier == "quick" else "")), "report.md")
+    out = findings.output_folder(args)
     log, lines = reporting.echo_log(out / "log.txt")
     log(f"writing to {out}")
     agents = findings.seeded_runs(runs.default_config("dt", ENV), Path(args.base or "runs/dt_agents"), args.agents,
@@ -225,32 +221,32 @@ def main() -> None:
                "### The bar: greedy, best-return-conditioned play from every reachable pair", "",
                "| | figure | mean [95% t-interval] (per agent) |", "|---|---|---|")
     for m in ("success_rate", "path_ratio", "optimal_share"):
-        report.add(f"| DT | {m} | {interval_text([r['bar'][m] for r in res])} |")
-    report.add(*[f"| untrained DT (first 5 of the null) | {m} | {interval_text([b[m] for b in null['bar']])} |"
+        report.add(f"| DT | {m} | {findings.fmt_interval([r['bar'][m] for r in res])} |")
+    report.add(*[f"| untrained DT (first 5 of the null) | {m} | {findings.fmt_interval([b[m] for b in null['bar']])} |"
                  for m in ("success_rate", "path_ratio")],
                f"| random-walk data | success_rate, path_ratio | {walks['success_rate']:.3f}, {walks['path_ratio']:.3f} |",
                "", "### Probes at the current state token: held-out score per site", "",
                "| site | " + " | ".join(CONCEPTS) + " |", "|---|---|---|---|")
     for s in sites:
-        report.add(f"| `{s}` | " + " | ".join(interval_text([r["probes"][s][c] for r in res]) for c in CONCEPTS) + " |")
+        report.add(f"| `{s}` | " + " | ".join(findings.fmt_interval([r["probes"][s][c] for r in res]) for c in CONCEPTS) + " |")
     report.add(f"| untrained, best site (mean of {draws}) | "
                + " | ".join(f"{x:.3f}" for x in null["probes"].mean(0)) + " |", "",
                f"### Head patching between goals ({res[0]['goal_patching']['pairs']} pairs; share of the clean - "
                "corrupted logit difference each head's output carries) and attention to return-to-go tokens", "",
                "| head | share of logit diff | attention from the state token to rtg tokens |", "|---|---|---|")
     for i, h in enumerate(heads):
-        report.add(f"| {h} | {interval_text([r['goal_patching']['head_share'][i] for r in res])} | "
-                   f"{interval_text([r['attention_to_rtg'][i] for r in res])} |")
+        report.add(f"| {h} | {findings.fmt_interval([r['goal_patching']['head_share'][i] for r in res])} | "
+                   f"{findings.fmt_interval([r['attention_to_rtg'][i] for r in res])} |")
     report.add("", "### Mean ablations (every reachable pair, greedy, best return)", "",
                "| ablated | success | path ratio |", "|---|---|---|")
     for k in res[0]["ablations"]:
-        report.add(f"| {k} | {interval_text([r['ablations'][k]['success_rate'] for r in res])} | "
-                   f"{interval_text([r['ablations'][k]['path_ratio'] for r in res])} |")
+        report.add(f"| {k} | {findings.fmt_interval([r['ablations'][k]['success_rate'] for r in res])} | "
+                   f"{findings.fmt_interval([r['ablations'][k]['path_ratio'] for r in res])} |")
     report.add("", "### Conditioning on worse returns, -(BFS distance + extra)", "",
                "| extra steps asked | success | excess steps on reached pairs |", "|---|---|---|")
     for k in (0, 1, 2, 3):
-        report.add(f"| {k} | {interval_text([r['worse_returns'][k]['success_rate'] for r in res])} | "
-                   f"{interval_text([r['worse_returns'][k]['mean_length'] - r['worse_returns'][k]['mean_optimal'] for r in res])} |")
+        report.add(f"| {k} | {findings.fmt_interval([r['worse_returns'][k]['success_rate'] for r in res])} | "
+                   f"{findings.fmt_interval([r['worse_returns'][k]['mean_length'] - r['worse_returns'][k]['mean_optimal'] for r in res])} |")
 
     # figures: mean over agents
     mean_probe = {c: [np.mean([r["probes"][s][c] for r in res]) for s in sites] for c in CONCEPTS}

@@ -185,11 +185,6 @@ def fmt_seeds(v: np.ndarray) -> str:
     return f"{v.mean():.3f} (seeds: {', '.join(f'{x:.3f}' for x in v)})"
 
 
-def fmt_interval_seeds(v: np.ndarray) -> str:
-    """Mean, 95% t-interval across seeds and the per-seed values."""
-    return findings.fmt_interval(findings.interval(v))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="output folder (default runs/gridworld_mg_<tier>; never overwritten: "
@@ -254,8 +249,8 @@ def main() -> None:
                    f"steps per seed ({res['env_steps']:,} in all) in {res['train_s']:.0f} s. Proxy counter: "
                    f"`{spec.proxy}`.", "", "| counter (mean per episode) | train | test |", "|---|---|---|")
         for k in spec.show:
-            report.add(f"| {k} | {fmt_interval_seeds(ev['train']['per_seed'][k])} | "
-                       f"{fmt_interval_seeds(ev['test']['per_seed'][k])} |")
+            report.add(f"| {k} | {findings.fmt_interval(ev['train']['per_seed'][k])} | "
+                       f"{findings.fmt_interval(ev['test']['per_seed'][k])} |")
         report.add(f"| {spec.proxy}, untrained networks (mean of {draws}) | {null[name]['train'].mean():.3f} | "
                    f"{null[name]['test'].mean():.3f} |")
         if spec.success:

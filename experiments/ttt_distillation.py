@@ -127,7 +127,7 @@ def distil_teacher(run: runs.Run, out: Path, args, obs, live: np.ndarray, pairs,
 
 
 def interval_row(name: str, values) -> str:
-    return f"| {name} | {findings.fmt_interval(findings.interval(np.asarray(values, np.float64)))} |"
+    return f"| {name} | {findings.fmt_interval(values)} |"
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ def test_t_interval_matches_scipy_and_bootstrap_is_seeded():
     assert a == b and min(values) <= a.low <= a.mean <= a.high <= max(values)
     single = findings.interval([0.4])
     assert single.mean == 0.4 and math.isnan(single.low) and "no interval" in str(single)
+    assert findings.fmt_interval(values) == findings.fmt_interval(iv) == str(iv)  # values or their interval
 
 
 @pytest.mark.parametrize("call, message", [

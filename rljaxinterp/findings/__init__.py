@@ -56,8 +56,8 @@ API
   direction, statistic, key, n, coefficient=1.0)`` -> the statistic for the direction and for
   ``n`` equal-norm random directions (vmapped, compiled once per model and site).
 - Experiments share ``experiment_parser(doc, out)`` (``--agents``, ``--tier``, ``--base``,
-  ``--out``, ``--seed``, ``--readme``) and ``open_agents(args)`` (``findings.cli``: the tic-tac-toe
-  agent set of ``--tier`` and a fresh output folder).
+  ``--out``, ``--seed``, ``--readme``), ``output_folder(args)`` (a fresh report folder per tier)
+  and ``open_agents(args)`` (``findings.cli``: the tic-tac-toe agent set of ``--tier`` and that folder).
 """
 
 import importlib
@@ -85,7 +85,7 @@ from rljaxinterp.findings.stats import (
 _LAZY = {
     "AgentSet": "agents", "seeded_runs": "agents", "tic_tac_toe_agents": "agents",
     "tic_tac_toe_config": "agents", "total_steps": "agents", "train_or_reuse": "agents",
-    "experiment_parser": "cli", "open_agents": "cli",
+    "experiment_parser": "cli", "open_agents": "cli", "output_folder": "cli",
     "steering_null": "controls",
 }
 
@@ -118,6 +118,7 @@ __all__ = [
     "interval",
     "machine",
     "open_agents",
+    "output_folder",
     "percentile",
     "random_directions",
     "random_units",

@@ -25,10 +25,16 @@ def experiment_parser(doc: str, out: str) -> argparse.ArgumentParser:
     return parser
 
 
-def open_agents(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[AgentSet, Path]:
-    """The experiment's tic-tac-toe agents (trained or reused) and a fresh output folder."""
+def output_folder(args: argparse.Namespace) -> Path:
+    """A fresh folder for the report: ``--out``, with ``-quick`` added on the quick tier (the
+    tiers never share a folder), or ``-N`` after it when taken."""
     if args.agents < 1:
         raise SystemExit(f"--agents {args.agents}: need at least 1 (the rules need 3 for a finding)")
-    base = args.base or f"runs/ttt_agents_{args.tier}"
     out = Path(args.out + ("-quick" if args.tier == "quick" and not args.out.endswith("quick") else ""))
-    return tic_tac_toe_agents(base, args.agents, args.tier, log=log), fresh_folder(out, "report.md")
+    return fresh_folder(out, "report.md")
+
+
+def open_agents(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[AgentSet, Path]:
+    """The experiment's tic-tac-toe agents (trained or reused) and a fresh output folder."""
+    out = output_folder(args)
+    return tic_tac_toe_agents(args.base or f"runs/ttt_agents_{args.tier}", args.agents, args.tier, log=log), out

@@ -196,8 +196,10 @@ def interval(values: Sequence[float], method: str = "t", level: float = 0.95, se
     return Interval(mean, float(low), float(high), tuple(float(x) for x in v), name, level)
 
 
-def fmt_interval(iv: Interval, digits: int = 3) -> str:
-    """``mean [low, high] (per agent: a, b, c)``."""
+def fmt_interval(iv: Interval | Sequence[float], digits: int = 3) -> str:
+    """``mean [low, high] (per agent: a, b, c)`` of an interval, or of per-agent values (their
+    95% t-interval)."""
+    iv = iv if isinstance(iv, Interval) else interval(iv)
     f = f"{{:+.{digits}f}}"
     bounds = "no interval (one agent)" if math.isnan(iv.low) else f"[{f.format(iv.low)}, {f.format(iv.high)}]"
     return f"{f.format(iv.mean)} {bounds} (per agent: {', '.join(f.format(x) for x in iv.values)})"
