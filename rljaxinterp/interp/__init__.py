@@ -42,8 +42,9 @@ from rljaxinterp.models.sites import SiteInfo
 
 MODULES = (
     "ablation", "attribution", "attribution_patching", "cache", "concepts", "dynamics", "factorisation",
+    "feature_concepts",
     "interventions", "metrics", "param_edits", "patching", "path_patching", "plots", "probes", "results",
-    "similarity", "steering",
+    "sae", "similarity", "steering",
 )
 
 
