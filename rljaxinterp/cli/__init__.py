@@ -8,13 +8,14 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rljaxinterp.cli import bench, interp, quickstart, report, train
+    from rljaxinterp.cli import bench, interp, quickstart, report, sae, train
 
     parser = argparse.ArgumentParser(prog="rljaxinterp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     quickstart.add_parser(commands)
     report.add_parser(commands)
     interp.add_parsers(commands)
+    sae.add_parsers(commands)
     train.add_parsers(commands)
     bench.add_parsers(commands)
     return parser

@@ -34,7 +34,7 @@ def _matrix(features) -> np.ndarray:
     return f
 
 
-def _is_binary(y: np.ndarray) -> bool:
+def is_binary(y: np.ndarray) -> bool:
     return bool(np.all((y == 0) | (y == 1)))
 
 
@@ -70,13 +70,13 @@ def match_concepts(features, concepts: Mapping[str, np.ndarray]) -> ConceptMatch
     for n, y in zip(names, ys):
         if y.shape[0] != f.shape[0]:
             raise ValueError(f"concept {n!r} has {y.shape[0]} values for {f.shape[0]} states")
-    binary = tuple(_is_binary(y) for y in ys)
+    binary = tuple(is_binary(y) for y in ys)
     score = np.full((f.shape[1], len(names)), np.nan)
     ranks = rankdata(f, axis=0)
     centred = f - f.mean(0)
     norms = np.linalg.norm(centred, axis=0)
-    for j, (y, is_binary) in enumerate(zip(ys, binary)):
-        if is_binary:
+    for j, (y, binary_y) in enumerate(zip(ys, binary)):
+        if binary_y:
             pos = y.sum()
             neg = y.size - pos
             if pos and neg:
@@ -102,7 +102,7 @@ def _binary_table(table) -> np.ndarray:
     y = np.asarray(table)
     if y.ndim == 1:
         y = y[:, None]
-    if y.ndim != 2 or not _is_binary(y):
+    if y.ndim != 2 or not is_binary(y):
         raise ValueError(f"concepts must be a binary (states, concepts) table; got shape {y.shape} "
                          f"with values {np.unique(y)[:5]}")
     return y.astype(np.float64)
@@ -162,5 +162,5 @@ def square_table(squares: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[st
     return np.concatenate(columns, 1).astype(np.float64), names
 
 
-__all__ = ["THRESHOLDS", "ConceptMatch", "board_reconstruction_f1", "coverage", "match_concepts", "square_table",
-           "state_features"]
+__all__ = ["THRESHOLDS", "ConceptMatch", "board_reconstruction_f1", "coverage", "is_binary", "match_concepts",
+           "square_table", "state_features"]
