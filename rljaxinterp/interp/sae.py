@@ -107,7 +107,7 @@ class SAE:
         """Feature activations ``(..., m)`` of activations ``(..., d)``."""
         u = self._check(x) / self.scale
         pre = (u - self.b_dec) @ self.w_enc + self.b_enc
-        return _sparsify(self.kind, pre, self.threshold, self.k, self.k, jnp.ones(self.width, bool))
+        return _sparsify(self.kind, pre, self.threshold, self.k, jnp.ones(self.width, bool))
 
     def decode(self, features: jax.Array) -> jax.Array:
         return (features @ self.w_dec + self.b_dec) * self.scale
@@ -198,25 +198,43 @@ def _step_bwd(bandwidth, res, g):
 _step.defvjp(_step_fwd, _step_bwd)
 
 
-def _kth_largest(values: jax.Array, k: jax.Array, k_max: int) -> jax.Array:
-    """The k-th largest entry along the last axis (``k`` traced, at most the static ``k_max``)."""
-    top = jax.lax.top_k(values, k_max)[0]
-    return jnp.take_along_axis(top, jnp.broadcast_to(jnp.asarray(k) - 1, top.shape[:-1])[..., None], -1)
+def _sortable(x: jax.Array) -> jax.Array:
+    """float32 -> uint32 keys in the same order (sign bit flipped for positives, all bits for
+    negatives), so the k-th largest can be found by bisection on integers."""
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    return jnp.where(bits >> 31 == 0, bits | jnp.uint32(0x80000000), ~bits)
 
 
-def _sparsify(kind, pre, threshold, k, k_max, latent_mask, *, training=False, bandwidth=0.05):
+def _top_mask(values: jax.Array, k: jax.Array) -> jax.Array:
+    """Where ``values`` is among the ``k`` largest along the last axis (ties at the k-th value
+    kept), ``k`` traced. An exact radix select: 32 halvings of the key range, each one compare
+    and count, several times cheaper than ``lax.top_k`` on CPU and free of a static k."""
+    key = _sortable(values)
+    lo = jnp.zeros((*values.shape[:-1], 1), jnp.uint32)
+    hi = jnp.full((*values.shape[:-1], 1), 0xFFFFFFFF, jnp.uint32)
+
+    def halve(_, bounds):  # invariant: the k-th largest key lies in [lo, hi]
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2 + (hi - lo) % 2
+        enough = jnp.sum(key >= mid, -1, keepdims=True) >= k
+        return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid - 1)
+
+    lo, _ = jax.lax.fori_loop(0, 32, halve, (lo, hi))
+    return key >= lo
+
+
+def _sparsify(kind, pre, threshold, k, latent_mask, *, training=False, bandwidth=0.05):
     """Feature activations from pre-activations; padded latents (``latent_mask`` 0) stay 0."""
     pre = jnp.where(latent_mask, pre, -jnp.inf)
     positive = jnp.where(latent_mask, jax.nn.relu(pre), 0.0)
     if kind == "relu":
         return positive
     if kind == "topk":
-        return positive * (pre >= _kth_largest(pre, k, k_max))
+        return positive * _top_mask(pre, k)
     if kind == "batchtopk":
         if training:  # the k·batch largest of the whole batch
-            flat = positive.reshape(-1)
-            kth = _kth_largest(flat, k * (flat.size // pre.shape[-1]), k_max * (flat.size // pre.shape[-1]))
-            return positive * (positive >= kth) * (positive > 0)
+            rows = positive.size // pre.shape[-1]
+            return positive * _top_mask(positive.reshape(-1), k * rows).reshape(positive.shape) * (positive > 0)
         return positive * (pre > threshold)
     if kind == "jumprelu":
         safe = jnp.where(latent_mask, pre, 0.0)
@@ -248,12 +266,12 @@ def _init_member(key, d, m, d_max, m_max, mean_u, config, kind):
             "threshold": jnp.full(m_max, theta)}
 
 
-def _loss(p, u, spec, kind, k_max, k_aux, config, aux_coefficient):
+def _loss(p, u, spec, kind, config, aux_coefficient):
     """Normalised-unit loss of one member on one batch ``u`` (batch, d_max)."""
     latent_mask, dims, sparsity, k, dead = spec["latent_mask"], spec["dims"], spec["sparsity"], spec["k"], spec["dead"]
     pre = (u - p["b_dec"]) @ p["w_enc"] + p["b_enc"]
     threshold = jnp.exp(p["log_threshold"]) if kind == "jumprelu" else p["threshold"]
-    f = _sparsify(kind, pre, threshold, k, k_max, latent_mask, training=True, bandwidth=config.jumprelu_bandwidth)
+    f = _sparsify(kind, pre, threshold, k, latent_mask, training=True, bandwidth=config.jumprelu_bandwidth)
     u_hat = (f @ p["w_dec"] + p["b_dec"]) * dims
     mse = jnp.mean(jnp.sum((u_hat - u) ** 2, -1))
     loss = mse
@@ -266,8 +284,7 @@ def _loss(p, u, spec, kind, k_max, k_aux, config, aux_coefficient):
     if aux_coefficient > 0:  # AuxK: dead latents reconstruct what the live ones miss
         residual = jax.lax.stop_gradient(u - u_hat)
         dead_pre = jnp.where(dead & latent_mask, pre, -jnp.inf)
-        top = _kth_largest(dead_pre, spec["k_aux"], k_aux)
-        f_aux = jnp.where(dead_pre >= top, jax.nn.relu(jnp.where(dead & latent_mask, pre, 0.0)), 0.0)
+        f_aux = jnp.where(_top_mask(dead_pre, spec["k_aux"]), jax.nn.relu(jnp.where(dead & latent_mask, pre, 0.0)), 0.0)
         e_hat = (f_aux @ p["w_dec"]) * dims
         total = jnp.sum((residual - residual.mean(0)) ** 2)
         aux = jnp.sum((e_hat - residual) ** 2) / jnp.maximum(total, 1e-12)
@@ -279,7 +296,7 @@ def _constrain_decoder(w_dec: jax.Array) -> jax.Array:
     return w_dec / jnp.maximum(jnp.linalg.norm(w_dec, axis=1, keepdims=True), 1e-12)
 
 
-def _train_step(carry, u_sites, *, kind, k_max, k_aux, config, aux_coefficient, optimizer):
+def _train_step(carry, u_sites, *, kind, config, aux_coefficient, optimizer):
     """One Adam step of every member; ``u_sites`` is (sites, batch, d_max)."""
     params, opt_state, specs, since_fired = carry
 
@@ -287,7 +304,7 @@ def _train_step(carry, u_sites, *, kind, k_max, k_aux, config, aux_coefficient, 
         u = u_sites[spec["site_index"]]
         spec = {**spec, "dead": since > config.dead_window}
         (loss, (mse, l0, f)), g = jax.value_and_grad(_loss, has_aux=True)(
-            p, u, spec, kind, k_max, k_aux, config, aux_coefficient)
+            p, u, spec, kind, config, aux_coefficient)
         g_dec = g["w_dec"]  # keep the decoder rows' norm: drop the gradient along them
         g = {**g, "w_dec": g_dec - jnp.sum(g_dec * p["w_dec"], 1, keepdims=True) * p["w_dec"]}
         updates, o = optimizer.update(g, o, p)
@@ -413,8 +430,6 @@ def _k_aux(d: int, width: int) -> int:
 def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     kind = grid[0].kind
     m_max = max(m.width for m in grid)
-    k_max = max(int(m.sparsity) for m in grid) if kind in ("topk", "batchtopk") else 0
-    k_aux = max(_k_aux(data[m.site].shape[1], m.width) for m in grid)
     aux_coefficient = config.aux_coefficient
     if aux_coefficient is None:
         aux_coefficient = 1 / 32 if kind in ("topk", "batchtopk") else 0.0
@@ -428,7 +443,7 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     optimizer = optax.adam(config.learning_rate)
     opt_state = jax.vmap(optimizer.init)(params)
     since = jnp.zeros((len(grid), m_max), jnp.int32)
-    step = functools.partial(_train_step, kind=kind, k_max=k_max, k_aux=k_aux, config=config,
+    step = functools.partial(_train_step, kind=kind, config=config,
                              aux_coefficient=aux_coefficient, optimizer=optimizer)
     run_chunk = jax.jit(lambda carry, batches: jax.lax.scan(step, carry, batches))
     carry = (params, opt_state, specs, since)
