@@ -202,3 +202,64 @@ def test_coverage_and_board_reconstruction_on_a_hand_built_board():
     assert fc.board_reconstruction_f1(noise, board) < 0.2
     table, names = fc.square_table({"own": board[:, :3], "empty": board[:, 3:]})
     assert names[:2] == ["own@0", "own@1"] and table.shape == (400, 6)
+
+
+def test_site_rows_refuses_an_unknown_site(agent):
+    model, params, obs, _ = agent
+    with pytest.raises(KeyError, match="unknown site.*available sites"):
+        sae.site_rows(model, params, obs[:4], ["block9.nowhere"])
+
+
+# -- ground truth: the compiled network's planted units -------------------------------------------
+def test_planted_directions_are_the_rotated_units_of_the_compiled_network():
+    from rljaxinterp.bench import feature_recovery as fr
+
+    data, planted = fr.planted_sites(seed=0, sites=("choice.post",))
+    x, p = data["choice.post"], planted["choice.post"]
+    # The planted rows are orthonormal, and every activation is a combination of them with the
+    # units' own (non-negative, sparse) values as coefficients.
+    np.testing.assert_allclose(p @ p.T, np.eye(len(p)), atol=1e-6)
+    units = x @ p.T
+    assert units.min() > -1e-4 and np.mean(np.abs(units) > 1e-4) < 0.2
+    np.testing.assert_allclose(units @ p, x, atol=1e-4)
+    assert fr._score(p, p)["recovered"] == 1.0  # a method returning the truth scores 1
+    scores = fr.baselines(data, planted, nmf_iterations=50)["choice.post"]
+    assert scores["neurons"]["recovered"] < 0.1  # in the rotated basis no neuron is a unit
+
+
+@pytest.mark.slow
+def test_saes_recover_the_compiled_networks_choice_units_where_neurons_and_pca_do_not():
+    from rljaxinterp.bench.feature_recovery import feature_recovery
+
+    result = feature_recovery("quick")
+    choice = result["sites"]["choice.post"]["methods"]
+    best_sae = max(v["recovered"] for k, v in choice.items() if k.startswith("sae topk"))
+    assert best_sae >= 0.9
+    assert max(choice[m]["recovered"] for m in ("neurons", "pca", "nmf")) < 0.5
+
+
+@pytest.mark.slow
+def test_cli_sae_writes_a_dashboard_on_a_tiny_run(tmp_path):
+    import json
+
+    from rljaxinterp.cli import main
+    from rljaxinterp.runs import default_config, train
+
+    run = tmp_path / "ttt"
+    config = default_config("alphazero", "tic_tac_toe", iterations=2, checkpoint_every=2, games=16, num_simulations=4,
+                            max_num_considered_actions=4, updates_per_iteration=1, minibatch_size=32,
+                            replay_size=512, model_kwargs={"hidden": [16]})
+    train(config, run, progress=False)
+    out = tmp_path / "sae"
+    args = ["sae", str(run), "--out", str(out), "--steps", "40", "--widths", "16", "--sparsities", "2", "4",
+            "--batch-size", "64"]
+    assert main(args) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [(m["site"], m["sparsity"]) for m in result["members"]] == [
+        ("layer0.post", 2.0), ("layer0.post", 4.0)]
+    for m in result["members"]:
+        assert m["l0"] <= m["sparsity"] + 1e-6 and m["fve"] <= 1.0 and m["policy_kl"] >= 0
+        assert 0 <= m["coverage_mean"] <= 1 and 0 <= m["board_f1"] <= 1
+    assert {"README.md", "pareto.png", "features-layer0_post.png"} <= {p.name for p in out.iterdir()}
+    with pytest.raises(SystemExit, match="unknown site"):
+        main(["sae", str(run), "--out", str(tmp_path / "bad"), "--sites", "layer7.post"])

@@ -1,6 +1,8 @@
 """``rljaxinterp bench methods --out DIR [--tier quick|default] [--methods ...]``: score the
 registered interpretability methods against known truth (the compiled network, its
-faithfulness curves, the SIIT networks and the spurious-cue pair)."""
+faithfulness curves, the SIIT networks and the spurious-cue pair). ``rljaxinterp bench
+features --out DIR``: dictionary methods (SAEs, neurons, PCA, NMF) against the compiled
+network's planted units."""
 
 from __future__ import annotations
 
@@ -17,6 +19,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                         "10 minutes measured on 2 CPU cores)")
     p.add_argument("--methods", nargs="+", help="method names (default: every registered method)")
     p.set_defaults(run=run_methods)
+    f = kinds.add_parser("features", help="SAEs, neurons, PCA and NMF against the compiled network's planted units")
+    f.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
+    f.add_argument("--tier", default="quick", choices=("quick", "default"),
+                   help="quick (1 width, 3 sparsities per site) or default (2 widths, 6) (default: %(default)s)")
+    f.add_argument("--seed", type=int, default=0, help="rotation and SAE seed (default: %(default)s)")
+    f.set_defaults(run=run_features)
 
 
 def run_methods(args: argparse.Namespace) -> int:
@@ -30,4 +38,20 @@ def run_methods(args: argparse.Namespace) -> int:
                if key in result]
     print(f"leaderboard written to {folder}/ ({files}) in {result['wall_s']:.0f} s"
           + (f" ({'; '.join(trained)})" if trained else ""))
+    return 0
+
+
+def run_features(args: argparse.Namespace) -> int:
+    import json
+
+    from rljaxinterp.bench.feature_recovery import feature_recovery, table
+    from rljaxinterp.reporting import fresh_folder
+
+    result = feature_recovery(args.tier, args.seed, progress=True)
+    folder = fresh_folder(args.out, "features.json")
+    (folder / "features.json").write_text(json.dumps(result, indent=1))
+    lines = table(result)
+    (folder / "features.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"written to {folder}/ in {result['wall_s']:.0f} s ({result['sae_seconds']:.0f} s training SAEs)")
     return 0
