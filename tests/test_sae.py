@@ -214,17 +214,20 @@ def test_site_rows_refuses_an_unknown_site(agent):
 def test_planted_directions_are_the_rotated_units_of_the_compiled_network():
     from rljaxinterp.bench import feature_recovery as fr
 
-    data, planted = fr.planted_sites(seed=0, sites=("choice.post",))
-    x, p = data["choice.post"], planted["choice.post"]
+    sites = fr.planted_sites(seed=0, sites=("choice.post",))
+    x, p = sites["choice.post"]["x"], sites["choice.post"]["planted"]
     # The planted rows are orthonormal, and every activation is a combination of them with the
     # units' own (non-negative, sparse) values as coefficients.
     np.testing.assert_allclose(p @ p.T, np.eye(len(p)), atol=1e-6)
     units = x @ p.T
     assert units.min() > -1e-4 and np.mean(np.abs(units) > 1e-4) < 0.2
     np.testing.assert_allclose(units @ p, x, atol=1e-4)
-    assert fr._score(p, p)["recovered"] == 1.0  # a method returning the truth scores 1
-    scores = fr.baselines(data, planted, nmf_iterations=50)["choice.post"]
+    site = {**sites["choice.post"], "name": "choice.post"}
+    truth = fr._score(p, site)
+    assert truth["recovered"] == 1.0 and truth["iia"] == 1.0  # a method returning the truth scores 1
+    scores = fr.baselines(sites, nmf_iterations=50)["choice.post"]
     assert scores["neurons"]["recovered"] < 0.1  # in the rotated basis no neuron is a unit
+    assert scores["neurons"]["iia"] < 0.5
 
 
 @pytest.mark.slow
