@@ -256,14 +256,13 @@ def _member_sparsity(kind: str, sparsity: float, width: int, site: str) -> float
     return float(sparsity)
 
 
-def _init_member(key, d, m, d_max, m_max, mean_u, config, kind):
+def _init_member(key, d, m, d_max, m_max, mean_u, config):
     """Drawn at the member's own size, then padded: a member starts where it would alone."""
     w = jax.random.normal(key, (m, d))
     w_dec = jnp.pad(w / jnp.linalg.norm(w, axis=1, keepdims=True), ((0, m_max - m), (0, d_max - d)))
-    theta = config.jumprelu_threshold if kind == "jumprelu" else 0.0
     return {"w_enc": w_dec.T, "b_enc": jnp.zeros(m_max), "w_dec": w_dec, "b_dec": mean_u,
-            "log_threshold": jnp.full(m_max, math.log(config.jumprelu_threshold)),
-            "threshold": jnp.full(m_max, theta)}
+            "log_threshold": jnp.full(m_max, math.log(config.jumprelu_threshold)),  # jumprelu's θ
+            "threshold": jnp.zeros(m_max)}  # batchtopk's inference threshold, an EMA outside the gradient
 
 
 def _loss(p, u, spec, kind, config, aux_coefficient):
@@ -437,9 +436,7 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     keys = [jax.random.fold_in(jax.random.key(config.seed), zlib.crc32(repr(m).encode())) for m in grid]
     means = jnp.stack([jnp.pad(jnp.asarray(stats[m.site][1], jnp.float32), (0, d_max - data[m.site].shape[1]))
                        for m in grid])
-    params = _init_all(grid, keys, data, d_max, m_max, means, config, kind)
-    if kind == "batchtopk":
-        params = {**params, "threshold": jnp.zeros_like(params["threshold"])}
+    params = _init_all(grid, keys, data, d_max, m_max, means, config)
     optimizer = optax.adam(config.learning_rate)
     opt_state = jax.vmap(optimizer.init)(params)
     since = jnp.zeros((len(grid), m_max), jnp.int32)
@@ -479,8 +476,8 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     return carry[0], {name: curves[:, :, i] for i, name in enumerate(names)}
 
 
-def _init_all(grid, keys, data, d_max, m_max, means, config, kind):
-    inits = [_init_member(key, data[m.site].shape[1], m.width, d_max, m_max, mean, config, kind)
+def _init_all(grid, keys, data, d_max, m_max, means, config):
+    inits = [_init_member(key, data[m.site].shape[1], m.width, d_max, m_max, mean, config)
              for key, m, mean in zip(keys, grid, means)]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *inits)
 
