@@ -41,6 +41,7 @@ experiments: $(STAMP)
 	$(BIN)/python experiments/ttt_concepts.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/ttt_attribution_nmf.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/ttt_distillation.py --tier quick --readme experiments/README.md
+	$(BIN)/python experiments/ttt_sae.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/gridworld_misgeneralisation.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/tree_gridworld.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/dt_shortest_path.py --tier quick --readme experiments/README.md
@@ -51,6 +52,7 @@ experiments-full: $(STAMP)
 	$(BIN)/python experiments/ttt_concepts.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/ttt_attribution_nmf.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/ttt_distillation.py --tier full --readme experiments/README.md
+	$(BIN)/python experiments/ttt_sae.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/gridworld_misgeneralisation.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/tree_gridworld.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/dt_shortest_path.py --tier full --readme experiments/README.md
