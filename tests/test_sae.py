@@ -1,6 +1,8 @@
 """Sparse autoencoders: planted directions recovered, the sparsifiers exact, the grid equal to
 members trained alone, spliced SAEs as ordinary interventions, features scored as concepts."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,17 +75,25 @@ def test_batchtopk_keeps_k_per_row_on_average_while_training():
     assert float(fit[0].threshold[0]) > 0  # an inference threshold was learned
 
 
-def test_the_vmapped_grid_equals_members_trained_alone():
+GRID_SPARSITIES = {"topk": [2, 4], "relu": [0.3, 1.0], "batchtopk": [3], "jumprelu": [0.1]}
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in ("batchtopk", "jumprelu") else k
+                                  for k in GRID_SPARSITIES])
+def test_the_vmapped_grid_equals_members_trained_alone(kind):
+    """Two sites of different sizes and two widths, so most members are padded both ways."""
     x, _ = planted(n=3000)
-    y = x[:, :10] * 2.0
-    data = {"a": x, "b": y}
-    grid = sae.fit_saes(data, "topk", [16, 24], [2, 4], SMALL, progress=False)
-    assert len(grid) == 8
-    for i in (0, 3, 7):
-        m = grid.members[i]
-        alone = sae.fit_saes({m.site: data[m.site]}, "topk", m.width, [m.sparsity], SMALL, progress=False)
-        for field in ("w_enc", "w_dec", "b_enc", "b_dec"):
-            np.testing.assert_allclose(getattr(grid[i], field), getattr(alone[0], field), atol=2e-4)
+    data = {"a": x, "b": x[:, :10] * 2.0}
+    config = dataclasses.replace(SMALL, steps=200)
+    grid = sae.fit_saes(data, kind, [16, 24], GRID_SPARSITIES[kind], config, progress=False)
+    assert len(grid) == 2 * 2 * len(GRID_SPARSITIES[kind])
+    for field in ("w_enc", "w_dec", "b_enc", "b_dec", "threshold"):
+        assert all(np.all(np.isfinite(getattr(s, field))) for s in grid.saes), field
+    i = grid.select(site="b", width=16)[-1]  # the narrower site and width
+    m = grid.members[i]
+    alone = sae.fit_saes({m.site: data[m.site]}, kind, m.width, [m.sparsity], config, progress=False)
+    for field in ("w_enc", "w_dec", "b_enc", "b_dec", "threshold"):
+        np.testing.assert_allclose(getattr(grid[i], field), getattr(alone[0], field), atol=2e-4, err_msg=field)
 
 
 def test_same_seed_same_bits_and_rows_on_disk_stream_identically(tmp_path):

@@ -274,8 +274,8 @@ def _loss(p, u, spec, kind, config, aux_coefficient):
     u_hat = (f @ p["w_dec"] + p["b_dec"]) * dims
     mse = jnp.mean(jnp.sum((u_hat - u) ** 2, -1))
     loss = mse
-    if kind == "relu":
-        loss = loss + sparsity * jnp.mean(jnp.sum(f * jnp.linalg.norm(p["w_dec"], axis=1), -1))
+    if kind == "relu":  # decoder rows have unit norm, so the L1 needs no decoder-norm weight
+        loss = loss + sparsity * jnp.mean(jnp.sum(f, -1))
     elif kind == "jumprelu":
         safe = jnp.where(latent_mask, pre, 0.0)
         l0 = jnp.where(latent_mask, _step(safe, threshold, config.jumprelu_bandwidth), 0.0)
