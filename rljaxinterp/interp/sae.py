@@ -495,14 +495,25 @@ def _unpad(params, i, member: Member, d: int, scale: float) -> SAE:
                kind=member.kind, k=int(member.sparsity) if member.kind in ("topk", "batchtopk") else 0)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _site_cache(model, sites: tuple[str, ...], params, obs):  # params traced: one compile for many networks
+    from rljaxinterp.interp.cache import run_with_cache
+
+    return run_with_cache(model, params, obs, list(sites))[1]
+
+
 def site_rows(model, params, obs: jax.Array, sites: Sequence[str], states_per_call: int = 2048) -> dict[str, np.ndarray]:
     """Each site's activations as SAE rows ``(rows, d)``: the site's last axis is the feature
     axis, every other axis (states, squares, tokens) a row, computed ``states_per_call`` states
     at a time so only the rows themselves are held (in host memory)."""
-    from rljaxinterp.interp.cache import run_with_cache
-
     sites = list(sites)
-    run = jax.jit(lambda o: run_with_cache(model, params, o, sites)[1])
+    try:
+        hash(model)
+        run = functools.partial(_site_cache, model, tuple(sites), params)
+    except TypeError:  # a model with unhashable fields (lists from a JSON config): compile per call site
+        from rljaxinterp.interp.cache import run_with_cache
+
+        run = jax.jit(lambda o: run_with_cache(model, params, o, sites)[1])
     parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
     for start in range(0, obs.shape[0], states_per_call):
         cache = run(obs[start:start + states_per_call])
@@ -534,7 +545,8 @@ def evaluate_saes(grid: SAEGrid, activations: Mapping[str, np.ndarray], rows_per
         x = activations[member.site]
         total: dict[str, np.ndarray] = {}
         for start in range(0, x.shape[0], rows_per_call):
-            part = jax.device_get(_row_stats(sae, jnp.asarray(x[start:start + rows_per_call], jnp.float32)))
+            rows = jnp.asarray(x[start:start + rows_per_call], jnp.float32)
+            part = jax.device_get(_row_stats(sae.replace(site=""), rows))  # one compile per shape, not per site
             total = {k: total.get(k, 0) + np.asarray(v, np.float64) for k, v in part.items()}
         n = x.shape[0]
         variance = total["sq"] - np.sum(total["sum"] ** 2) / n
