@@ -139,7 +139,8 @@ def feature_recovery(tier: str = "quick", seed: int = 0, progress: bool = False)
             grid = sae.fit_saes({site: x}, kind, widths, settings[kind], config, progress=progress)
             quality = sae.evaluate_saes(grid, {site: x})
             for i, member in enumerate(grid.members):
-                name = f"sae {kind} m={member.width} {sae.SPARSITY_MEANING[kind].split()[0]}={member.sparsity:g}"
+                name = (f"sae {kind} {member.width // x.shape[1]}x width, "
+                        f"{sae.SPARSITY_MEANING[kind].split()[0]}={member.sparsity:g}")
                 result["sites"][site]["methods"][name] = {
                     **_score(np.asarray(grid[i].w_dec), {**planted, "name": site}),
                     "fve": quality[i]["fve"], "l0": quality[i]["l0"], "dead": quality[i]["dead"]}
