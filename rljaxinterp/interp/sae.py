@@ -205,10 +205,15 @@ def _sortable(x: jax.Array) -> jax.Array:
     return jnp.where(bits >> 31 == 0, bits | jnp.uint32(0x80000000), ~bits)
 
 
-def _top_mask(values: jax.Array, k: jax.Array) -> jax.Array:
+def _top_mask(values: jax.Array, k: jax.Array, block: int = 8) -> jax.Array:
     """Where ``values`` is among the ``k`` largest along the last axis (ties at the k-th value
     kept), ``k`` traced. An exact radix select: 32 halvings of the key range, each one compare
-    and count, several times cheaper than ``lax.top_k`` on CPU and free of a static k."""
+    and count, several times cheaper than ``lax.top_k`` on CPU and free of a static k. Rows go
+    through in blocks of ``block`` so the 32 passes stay in cache."""
+    rows = math.prod(values.shape[:-1])
+    if values.ndim >= 2 and rows > block and rows % block == 0:
+        blocks = values.reshape(rows // block, block, values.shape[-1])
+        return jax.lax.map(lambda v: _top_mask(v, k, block), blocks).reshape(values.shape)
     key = _sortable(values)
     lo = jnp.zeros((*values.shape[:-1], 1), jnp.uint32)
     hi = jnp.full((*values.shape[:-1], 1), 0xFFFFFFFF, jnp.uint32)
@@ -295,31 +300,50 @@ def _constrain_decoder(w_dec: jax.Array) -> jax.Array:
     return w_dec / jnp.maximum(jnp.linalg.norm(w_dec, axis=1, keepdims=True), 1e-12)
 
 
-def _train_step(carry, u_sites, *, kind, config, aux_coefficient, optimizer):
-    """One Adam step of every member; ``u_sites`` is (sites, batch, d_max)."""
-    params, opt_state, specs, since_fired = carry
+def _member_step(p, o, spec, since, u_sites, *, kind, config, aux_coefficient, optimizer):
+    """One Adam step of one member; ``u_sites`` is (sites, batch, d_max)."""
+    u = u_sites[spec["site_index"]]
+    spec = {**spec, "dead": since > config.dead_window}
+    (loss, (mse, l0, f)), g = jax.value_and_grad(_loss, has_aux=True)(p, u, spec, kind, config, aux_coefficient)
+    g_dec = g["w_dec"]  # keep the decoder rows' norm: drop the gradient along them
+    g = {**g, "w_dec": g_dec - jnp.sum(g_dec * p["w_dec"], 1, keepdims=True) * p["w_dec"]}
+    updates, o = optimizer.update(g, o, p)
+    p = optax.apply_updates(p, updates)
+    p = {**p, "w_dec": _constrain_decoder(p["w_dec"]) * spec["dims"]}
+    since = jnp.where(jnp.any(f > 0, 0), 0, since + 1)
+    if kind == "batchtopk":  # inference threshold: EMA of the smallest activation kept
+        smallest = jnp.min(jnp.where(f > 0, f, jnp.inf))
+        smallest = jnp.where(jnp.isfinite(smallest), smallest, p["threshold"][0])
+        m = config.threshold_momentum
+        p = {**p, "threshold": jnp.full_like(p["threshold"], m * p["threshold"][0] + (1 - m) * smallest)}
+    return p, o, since, jnp.stack([loss, mse, l0])
 
-    def one(p, o, spec, since):
-        u = u_sites[spec["site_index"]]
-        spec = {**spec, "dead": since > config.dead_window}
-        (loss, (mse, l0, f)), g = jax.value_and_grad(_loss, has_aux=True)(
-            p, u, spec, kind, config, aux_coefficient)
-        g_dec = g["w_dec"]  # keep the decoder rows' norm: drop the gradient along them
-        g = {**g, "w_dec": g_dec - jnp.sum(g_dec * p["w_dec"], 1, keepdims=True) * p["w_dec"]}
-        updates, o = optimizer.update(g, o, p)
-        p = optax.apply_updates(p, updates)
-        p = {**p, "w_dec": _constrain_decoder(p["w_dec"]) * spec["dims"]}
-        fired = jnp.any(f > 0, 0)
-        since = jnp.where(fired, 0, since + 1)
-        if kind == "batchtopk":  # inference threshold: EMA of the smallest activation kept
-            smallest = jnp.min(jnp.where(f > 0, f, jnp.inf))
-            smallest = jnp.where(jnp.isfinite(smallest), smallest, p["threshold"][0])
-            m = config.threshold_momentum
-            p = {**p, "threshold": jnp.full_like(p["threshold"], m * p["threshold"][0] + (1 - m) * smallest)}
-        return p, o, since, jnp.stack([loss, mse, l0])
 
-    params, opt_state, since_fired, stats = jax.vmap(one)(params, opt_state, specs, since_fired)
-    return (params, opt_state, specs, since_fired), stats
+@functools.partial(jax.jit, static_argnames=("kind", "config", "aux_coefficient"))
+def _run_chunk(carry, batches, *, kind: str, config: SAEConfig, aux_coefficient: float):
+    """``len(batches)`` steps of every member: a scan over steps of a vmap over members,
+    compiled once per kind, settings and shapes (seed and step count are not part of it).
+    AuxK's extra selection and matmul run only on steps where some member has a dead latent:
+    elsewhere its term is exactly zero, so skipping it changes nothing."""
+    optimizer = optax.adam(config.learning_rate)
+
+    def step(carry, u_sites):
+        params, opt_state, specs, since = carry
+
+        def members(aux):
+            one = functools.partial(_member_step, u_sites=u_sites, kind=kind, config=config, aux_coefficient=aux,
+                                    optimizer=optimizer)
+            return jax.vmap(one)(params, opt_state, specs, since)
+
+        if aux_coefficient > 0:
+            any_dead = jnp.any((since > config.dead_window) & specs["latent_mask"])
+            out = jax.lax.cond(any_dead, lambda: members(aux_coefficient), lambda: members(0.0))
+        else:
+            out = members(0.0)
+        params, opt_state, since, stats = out
+        return (params, opt_state, specs, since), stats
+
+    return jax.lax.scan(step, carry, batches)
 
 
 def _as_rows(site: str, x) -> np.ndarray | np.memmap:
@@ -437,12 +461,10 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     means = jnp.stack([jnp.pad(jnp.asarray(stats[m.site][1], jnp.float32), (0, d_max - data[m.site].shape[1]))
                        for m in grid])
     params = _init_all(grid, keys, data, d_max, m_max, means, config)
-    optimizer = optax.adam(config.learning_rate)
-    opt_state = jax.vmap(optimizer.init)(params)
+    opt_state = jax.vmap(optax.adam(config.learning_rate).init)(params)
     since = jnp.zeros((len(grid), m_max), jnp.int32)
-    step = functools.partial(_train_step, kind=kind, config=config,
-                             aux_coefficient=aux_coefficient, optimizer=optimizer)
-    run_chunk = jax.jit(lambda carry, batches: jax.lax.scan(step, carry, batches))
+    program = dataclasses.replace(config, steps=1, seed=0, steps_per_chunk=1)  # what the compiled step depends on
+    run_chunk = functools.partial(_run_chunk, kind=kind, config=program, aux_coefficient=float(aux_coefficient))
     carry = (params, opt_state, specs, since)
     scales = [stats[s][0] for s in sites]
     rngs = [_site_rng(config.seed, kind, s) for s in sites]  # a member sees the same batches in any grid
