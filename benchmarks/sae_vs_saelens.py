@@ -38,8 +38,8 @@ variance (Gao et al., as EleutherAI's ``sae``); SAELens starts decoder rows at n
 weighted by ``|d_i|``), weights AuxK 1 without normalisation (scaled by min(dead/k_aux, 1))
 and clips the gradient to global norm 1.
 
-Timing: ours is one ``fit_saes`` call per kind, compilation included (``fit_saes`` jits a
-fresh program per call, so a second call compiles again: compilation is measured from JAX's
+Timing: ours is one ``fit_saes`` call per kind, compilation included (the chunk program is
+one module-level jit, so a second call with another seed reuses it; compilation is measured from JAX's
 own compile-phase events, tracing + lowering + XLA compile, and subtracted to give the run
 time; ``--second-call`` times a second call with another seed the same way). SAELens's time
 is the sum of its ``SAETrainer.fit`` calls (building SAEs and trainers and measuring
@@ -383,7 +383,7 @@ def main() -> None:
     p.add_argument("--torch-threads", type=int, nargs="+", default=[1, 2],
                    help="torch thread counts to try; SAELens runs with the fastest on a 100-step trial")
     p.add_argument("--second-call", action="store_true",
-                   help="time a second fit_saes call (seed + 1) too; it compiles again (see the docstring)")
+                   help="time a second fit_saes call (seed + 1) too; it reuses the compiled program")
     p.add_argument("--probe-steps", type=int, default=100, help="steps of each memory probe fit (one chunk)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (OUT/quick)")
