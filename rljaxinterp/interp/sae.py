@@ -469,11 +469,9 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     scales = [stats[s][0] for s in sites]
     rngs = [_site_rng(config.seed, kind, s) for s in sites]  # a member sees the same batches in any grid
     curves = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from rljaxinterp.runs.progress import Progress  # a bar on a terminal, a few lines in a log
 
-        bar = tqdm(total=config.steps, desc=f"SAEs {kind} x{len(grid)}", leave=False)
+    bar = Progress(f"SAEs {kind} x{len(grid)}", config.steps, 0, config.steps_per_chunk, enabled=progress)
     done = 0
     while done < config.steps:
         n = min(config.steps_per_chunk, config.steps - done)
@@ -488,11 +486,10 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
         carry, chunk_stats = run_chunk(carry, jnp.asarray(batches))
         curves.append(np.asarray(chunk_stats).mean(0))  # (members, 3)
         done += n
-        if bar is not None:
-            bar.update(n)
-            bar.set_postfix_str(f"mse {float(np.mean(curves[-1][:, 1])):.3g}")
-    if bar is not None:
-        bar.close()
+        mse = float(np.mean(curves[-1][:, 1]))
+        line = f"SAEs {kind} x{len(grid)} step {done}/{config.steps} mean mse {mse:.3g}"
+        bar.update(n, done, f"mse {mse:.3g}", lambda line=line: line)
+    bar.close()
     curves = np.stack(curves)  # (chunks, members, 3)
     names = ("loss", "mse", "l0")
     return carry[0], {name: curves[:, :, i] for i, name in enumerate(names)}
