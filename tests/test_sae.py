@@ -198,6 +198,13 @@ def test_concept_auroc_and_correlation_match_hand_computed_values():
     np.testing.assert_allclose(match.score[:, 0], [1.0, 0.5])
     np.testing.assert_allclose(match.score[:, 1], [np.corrcoef(f[:, 0], real)[0, 1], np.corrcoef(f[:, 1], real)[0, 1]])
     assert match.best_feature()["y"] == (0, 1.0)
+    # Many zeros and ties, as SAE features have: agrees with the benchmark's one-column AUROC.
+    from rljaxinterp.bench.metrics import auroc
+
+    rng = np.random.default_rng(0)
+    g = np.maximum(rng.normal(size=(500, 4)), 0).round(1)
+    yy = rng.random(500) < 0.3
+    np.testing.assert_allclose(fc.match_concepts(g, {"y": yy}).score[:, 0], [auroc(g[:, i], yy) for i in range(4)])
     assert match.best()[0][0] == "y"
 
 

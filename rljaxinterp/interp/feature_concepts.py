@@ -47,12 +47,15 @@ class ConceptMatch:
     concepts: tuple[str, ...] = struct.field(pytree_node=False)
     binary: tuple[bool, ...] = struct.field(pytree_node=False)
 
-    def best(self) -> list[tuple[str, float]]:
-        """Per feature, the concept it tracks best, by |2·AUROC - 1| (Somers' D) or |r|, both 0
-        at chance and 1 for a perfect (or perfectly inverted) detector."""
+    def strength(self) -> np.ndarray:
+        """(features, concepts): |2·AUROC - 1| (Somers' D) or |r|, both 0 at chance and 1 for a
+        perfect (or perfectly inverted) detector; -1 where undefined."""
         strength = np.abs(np.where(np.asarray(self.binary)[None], 2 * self.score - 1, self.score))
-        strength = np.nan_to_num(strength, nan=-1.0)
-        j = strength.argmax(1)
+        return np.nan_to_num(strength, nan=-1.0)
+
+    def best(self) -> list[tuple[str, float]]:
+        """Per feature, the concept it tracks best (by ``strength``)."""
+        j = self.strength().argmax(1)
         return [(self.concepts[c], float(self.score[i, c])) for i, c in enumerate(j)]
 
     def best_feature(self) -> dict[str, tuple[int, float]]:

@@ -360,13 +360,9 @@ def _site_rng(seed: int, purpose: str, site: str) -> np.random.Generator:
 
 
 def _sample_stats(site: str, x, rng: np.random.Generator, rows: int = 8192) -> tuple[float, np.ndarray]:
-    """Normalisation scale (mean squared norm of ``u`` = d) and mean of ``u`` from a sample;
-    refuses non-finite activations."""
+    """Normalisation scale (mean squared norm of ``u`` = d) and mean of ``u`` from a sample."""
     idx = np.sort(rng.choice(x.shape[0], min(rows, x.shape[0]), replace=False))
     sample = np.asarray(x[idx], np.float64)
-    if not np.all(np.isfinite(sample)):
-        raise ValueError(f"activations of site {site!r} contain non-finite values (NaN or inf); "
-                         "an SAE needs finite activations")
     scale = math.sqrt(float(np.mean(np.sum(sample**2, 1))) / sample.shape[1])
     if scale == 0:
         raise ValueError(f"activations of site {site!r} are all zero in a sample of {len(idx)} rows")
@@ -655,7 +651,7 @@ def splice_cost(model, params, obs: jax.Array, grid: SAEGrid, members: Sequence[
     Members at one site run as one vmapped batch of patch interventions."""
     from rljaxinterp.interp.cache import run_with_cache
     from rljaxinterp.interp.interventions import patch, run_with_interventions
-    from rljaxinterp.interp.metrics import log_policy
+    from rljaxinterp.interp.metrics import log_policy, policy_kl
 
     members = list(range(len(grid))) if members is None else list(members)
     by_site: dict[str, list[int]] = {}
@@ -668,10 +664,9 @@ def splice_cost(model, params, obs: jax.Array, grid: SAEGrid, members: Sequence[
         ref = log_policy(clean.logits, legal_mask)
         values = jnp.stack([grid[i].reconstruct(acts) for i in idx] + [jnp.broadcast_to(acts.mean(0), acts.shape)])
         outs = jax.jit(jax.vmap(lambda v, site=site: run_with_interventions(model, params, obs, patch(site, v))))(values)
-        logp = log_policy(outs.logits, legal_mask)
-        kl = np.asarray(jnp.mean(jnp.sum(jnp.exp(ref) * (ref - logp), -1), -1))
+        kl = np.asarray(jnp.mean(policy_kl(clean.logits, legal_mask)(outs), -1))
         mse = np.asarray(jnp.mean((outs.value - clean.value) ** 2, -1))
-        changed = np.asarray(jnp.mean(jnp.argmax(logp, -1) != jnp.argmax(ref, -1), -1))
+        changed = np.asarray(jnp.mean(jnp.argmax(log_policy(outs.logits, legal_mask), -1) != jnp.argmax(ref, -1), -1))
         for j, i in enumerate(idx):
             results[i] = {"policy_kl": float(kl[j]), "value_mse": float(mse[j]), "greedy_changed": float(changed[j]),
                           "policy_kl_mean_ablation": float(kl[-1]),

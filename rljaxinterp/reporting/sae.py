@@ -143,8 +143,7 @@ def plot_feature_cards(member: dict, obs: np.ndarray, path: Path, title: str, fe
     f = scores["feature_activations"]
     per_state = fc.state_features(f)
     match = scores["match"]
-    strength = np.nan_to_num(np.abs(np.where(np.asarray(match.binary)[None], 2 * match.score - 1, match.score)),
-                             nan=0.0).max(1)
+    strength = match.strength().max(1)
     live = np.flatnonzero(per_state.max(0) > 0)
     shown = live[np.argsort(-strength[live])][:features]
     best = match.best()
