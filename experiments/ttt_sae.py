@@ -102,30 +102,6 @@ RULE_C = findings.Rule(
 
 
 # -- activations and scoring ----------------------------------------------------------------
-_ROWS: dict = {}
-
-
-def rows_of(model, params, obs, sites) -> dict[str, np.ndarray]:
-    """``site -> (states * 9, d)`` rows, one compiled program per model (params an argument,
-    so many networks of one architecture share it; ``sae.site_rows`` compiles per network)."""
-    key = (repr(model), tuple(sites))
-    if key not in _ROWS:
-        _ROWS[key] = jax.jit(lambda p, o: interp.run_with_cache(model, p, o, list(sites))[1])
-    cache = _ROWS[key](params, obs)
-    return {s: np.asarray(cache[s], np.float32).reshape(-1, cache[s].shape[-1]) for s in sites}
-
-
-@jax.jit
-def _auroc(f: jax.Array, y: jax.Array) -> jax.Array:
-    """AUROC of every column of ``f`` (rows, m) for every 0/1 column of ``y`` (rows, c), ties
-    given their average rank (as ``feature_concepts.match_concepts``): (m, c)."""
-    s = jnp.sort(f, axis=0)
-    side = lambda how: jax.vmap(lambda col, v: jnp.searchsorted(col, v, side=how), in_axes=1, out_axes=1)(s, f)
-    ranks = (side("left") + side("right") + 1) / 2
-    pos = y.sum(0)
-    return (ranks.T @ y - pos * (pos + 1) / 2) / (pos * (y.shape[0] - pos))
-
-
 @jax.jit
 def _encode(s: sae.SAE, x: jax.Array) -> jax.Array:
     return s.encode(x)
@@ -138,7 +114,8 @@ def encode(s: sae.SAE, x) -> jax.Array:
 
 def best_auroc(features, labels: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """Per concept (columns of ``labels``), the best single-feature AUROC and that feature."""
-    a = np.asarray(_auroc(jnp.asarray(features, jnp.float32), labels))
+    y = np.asarray(labels)
+    a = fc.match_concepts(np.asarray(features), {str(j): y[:, j] for j in range(y.shape[1])}).score
     return a.max(0), a.argmax(0)
 
 
@@ -256,9 +233,9 @@ def main() -> None:
     nets.update({f"u{i}": p for i, p in enumerate(untrained)})
     train_rows, test_rows = {}, {}
     for name, params in nets.items():
-        for s, x in rows_of(model, params, obs[train], sites).items():
+        for s, x in sae.site_rows(model, params, obs[train], sites).items():
             train_rows[f"{name}/{s}"] = x
-        for s, x in rows_of(model, params, obs[test], sites).items():
+        for s, x in sae.site_rows(model, params, obs[test], sites).items():
             test_rows[f"{name}/{s}"] = x
     clock.lap(f"rows of {len(nets)} networks x {len(sites)} sites")
 
