@@ -43,8 +43,8 @@ from rljaxinterp.models.sites import SiteInfo
 MODULES = (
     "ablation", "attribution", "attribution_patching", "cache", "concepts", "dynamics", "factorisation",
     "feature_concepts",
-    "interventions", "metrics", "param_edits", "patching", "path_patching", "plots", "probes", "results",
-    "sae", "similarity", "steering",
+    "interventions", "lookahead", "metrics", "param_edits", "patching", "path_patching", "plots", "probes",
+    "results", "sae", "search", "similarity", "steering",
 )
 
 
