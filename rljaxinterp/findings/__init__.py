@@ -31,7 +31,8 @@ API
   reused when it holds the finished run of ``config`` with that seed, resumed when
   unfinished. ``train_or_reuse(config, folder)`` for one run. ``tic_tac_toe_config(tier,
   model, seed)`` and ``tic_tac_toe_agents(base, n, tier)``: the pinned AlphaZero agents of
-  the tic-tac-toe experiments (``full`` or the smaller ``quick`` tier).
+  the tic-tac-toe experiments (``full`` or the smaller ``quick`` tier); ``connect_four_config``
+  and ``connect_four_agents`` likewise for the connect-four search experiments.
 - Null draws (``findings.stats``): ``draw_null(statistic, key, n, batch=None)`` stacks
   ``statistic(key_i)``; controls to draw from: ``random_directions(key, like, n, norm)`` (equal
   norm), ``random_units(key, num_units, k, n, exclude)``, ``shuffled_labels(key, labels, n)``,
@@ -84,7 +85,8 @@ from rljaxinterp.findings.stats import (
 # and rules stay cheap to import.
 _LAZY = {
     "AgentSet": "agents", "seeded_runs": "agents", "tic_tac_toe_agents": "agents",
-    "tic_tac_toe_config": "agents", "total_steps": "agents", "train_or_reuse": "agents",
+    "tic_tac_toe_config": "agents", "connect_four_agents": "agents", "connect_four_config": "agents",
+    "total_steps": "agents", "train_or_reuse": "agents",
     "experiment_parser": "cli", "open_agents": "cli", "output_folder": "cli",
     "steering_null": "controls",
 }
@@ -107,6 +109,8 @@ __all__ = [
     "Interval",
     "Report",
     "Rule",
+    "connect_four_agents",
+    "connect_four_config",
     "correct",
     "draw_null",
     "empirical_p",

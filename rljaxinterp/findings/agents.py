@@ -117,3 +117,24 @@ def tic_tac_toe_agents(base: str | Path, n: int = 3, tier: str = "full", model: 
                        log: Callable[[str], None] = print, **changes: Any) -> AgentSet:
     """``n`` seeded tic-tac-toe AlphaZero agents in ``<base>/seed{k}`` (trained or reused)."""
     return seeded_runs(tic_tac_toe_config(tier, model, **changes), base, n, log=log)
+
+
+# -- the connect-four agents the search experiments interpret ---------------------------------
+# The library's connect-four preset (conv tower 32x2, 16 simulations), trained per tier: quick
+# 150 iterations (about 6 minutes each on 2 CPU cores), full 600.
+C4_TIERS = {"quick": {"iterations": 150, "checkpoint_every": 10}, "full": {"iterations": 600, "checkpoint_every": 50}}
+
+
+def connect_four_config(tier: str = "full", seed: int = 0, **changes: Any) -> Any:
+    """The AlphaZero config of the connect-four experiments for a tier (``full`` or ``quick``)."""
+    if tier not in C4_TIERS:
+        raise ValueError(f"tier={tier!r} is not allowed; use one of {tuple(C4_TIERS)}")
+    from rljaxinterp.runs import default_config
+
+    return default_config("alphazero", "connect_four", seed=seed, **{**C4_TIERS[tier], **changes})
+
+
+def connect_four_agents(base: str | Path, n: int = 3, tier: str = "full", log: Callable[[str], None] = print,
+                        **changes: Any) -> AgentSet:
+    """``n`` seeded connect-four AlphaZero agents in ``<base>/seed{k}`` (trained or reused)."""
+    return seeded_runs(connect_four_config(tier, **changes), base, n, log=log)
