@@ -139,9 +139,12 @@ class SquareProbes:
 
 
 def square_probes(features: Mapping[str, Any], square: Any, valid: Any, key: jax.Array | None = None,
-                  l2: float = 1.0, shuffle_labels: bool = False, min_count: int = 2) -> SquareProbes:
-    """One logistic probe per (site, square) on the valid positions; a position's prediction
-    is the square whose probe gives the highest logit (one-vs-rest multi-class)."""
+                  l2: float = 1.0, shuffle_labels: bool = False, min_count: int = 2,
+                  kind: str = "logistic") -> SquareProbes:
+    """One probe per (site, square) on the valid positions; a position's prediction is the
+    square whose probe scores highest (one-vs-rest: ``logistic`` as scikit-learn's
+    ``LogisticRegression(multi_class="ovr")``, ``ridge`` as its ``RidgeClassifier``, closed
+    form and far cheaper for wide sites or many control networks)."""
     valid = np.asarray(valid, bool)
     square = np.asarray(square)[valid]
     if square.size < 8:
@@ -153,7 +156,7 @@ def square_probes(features: Mapping[str, Any], square: Any, valid: Any, key: jax
     classes = np.flatnonzero(counts >= min_count)
     onehot = {f"square{s}": (square == s).astype(np.float32) for s in classes}
     feats = {s: jnp.asarray(np.asarray(f)[valid], jnp.float32) for s, f in features.items()}
-    scores = fit_probes(feats, onehot, kind="logistic", key=key, l2=l2)
+    scores = fit_probes(feats, onehot, kind=kind, key=key, l2=l2)
     _, test = probe_split(key, len(square))
     accuracy = {}
     for i, site in enumerate(scores.sites):
