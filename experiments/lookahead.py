@@ -49,10 +49,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import findings, interp
+from rljaxinterp.agents.common import epsilon_greedy
 from rljaxinterp.envs import EnvState
 from rljaxinterp.envs.boards import from_boards, winning_lines
 from rljaxinterp.envs.pgx_games import game_state
-from rljaxinterp.envs.sampling import epsilon_greedy, random_play_states, unique_states
+from rljaxinterp.envs.sampling import random_play_states, unique_states
 from rljaxinterp.eval.truth import truth_fn
 from rljaxinterp.interp import lookahead, search
 from rljaxinterp.interp.probes import fit_probes, site_features

@@ -45,10 +45,11 @@ import jax
 import numpy as np
 
 from rljaxinterp import findings
+from rljaxinterp.agents.common import epsilon_greedy
 from rljaxinterp.envs import EnvState
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.envs.pgx_games import game_state
-from rljaxinterp.envs.sampling import epsilon_greedy, random_play_states, unique_states
+from rljaxinterp.envs.sampling import random_play_states, unique_states
 from rljaxinterp.eval.truth import truth
 from rljaxinterp.interp import concepts, search
 from rljaxinterp.interp.feature_concepts import match_concepts

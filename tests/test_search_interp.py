@@ -252,3 +252,23 @@ def test_search_keeps_the_raw_networks_right_moves_on_a_trained_agent(tmp_path):
     assert gap.raw_optimal.mean() > 0.5  # the agent learned something
     assert gap.search_optimal[gap.raw_optimal].mean() >= 0.995
     assert gap.search_optimal.mean() > gap.raw_optimal.mean() + 0.1
+
+
+def test_epsilon_greedy_play_and_unique_states():
+    from rljaxinterp import envs
+    from rljaxinterp.agents.common import epsilon_greedy
+    from rljaxinterp.envs.sampling import random_play_states, unique_states
+
+    env = envs.make("tic_tac_toe")
+    lowest = lambda s: jnp.argmax(s.legal_action_mask, axis=-1)  # the lowest legal square
+    greedy = random_play_states(env, 16, 9, jax.random.PRNGKey(0), epsilon_greedy(lowest, 0.0))
+    # every game is the same (X 0, O 1, X 2, O 3, X 4, O 5, X 6 completes 2-4-6): its 7 live positions
+    # repeat in all 16 games (the batch is ordered move by move, 16 games at a time)
+    assert len(greedy.observation) == 16 * 7
+    distinct = unique_states(greedy)
+    assert len(distinct.observation) == 7
+    np.testing.assert_array_equal(np.asarray(distinct.observation), np.asarray(greedy.observation[::16]))
+    mixed = unique_states(random_play_states(env, 16, 9, jax.random.PRNGKey(0), epsilon_greedy(lowest, 0.5)))
+    assert len(mixed.observation) > 7
+    with pytest.raises(ValueError, match="epsilon=1.5"):
+        epsilon_greedy(lowest, 1.5)

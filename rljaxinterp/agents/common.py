@@ -45,6 +45,20 @@ def compiled(kind: str, config: Any, build: Callable[[], T], *extra: Any) -> T:
     return _COMPILED[key]
 
 
+def epsilon_greedy(greedy: Callable[[Any], jax.Array], epsilon: float) -> Callable[[Any, jax.Array], jax.Array]:
+    """A player ``(states, key) -> actions`` making ``greedy(states)``'s move, or with
+    probability ``epsilon`` a uniformly random legal one: the positions an agent reaches, with
+    enough variety to study (``envs.sampling.random_play_states``)."""
+    if not 0 <= epsilon <= 1:
+        raise ValueError(f"epsilon={epsilon} must lie in [0, 1]")
+
+    def player(states: Any, key: jax.Array) -> jax.Array:
+        k_coin, k_random = jax.random.split(key)
+        return epsilon_explore(k_coin, k_random, greedy(states), states.legal_action_mask, epsilon)[0]
+
+    return player
+
+
 def uniform_legal_action(key: jax.Array, legal: jax.Array) -> jax.Array:
     """A uniformly random legal action for each row of ``legal`` (any batch shape)."""
     return jax.random.categorical(key, mask_logits(jnp.zeros(legal.shape, jnp.float32), legal))

@@ -39,20 +39,6 @@ def random_play_states(env: Env, games: int, moves: int, key: jax.Array, player:
     return jax.tree.map(lambda x: x[keep], flat)
 
 
-def epsilon_greedy(greedy: Callable[[EnvState], jax.Array], epsilon: float) -> Player:
-    """A player that makes ``greedy(states)``'s move, or with probability ``epsilon`` a
-    uniformly random legal one: positions an agent reaches, with enough variety to study."""
-    if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon={epsilon} must lie in [0, 1]")
-
-    def player(states: EnvState, key: jax.Array) -> jax.Array:
-        k_coin, k_random = jax.random.split(key)
-        explore = jax.random.uniform(k_coin, states.legal_action_mask.shape[:1]) < epsilon
-        return jnp.where(explore, uniform_random(states, k_random), greedy(states))
-
-    return player
-
-
 def unique_states(states: EnvState) -> EnvState:
     """The first occurrence of each distinct observation, in order (openings repeat across
     games, and duplicates would leak between a probe's train and test split)."""
