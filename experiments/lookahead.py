@@ -65,10 +65,9 @@ PLAY_GAMES = {"quick": 128, "full": 512}
 EXPLORATION = 0.3
 L2 = 1000.0
 RULE_SITE = "block1.resid_post"
-PROFILE_SITES = ("input", "stem.post", "block0.resid_post", "block1.resid_post", "policy.conv.post",
-                 "value.conv.post")
 PATCH_SITES = ("stem.post", "block0.resid_post", "block1.resid_post")
 LABELS = ("my_next_move", "opponent_reply", "my_move_two_plies_ahead", "threat_in_two_plies")
+CHANNEL_LABELS = ("my_next_move", "my_move_two_plies_ahead")
 SOLVER_MIN_PIECES = 16
 PROFILE_NULL = 5  # untrained networks in the descriptive per-site profile
 MAX_PAIRS = 400
@@ -153,19 +152,24 @@ def main() -> None:
     parser = findings.experiment_parser(__doc__, "runs/lookahead")
     parser.add_argument("--null", type=int, default=None, help="untrained networks (default: Holm minimum + 10)")
     parser.add_argument("--draws", type=int, default=None, help="random-square draws for P (default: Holm min + 20)")
+    parser.add_argument("--play-games", type=int, default=None, help="games of play for positions (default: by tier)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="train the agents this many iterations instead of the tier's (smoke tests)")
     args = parser.parse_args()
     out = findings.output_folder(args)
     log, _ = echo_log(out / "log.txt")
     t_start = time.perf_counter()
     key = jax.random.key(args.seed)
-    agents = findings.connect_four_agents(f"runs/c4_agents_{args.tier}", args.agents, args.tier, log=log)
+    changes = {"iterations": args.iterations} if args.iterations else {}
+    agents = findings.connect_four_agents(args.base or f"runs/c4_agents_{args.tier}", args.agents, args.tier, log=log,
+                                          **changes)
     log(agents.describe())
     report = findings.Report("Look-ahead in a connect-four AlphaZero network", agents.seeds, args.tier)
     run0 = agents.runs[0]
     model, env = run0.model, run0.env
     params0 = run0.params()
     greedy = jax.jit(lambda s: run0.agent.greedy_action(params0, s))
-    states = unique_states(random_play_states(env, PLAY_GAMES[args.tier], 42, jax.random.key(args.seed),
+    states = unique_states(random_play_states(env, args.play_games or PLAY_GAMES[args.tier], 42, jax.random.key(args.seed),
                                               epsilon_greedy(greedy, EXPLORATION)))
     boards = np.asarray(game_state(states).board)
     n = len(boards)
@@ -175,16 +179,19 @@ def main() -> None:
     untrained = findings.untrained_params(model, states.observation[:1], jax.random.fold_in(key, 7), n_null)
     null_feats = {f"u{u}": site_features(model, p, states.observation, [RULE_SITE])[RULE_SITE]
                   for u, p in enumerate(untrained)}
-    profile_null = [site_features(model, p, states.observation, list(PROFILE_SITES)) for p in untrained[:PROFILE_NULL]]
+    all_sites = list(interp.sites(model, states.observation[:1]))  # the descriptive profile: every site
+    profile_null = [site_features(model, p, states.observation, all_sites) for p in untrained[:PROFILE_NULL]]
     late = (boards >= 0).sum(1) >= SOLVER_MIN_PIECES
 
     l_obs, l_null, rows, profiles, solver_rows, p_obs, p_null, p_rows = [], [], [], [], [], [], [], []
+    channel_rows: list[dict] = []
+    channels = interp.sites(model, states.observation[:1])[RULE_SITE][-1]
     for a, run in enumerate(agents):
         t0 = time.perf_counter()
         params = run.params()
         tree = search.search_trees(run, params, states, num_simulations=REF_SIMS)
         labels, line = label_sets(env, states, tree)
-        feats = site_features(model, params, states.observation, list(PROFILE_SITES))
+        feats = site_features(model, params, states.observation, all_sites)
         pkey = jax.random.fold_in(key, a)
         obs_a, null_a = [], []
         for name in LABELS:
@@ -199,9 +206,16 @@ def main() -> None:
             rows.append((a, name, int(np.asarray(valid).sum()), acc[RULE_SITE], float(np.mean(null_a[-1])),
                          shuffled[RULE_SITE], base))
             profiles.append({"agent": a, "label": name, "trained": acc, "shuffled": shuffled, "majority": base,
-                             "untrained": {s: float(np.mean([u[s] for u in untrained_profile])) for s in PROFILE_SITES}})
+                             "untrained": {s: float(np.mean([u[s] for u in untrained_profile])) for s in all_sites}})
         l_obs.append(obs_a)
         l_null.append(np.array(null_a).T)
+        # channel attribution: which channels of the rule site the future-move probes read
+        for name in CHANNEL_LABELS:
+            lab, valid = labels[name]
+            fit = lookahead.square_probes({RULE_SITE: feats[RULE_SITE]}, lab, valid, key=pkey, l2=L2, kind="ridge")
+            drops = lookahead.channel_importance(fit, RULE_SITE, feats[RULE_SITE], lab, valid, channels)
+            channel_rows.append({"agent": a, "label": name, "accuracy": fit.accuracy[RULE_SITE],
+                                 "drops": drops.tolist(), "top": np.argsort(-drops)[:3].tolist()})
         log(f"agent {a}: probes done ({time.perf_counter() - t0:.0f} s)")
 
         # solver lines on the late positions (descriptive)
@@ -236,10 +250,11 @@ def main() -> None:
                f"{n} positions; {n_null} untrained networks; {n_draws} random-square draws.", "")
     report.finding(RULE_L, ev_l, "L: look-ahead decodable")
     report.finding(RULE_P, ev_p, "P: future-square patching")
-    tables(report, rows, profiles, solver_rows, p_rows)
+    tables(report, rows, profiles, solver_rows, p_rows, channel_rows, all_sites)
     summary(report, rows, solver_rows, p_rows)
-    plots(out, profiles, p_rows)
-    report.data.update({"probe_rows": rows, "profiles": profiles, "solver_rows": solver_rows, "patch_rows": p_rows})
+    plots(out, profiles, p_rows, channel_rows, all_sites)
+    report.data.update({"probe_rows": rows, "profiles": profiles, "solver_rows": solver_rows, "patch_rows": p_rows,
+                        "channel_rows": channel_rows})
     report.add("", f"Wall time {time.perf_counter() - t_start:.0f} s.")
     log(f"report: {report.write(out, args.readme, key='lookahead')}")
 
@@ -261,7 +276,7 @@ def patching(run, params, states, boards, tree, line, key, a, n_draws, log):
     csq = np.asarray(cline.squares)
     moved = np.array([[c[2], c[3]] for c in cands])
     keep = ((csq[:, 0] == squares[src_idx, 0]) & (csq[:, 2] >= 0) & (csq[:, 2] != squares[src_idx, 2])
-            & ~np.isin(squares[src_idx, 2][:, None], moved).any(1))
+            & ~(squares[src_idx, 2][:, None] == moved).any(1))
     keep = np.flatnonzero(keep)
     # one pair per clean position (the first kept corruption), at most MAX_PAIRS
     _, first = np.unique(src_idx[keep], return_index=True)
@@ -295,24 +310,30 @@ def patching(run, params, states, boards, tree, line, key, a, n_draws, log):
     return obs_p, np.stack(null_p, 1), rows
 
 
-def tables(report, rows, profiles, solver_rows, p_rows) -> None:
+def tables(report, rows, profiles, solver_rows, p_rows, channel_rows, sites) -> None:
     report.add("## Measurements", "", f"Probe accuracy at {RULE_SITE} (held out):", "",
                "| agent | label | positions | trained | untrained mean | shuffled labels | majority |",
                "|---|---|---|---|---|---|---|")
     for a, name, npos, acc, unt, shuf, base in rows:
         report.add(f"| {a} | {name} | {npos} | {acc:.3f} | {unt:.3f} | {shuf:.3f} | {base:.3f} |")
-    report.add("", f"Per-site profile of agent 0 (trained / mean of {PROFILE_NULL} untrained networks):", "",
-               "| label | " + " | ".join(PROFILE_SITES) + " |", "|---" * (len(PROFILE_SITES) + 1) + "|")
-    for p in profiles:
-        if p["agent"] == 0:
-            report.add(f"| {p['label']} | " + " | ".join(f"{p['trained'][s]:.3f} / {p['untrained'][s]:.3f}"
-                                                         for s in PROFILE_SITES) + " |")
+    first = [p for p in profiles if p["agent"] == 0]
+    report.add("", f"Every site, agent 0 (trained / mean of {PROFILE_NULL} untrained networks / shuffled labels):", "",
+               "| site | " + " | ".join(p["label"] for p in first) + " |", "|---" * (len(first) + 1) + "|")
+    for s in sites:
+        report.add(f"| {s} | " + " | ".join(f"{p['trained'][s]:.3f} / {p['untrained'][s]:.3f} / {p['shuffled'][s]:.3f}"
+                                            for p in first) + " |")
     if solver_rows:
         report.add("", f"Solver lines (positions with >= {SOLVER_MIN_PIECES} pieces), accuracy at {RULE_SITE}:", "",
                    "| agent | label | positions | trained | untrained mean | majority | agrees with the agent's PV |",
                    "|---|---|---|---|---|---|---|")
         for a, name, npos, acc, unt, base, agree in solver_rows:
             report.add(f"| {a} | {name} | {npos} | {acc:.3f} | {unt:.3f} | {base:.3f} | {agree:.3f} |")
+    report.add("", f"Channels the probes read at {RULE_SITE} (held-out accuracy lost when a channel is replaced by "
+               "its per-square mean; the three largest):", "", "| agent | label | probe accuracy | top channels (loss) | "
+               "sum over all channels |", "|---|---|---|---|---|")
+    for r in channel_rows:
+        top = ", ".join(f"{c} ({r['drops'][c]:.3f})" for c in r["top"])
+        report.add(f"| {r['agent']} | {r['label']} | {r['accuracy']:.3f} | {top} | {sum(r['drops']):.3f} |")
     report.add("", "Patching one square (mean drop of the clean first move's log-probability, nats):", "",
                "| agent | site | pairs | clean future square | corrupted line's future square | random square | "
                "random-square 95th percentile |", "|---|---|---|---|---|---|---|")
@@ -335,22 +356,22 @@ def summary(report, rows, solver_rows, p_rows) -> None:
                               f"{min(fut):+.4f} to {max(fut):+.4f} nats over agents and sites.")
 
 
-def plots(out, profiles, p_rows) -> None:
+def plots(out, profiles, p_rows, channel_rows, sites) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(LABELS), figsize=(4 * len(LABELS), 3.4), sharey=False)
-    x = np.arange(len(PROFILE_SITES))
+    x = np.arange(len(sites))
     for ax, name in zip(axes, LABELS):
         for p in profiles:
             if p["label"] != name:
                 continue
             first = p["agent"] == 0
-            ax.plot(x, [p["trained"][s] for s in PROFILE_SITES], "o-", color="C0", label="trained" if first else None)
-            ax.plot(x, [p["untrained"][s] for s in PROFILE_SITES], "s--", color="C1",
+            ax.plot(x, [p["trained"][s] for s in sites], "o-", color="C0", label="trained" if first else None)
+            ax.plot(x, [p["untrained"][s] for s in sites], "s--", color="C1",
                     label="untrained" if first else None)
-            ax.plot(x, [p["shuffled"][s] for s in PROFILE_SITES], ":", color="C2", label="shuffled" if first else None)
+            ax.plot(x, [p["shuffled"][s] for s in sites], ":", color="C2", label="shuffled" if first else None)
             ax.axhline(p["majority"], color="grey", lw=0.6)
         ax.set_xticks(x)
-        ax.set_xticklabels(PROFILE_SITES, rotation=45, ha="right", fontsize=7)
+        ax.set_xticklabels(sites, rotation=45, ha="right", fontsize=7)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("held-out accuracy")
         ax.legend(fontsize=7)
@@ -365,6 +386,14 @@ def plots(out, profiles, p_rows) -> None:
     ax.set_title("patching one square from the corrupted position", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, out / "patching.png")
+    fig, axes = plt.subplots(1, len(CHANNEL_LABELS), figsize=(5 * len(CHANNEL_LABELS), 3.2))
+    for ax, name in zip(np.atleast_1d(axes), CHANNEL_LABELS):
+        for r in channel_rows:
+            if r["label"] == name:
+                ax.plot(r["drops"], "o-", ms=3, label=f"agent {r['agent']}")
+        ax.set(xlabel=f"channel of {RULE_SITE}", ylabel="probe accuracy lost", title=name)
+        ax.legend(fontsize=7)
+    save_figure(fig, out / "channels.png")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def take(states: EnvState, idx) -> EnvState:
     return jax.tree.map(lambda x: x[idx], states)
 
 
-def positions(game: str, agents: findings.AgentSet, tier: str, seed: int, log) -> tuple[EnvState, dict]:
+def positions(game: str, agents: findings.AgentSet, games: int, seed: int, log) -> tuple[EnvState, dict]:
     """The game's positions with their truth (value, optimal, solved)."""
     if game == "tic_tac_toe":
         states, _ = tic_tac_toe_reachable()
@@ -88,7 +88,7 @@ def positions(game: str, agents: findings.AgentSet, tier: str, seed: int, log) -
     run = agents.runs[0]
     params = run.params()
     greedy = jax.jit(lambda s: run.agent.greedy_action(params, s))
-    played = random_play_states(run.env, C4_GAMES[tier], 42, jax.random.key(seed),
+    played = random_play_states(run.env, games, 42, jax.random.key(seed),
                                 epsilon_greedy(greedy, EXPLORATION))
     states = unique_states(played)
     pieces = (np.asarray(game_state(states).board) >= 0).sum(1)
@@ -123,22 +123,28 @@ def main() -> None:
     parser = findings.experiment_parser(__doc__, "runs/search_vs_network")
     parser.add_argument("--draws", type=int, default=None, help="null draws (default: fewest for Holm + 20)")
     parser.add_argument("--games", nargs="+", choices=GAMES, default=list(GAMES))
+    parser.add_argument("--c4-base", default=None, help="connect-four agents' folders (default runs/c4_agents_<tier>)")
+    parser.add_argument("--play-games", type=int, default=None, help="connect-four games of play (default: by tier)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="train the agents this many iterations instead of the tier's (smoke tests)")
     args = parser.parse_args()
     out = findings.output_folder(args)
     log, _ = echo_log(out / "log.txt")
     t_start = time.perf_counter()
     report = findings.Report("Network versus search in AlphaZero", tuple(range(args.agents)), args.tier)
     key = jax.random.key(args.seed)
+    changes = {"iterations": args.iterations} if args.iterations else {}
     results: dict[str, dict] = {}
     ev_s_obs, ev_s_null = [], []
     for g, game in enumerate(args.games):
         if game == "tic_tac_toe":
             agents = findings.tic_tac_toe_agents(args.base or f"runs/ttt_agents_{args.tier}", args.agents, args.tier,
-                                                 log=log)
+                                                 log=log, **changes)
         else:
-            agents = findings.connect_four_agents(f"runs/c4_agents_{args.tier}", args.agents, args.tier, log=log)
+            agents = findings.connect_four_agents(args.c4_base or f"runs/c4_agents_{args.tier}", args.agents,
+                                                  args.tier, log=log, **changes)
         log(agents.describe())
-        states, t = positions(game, agents, args.tier, args.seed, log)
+        states, t = positions(game, agents, args.play_games or C4_GAMES[args.tier], args.seed, log)
         n = len(t["value"])
         names = concepts.available(game)
         concept_values = {k: np.asarray(v, np.float64) for k, v in concepts.compute(game, states, names).items()}
@@ -240,15 +246,17 @@ def write_tables(report: findings.Report, results: dict, games) -> None:
 def figures(game, out, env, states, per_agent, first, t) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    for p in per_agent:
+    for i, p in enumerate(per_agent):
         rate = [p["optimal_rate_by_budget"][str(b)] for b in BUDGETS]
-        axes[0].plot(BUDGETS, rate, marker="o", label=f"seed {p['seed']}")
-        axes[0].axhline(p["gap"]["raw_optimal_rate"], ls="--", lw=0.8, color=axes[0].lines[-1].get_color())
+        axes[0].plot(BUDGETS, rate, marker="o", color=f"C{i}", label=f"seed {p['seed']}")
+        axes[0].axhline(p["gap"]["raw_optimal_rate"], ls="--", lw=0.8, color=f"C{i}")
         fixed = [p["fixed_by_budget"][str(b)] / max(p["mistakes"], 1) for b in BUDGETS]
-        axes[1].plot(BUDGETS, fixed, marker="o", label=f"seed {p['seed']}")
+        axes[1].plot(BUDGETS, fixed, marker="o", color=f"C{i}", label=f"seed {p['seed']}")
         steps = [d["step"] for d in p["dynamics"]]
-        axes[2].plot(steps, [d["raw_optimal_rate"] for d in p["dynamics"]], "--", label=f"raw, seed {p['seed']}")
-        axes[2].plot(steps, [d["search_optimal_rate"] for d in p["dynamics"]], label=f"search, seed {p['seed']}")
+        axes[2].plot(steps, [d["raw_optimal_rate"] for d in p["dynamics"]], "--", color=f"C{i}",
+                     label=f"raw, seed {p['seed']}")
+        axes[2].plot(steps, [d["search_optimal_rate"] for d in p["dynamics"]], color=f"C{i}",
+                     label=f"search, seed {p['seed']}")
     axes[0].set(xscale="log", xlabel="simulations", ylabel="optimal-move rate",
                 title=f"{game}: search by budget (dashed: raw network)")
     axes[1].set(xscale="log", xlabel="simulations", ylabel="share of raw mistakes",

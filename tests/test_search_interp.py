@@ -228,6 +228,16 @@ def test_square_probes_find_an_encoded_square_and_not_a_shuffled_one():
     assert shuffled.accuracy["encodes"] < 0.25
     with pytest.raises(ValueError, match="at least 8"):
         lookahead.square_probes(features, square, np.zeros(600, bool))
+    # channel importance: 9 squares x 3 channels, the label written only into channel 1
+    spatial = rng.normal(size=(600, 9, 3)) * 0.1
+    spatial[:, :, 1] += onehot
+    flat = spatial.reshape(600, -1)
+    fit = lookahead.square_probes({"grid": flat}, square, valid)
+    assert fit.accuracy["grid"] == 1.0
+    drops = lookahead.channel_importance(fit, "grid", flat, square, valid, channels=3)
+    assert drops[1] > 0.5 and abs(drops[0]) < 0.05 and abs(drops[2]) < 0.05
+    with pytest.raises(ValueError, match="not a multiple of 4 channels"):
+        lookahead.channel_importance(fit, "grid", flat, square, valid, channels=4)
 
 
 def test_truth_refuses_games_without_a_solver():

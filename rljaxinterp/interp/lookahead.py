@@ -135,7 +135,14 @@ class SquareProbes:
     accuracy: dict[str, float]  # site -> accuracy of the argmax over per-square probes
     majority: float  # always guessing the most common square
     positions: int  # labelled positions (train + test)
+    probes: dict[str, tuple[jax.Array, jax.Array]]  # site -> (weights (squares, width), bias (squares,))
+    test: np.ndarray  # held-out rows, indices into the valid positions
     squares: tuple[int, ...] = struct.field(pytree_node=False)  # squares that occur as labels
+
+    def predict(self, site: str, x: Any) -> np.ndarray:
+        """The predicted square for feature rows ``x`` of ``site``."""
+        w, b = self.probes[site]
+        return np.asarray(self.squares)[np.asarray(jnp.argmax(jnp.asarray(x, jnp.float32) @ w.T + b, -1))]
 
 
 def square_probes(features: Mapping[str, Any], square: Any, valid: Any, key: jax.Array | None = None,
@@ -158,11 +165,29 @@ def square_probes(features: Mapping[str, Any], square: Any, valid: Any, key: jax
     feats = {s: jnp.asarray(np.asarray(f)[valid], jnp.float32) for s, f in features.items()}
     scores = fit_probes(feats, onehot, kind=kind, key=key, l2=l2)
     _, test = probe_split(key, len(square))
-    accuracy = {}
-    for i, site in enumerate(scores.sites):
-        x = feats[site][test]
-        logits = x @ scores.weights[i, :, :x.shape[1]].T + scores.bias[i]
-        accuracy[site] = float(np.mean(classes[np.asarray(jnp.argmax(logits, -1))] == square[test]))
+    probes = {site: (scores.weights[i, :, :feats[site].shape[1]], scores.bias[i]) for i, site in enumerate(scores.sites)}
     majority = float(np.mean(square[test] == classes[np.argmax(counts[classes])]))
-    return SquareProbes(accuracy=accuracy, majority=majority, positions=len(square),
-                        squares=tuple(int(s) for s in classes))
+    result = SquareProbes(accuracy={}, majority=majority, positions=len(square), probes=probes, test=test,
+                          squares=tuple(int(s) for s in classes))
+    result.accuracy.update({site: float(np.mean(result.predict(site, feats[site][test]) == square[test]))
+                            for site in scores.sites})
+    return result
+
+
+def channel_importance(result: SquareProbes, site: str, features: Any, square: Any, valid: Any,
+                       channels: int) -> np.ndarray:
+    """Where a spatial site keeps what its probe reads: the held-out accuracy lost when one
+    channel (at every square) is replaced by its mean, per channel, ``(channels,)``. Features
+    are the site's flattened ``(states, squares * channels)`` activations, channels last."""
+    x = np.asarray(features, np.float32)[np.asarray(valid, bool)][result.test]
+    y = np.asarray(square)[np.asarray(valid, bool)][result.test]
+    if x.shape[1] % channels:
+        raise ValueError(f"site {site!r} has {x.shape[1]} features, not a multiple of {channels} channels")
+    base = np.mean(result.predict(site, x) == y)
+    grid = x.reshape(len(x), -1, channels)
+    drops = np.zeros(channels)
+    for c in range(channels):
+        ablated = grid.copy()
+        ablated[..., c] = grid[..., c].mean(0)  # each square's mean over the held-out states
+        drops[c] = base - np.mean(result.predict(site, ablated.reshape(len(x), -1)) == y)
+    return drops
