@@ -46,6 +46,8 @@ experiments: $(STAMP)
 	$(BIN)/python experiments/tree_gridworld.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/dt_shortest_path.py --tier quick --readme experiments/README.md
 	$(BIN)/python experiments/algorithm_distillation.py --tier quick --readme experiments/README.md
+	$(BIN)/python experiments/search_vs_network.py --tier quick --readme experiments/README.md
+	$(BIN)/python experiments/lookahead.py --tier quick --readme experiments/README.md
 
 experiments-full: $(STAMP)
 	$(BIN)/python experiments/ttt_steering.py --tier full --readme experiments/README.md
@@ -57,3 +59,5 @@ experiments-full: $(STAMP)
 	$(BIN)/python experiments/tree_gridworld.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/dt_shortest_path.py --tier full --readme experiments/README.md
 	$(BIN)/python experiments/algorithm_distillation.py --tier full --readme experiments/README.md
+	$(BIN)/python experiments/search_vs_network.py --tier full --readme experiments/README.md
+	$(BIN)/python experiments/lookahead.py --tier full --readme experiments/README.md

@@ -256,7 +256,7 @@ def main() -> None:
     report.data.update({"probe_rows": rows, "profiles": profiles, "solver_rows": solver_rows, "patch_rows": p_rows,
                         "channel_rows": channel_rows})
     report.add("", f"Wall time {time.perf_counter() - t_start:.0f} s.")
-    log(f"report: {report.write(out, args.readme, key='lookahead')}")
+    log(f"report: {report.write(out, args.readme, key=f'lookahead.{args.tier}')}")
 
 
 def patching(run, params, states, boards, tree, line, key, a, n_draws, log):

@@ -209,7 +209,7 @@ def main() -> None:
             f"{rng('raw_value_mae')} vs searched {rng('search_value_mae')}.")
     report.data["results"] = {g: {k: v for k, v in r.items() if k != "concepts_d"} for g, r in results.items()}
     report.add("", f"Wall time {time.perf_counter() - t_start:.0f} s.")
-    path = report.write(out, args.readme, key="search_vs_network")
+    path = report.write(out, args.readme, key=f"search_vs_network.{args.tier}")
     log(f"report: {path}")
 
 

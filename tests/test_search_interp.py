@@ -282,3 +282,21 @@ def test_epsilon_greedy_play_and_unique_states():
     assert len(mixed.observation) > 7
     with pytest.raises(ValueError, match="epsilon=1.5"):
         epsilon_greedy(lowest, 1.5)
+
+
+def test_cli_search_draws_trees_and_refuses_runs_without_search(tmp_path, capsys):
+    import json
+
+    from rljaxinterp.cli import main
+
+    out = tmp_path / "trees"
+    assert main(["search", "tests/fixtures/runs_v1/alphazero", "--moves", "0,4", "", "--simulations", "8",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["positions"] == 2 and summary["versus_solver"]["solved"] == 2
+    assert (out / "trees.png").stat().st_size > 0
+    assert "position 1: raw move" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="kind 'ppo', which has no search"):
+        main(["search", "tests/fixtures/runs_v1/ppo", "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="terminal"):
+        main(["search", "tests/fixtures/runs_v1/alphazero", "--moves", "0,3,1,4,2", "--out", str(tmp_path / "y")])

@@ -8,7 +8,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rljaxinterp.cli import bench, interp, quickstart, report, sae, train
+    from rljaxinterp.cli import bench, interp, quickstart, report, sae, search, train
 
     parser = argparse.ArgumentParser(prog="rljaxinterp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(commands)
     interp.add_parsers(commands)
     sae.add_parsers(commands)
+    search.add_parsers(commands)
     train.add_parsers(commands)
     bench.add_parsers(commands)
     return parser
