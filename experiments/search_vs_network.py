@@ -123,6 +123,8 @@ def main() -> None:
     parser = findings.experiment_parser(__doc__, "runs/search_vs_network")
     parser.add_argument("--draws", type=int, default=None, help="null draws (default: fewest for Holm + 20)")
     parser.add_argument("--games", nargs="+", choices=GAMES, default=list(GAMES))
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS),
+                        help="simulation budgets, increasing (default: %(default)s)")
     parser.add_argument("--c4-base", default=None, help="connect-four agents' folders (default runs/c4_agents_<tier>)")
     parser.add_argument("--play-games", type=int, default=None, help="connect-four games of play (default: by tier)")
     parser.add_argument("--iterations", type=int, default=None,
@@ -157,8 +159,8 @@ def main() -> None:
             t0 = time.perf_counter()
             tree = search.search_trees(run, params, states, num_simulations=REF_SIMS)
             gap = search.network_vs_search(tree, t["value"], t["optimal"], t["solved"])
-            moves = search.search_moves(run, params, states, BUDGETS)
-            fix = search.simulations_to_fix(moves, t["optimal"], BUDGETS)
+            moves = search.search_moves(run, params, states, args.budgets)
+            fix = search.simulations_to_fix(moves, t["optimal"], args.budgets)
             mistakes = ~gap.raw_optimal
             stats = search.summarise(search.tree_statistics(tree))
             budget_rate = np.take_along_axis(t["optimal"], moves, 1).mean(0)
@@ -177,9 +179,9 @@ def main() -> None:
                                                                      "raw_value_mae", "search_value_mae")}})
             per_agent.append({
                 "seed": agents.seeds[a], "gap": gap.summary(), "tree": stats,
-                "optimal_rate_by_budget": dict(zip(map(str, BUDGETS), budget_rate.tolist())),
+                "optimal_rate_by_budget": dict(zip(map(str, args.budgets), budget_rate.tolist())),
                 "mistakes": int(mistakes.sum()),
-                "fixed_by_budget": {str(b): int(((fix > 0) & (fix <= b) & mistakes).sum()) for b in BUDGETS},
+                "fixed_by_budget": {str(b): int(((fix > 0) & (fix <= b) & mistakes).sum()) for b in args.budgets},
                 "never_fixed": int(((fix < 0) & mistakes).sum()), "dynamics": dynamics})
             trees.append((tree, gap))
             log(f"{game} agent {a}: raw optimal {gap.summary()['raw_optimal_rate']:.3f}, search "
@@ -189,7 +191,7 @@ def main() -> None:
         ev_d = findings.evidence(np.stack(d_obs), np.stack(d_null), dnames, RULE_D.alternative, RULE_D.correction)
         results[game] = {"positions": n, "truth": {k: v for k, v in t.items() if k in ("dropped", "from_play")},
                          "agents": per_agent, "agent_set": agents.describe(), "concepts_d": ev_d}
-        figures(game, out, run.env, states, per_agent, trees[0], t)
+        figures(game, out, run.env, states, per_agent, trees[0], t, args.budgets)
 
     # -- findings -------------------------------------------------------------------------------
     null_s = np.stack([np.stack(ev_s_null[g * args.agents:(g + 1) * args.agents]) for g in range(len(args.games))], -1)
@@ -216,7 +218,7 @@ def main() -> None:
 def write_tables(report: findings.Report, results: dict, games) -> None:
     report.add("## Measurements", "")
     report.add("| game | agent | positions | raw optimal | search optimal | disagree | fixed | broken | "
-               "raw value MAE | search value MAE | raw mistakes never fixed by 128 sims |", "|" + "---|" * 11)
+               "raw value MAE | search value MAE | raw mistakes never fixed within the budgets |", "|" + "---|" * 11)
     for game in games:
         r = results[game]
         for p in r["agents"]:
@@ -243,15 +245,15 @@ def write_tables(report: findings.Report, results: dict, games) -> None:
                "(example trees: visits and prior on the board, PV numbered).")
 
 
-def figures(game, out, env, states, per_agent, first, t) -> None:
+def figures(game, out, env, states, per_agent, first, t, budgets) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for i, p in enumerate(per_agent):
-        rate = [p["optimal_rate_by_budget"][str(b)] for b in BUDGETS]
-        axes[0].plot(BUDGETS, rate, marker="o", color=f"C{i}", label=f"seed {p['seed']}")
+        rate = [p["optimal_rate_by_budget"][str(b)] for b in budgets]
+        axes[0].plot(budgets, rate, marker="o", color=f"C{i}", label=f"seed {p['seed']}")
         axes[0].axhline(p["gap"]["raw_optimal_rate"], ls="--", lw=0.8, color=f"C{i}")
-        fixed = [p["fixed_by_budget"][str(b)] / max(p["mistakes"], 1) for b in BUDGETS]
-        axes[1].plot(BUDGETS, fixed, marker="o", color=f"C{i}", label=f"seed {p['seed']}")
+        fixed = [p["fixed_by_budget"][str(b)] / max(p["mistakes"], 1) for b in budgets]
+        axes[1].plot(budgets, fixed, marker="o", color=f"C{i}", label=f"seed {p['seed']}")
         steps = [d["step"] for d in p["dynamics"]]
         axes[2].plot(steps, [d["raw_optimal_rate"] for d in p["dynamics"]], "--", color=f"C{i}",
                      label=f"raw, seed {p['seed']}")

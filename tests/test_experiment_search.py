@@ -19,7 +19,7 @@ def run(script: str, *args: str) -> None:
 @pytest.mark.slow
 def test_search_vs_network_tiny_run(tmp_path):
     run("search_vs_network.py", "--tier", "quick", "--agents", "1", "--iterations", "2", "--draws", "5",
-        "--play-games", "16", "--base", str(tmp_path / "ttt"), "--c4-base", str(tmp_path / "c4"),
+        "--play-games", "16", "--budgets", "1", "8", "--base", str(tmp_path / "ttt"), "--c4-base", str(tmp_path / "c4"),
         "--out", str(tmp_path / "report"))
     folder = tmp_path / "report-quick"
     for game in ("tic_tac_toe", "connect_four"):
