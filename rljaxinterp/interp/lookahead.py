@@ -57,9 +57,9 @@ def follow(env: Env, states: EnvState, moves: Any, plies: int | None = None) -> 
     illegal move or finished game (a PV may continue past a terminal node, where the
     search's env steps are no-ops)."""
     moves = jnp.asarray(moves, jnp.int32)
+    if moves.ndim != 2 or (plies is not None and not 0 < plies <= moves.shape[1]):
+        raise ValueError(f"moves must be (positions, plies >= {plies or 1}); got shape {moves.shape}")
     plies = moves.shape[1] if plies is None else plies
-    if moves.ndim != 2 or plies > moves.shape[1]:
-        raise ValueError(f"moves must be (positions, plies >= {plies}); got shape {moves.shape}")
     return _follow(env, states, moves[:, :plies])
 
 
