@@ -2,40 +2,48 @@
 have not been played yet (Jenner et al. 2024 found this in Leela Chess Zero)?
 
 Setup. Agents: `--agents` seeded connect-four AlphaZero agents (`findings.connect_four_agents`,
-the library's preset trained per tier). Positions: the distinct positions of games in which
-every move is agent seed 0's greedy raw move or, with probability 0.3, a uniformly random one
-(shared by all agents). Lines: each agent's own noise-free search at `REF_SIMS` simulations
+the library's preset trained per tier). Positions: the distinct positions of games split over
+the agents, each played by one agent greedily or, with probability 0.3, by a uniformly random
+move (`findings.play_positions`; shared by all agents). Lines: each agent's own noise-free search at `REF_SIMS` simulations
 gives a principal variation (`interp.search`); the labels are the board squares of its first
 three moves (`my_next_move`, `opponent_reply`, `my_move_two_plies_ahead`) and whether the
 mover will be able to win at once two plies ahead (`threat_in_two_plies`), where the line gets
-that far (`interp.lookahead`). Solver lines (descriptive): on positions with at least
-`SOLVER_MIN_PIECES` pieces, the exact solver's line (`lookahead.solver_line`, ties broken by
-the agent's prior). Probes: one-vs-rest ridge classifiers (`lookahead.square_probes`, l2 =
+that far (`interp.lookahead`; below the root the PV takes the most visited child, ties to the
+higher prior). `my_next_move` is the search's own move, which the policy head reads: a positive
+control, not a look-ahead test. Solver lines (descriptive): on positions with at least
+`SOLVER_MIN_PIECES` pieces, the exact solver's line (`lookahead.solver_line`, ties among
+optimal moves broken towards the centre column, not by the network). Probes: one-vs-rest ridge classifiers (`lookahead.square_probes`, l2 =
 `L2`) on a 75/25 split, per site; accuracy is top-1 over the squares.
 
 What counts as a finding (stated before any number):
 
-L. Look-ahead is decodable beyond an untrained network. Per label (the four above),
+L. Look-ahead is decodable beyond an untrained network. Per look-ahead label (the three after
+   `my_next_move`),
    statistic: held-out probe accuracy at `RULE_SITE` (the tower's output, read by both heads)
    of the trained network. Null: the same probe on `--null` freshly initialised networks of
-   the same architecture (default: the fewest draws for which Holm over 4 labels can reach
+   the same architecture (default: the fewest draws for which Holm over 3 labels can reach
    0.05, plus 10). Holds when accuracy minus the null mean is >= +0.05 with empirical
-   p <= 0.05 (Holm over the 4 labels) in each of >= 3 agents. Beside it, not a rule: every
-   site's accuracy, the shuffled-label control (what memorisation gives) and the majority
-   baseline.
+   p <= 0.05 (Holm over the 3 labels) in each of >= 3 agents. Beside it, not a rule: every
+   site's accuracy, the shuffled-label control (what memorisation gives), the majority
+   baseline and a probe on the trained network's policy logits alone (a label the policy
+   output already gives away needs no look-ahead to decode).
 P. The future square carries what the move is chosen by. Pairs: a clean position and a
    corrupted one (one top piece moved to the top of another column; same side to move)
    whose principal variations share the first move and differ in the square of the move two
    plies ahead. In the clean position, patch one square's activations at a tower site with
    the corrupted position's and measure the drop of the log-probability of the clean first
-   move. Per site of `PATCH_SITES`, statistic: mean drop when patching the clean line's
-   two-plies-ahead square. Null: the mean drop when patching one random other square
-   (excluding the moved pieces' squares and both lines' squares; one draw per null sample,
-   `--draws`). Holds when the statistic minus the null mean is >= +0.05 nats with empirical
+   move (over the legal moves). Per site of `PATCH_SITES`, statistic: mean drop when patching
+   the clean line's two-plies-ahead square. Null: the mean drop when patching one control
+   square per pair as far from the moved piece as the future square (Chebyshev distance; not
+   a moved square, not on either line; one draw per null sample, `--draws`), since the
+   corrupted activations differ most near the moved piece. Holds when the statistic minus the null mean is >= +0.05 nats with empirical
    p <= 0.05 (Holm over the sites) in each of >= 3 agents.
 
 One development look at agent seed 0 of the quick tier (ridge l2 in {1, 100, 1000, 10000},
-two labels, one untrained network) chose `L2` = 1000 before the thresholds were applied.
+two labels, one untrained network) chose `L2` = 1000 before the thresholds were applied. After a first quick
+run, a review changed the design before the run reported here: `my_next_move` became a positive
+control, the patching control became distance-matched, solver-line ties stopped following the
+network, positions came from every agent's play, and PV ties went to the prior.
 
     python experiments/lookahead.py --tier quick --readme experiments/README.md
 """
@@ -49,11 +57,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import findings, interp
-from rljaxinterp.agents.common import epsilon_greedy
 from rljaxinterp.envs import EnvState
 from rljaxinterp.envs.boards import from_boards, winning_lines
 from rljaxinterp.envs.pgx_games import game_state
-from rljaxinterp.envs.sampling import random_play_states, unique_states
 from rljaxinterp.eval.truth import truth_fn
 from rljaxinterp.interp import lookahead, search
 from rljaxinterp.interp.probes import fit_probes, site_features
@@ -67,6 +73,8 @@ L2 = 1000.0
 RULE_SITE = "block1.resid_post"
 PATCH_SITES = ("stem.post", "block0.resid_post", "block1.resid_post")
 LABELS = ("my_next_move", "opponent_reply", "my_move_two_plies_ahead", "threat_in_two_plies")
+CONTROL = "my_next_move"  # the search's own move, which the policy head reads: a positive control
+LOOKAHEAD = tuple(label for label in LABELS if label != CONTROL)  # the tests of rule L
 CHANNEL_LABELS = ("my_next_move", "my_move_two_plies_ahead")
 SOLVER_MIN_PIECES = 16
 PROFILE_NULL = 5  # untrained networks in the descriptive per-site profile
@@ -106,6 +114,11 @@ def probe(features, label, valid, key, shuffle=False) -> dict[str, float]:
                                    shuffle_labels=shuffle).accuracy
 
 
+def centre_first(states: EnvState) -> jax.Array:
+    """A tie-break among optimal moves that does not look at the network: the central column."""
+    return jnp.broadcast_to(-jnp.abs(jnp.arange(7) - 3.0), states.legal_action_mask.shape)
+
+
 def majority(label, valid) -> float:
     y = np.asarray(label)[np.asarray(valid, bool)]
     return float(np.bincount(y.astype(int)).max() / max(y.size, 1))
@@ -132,18 +145,19 @@ def corruptions(boards: np.ndarray, rng: np.random.Generator, per_board: int):
     return out
 
 
-def patch_drops(model, params, clean_obs, corrupt_obs, first_move, site, squares) -> np.ndarray:
-    """Drop of log p(first move) in the clean positions when ``site``'s activations at one square
-    per (position, draw) come from the corrupted position: ``squares`` (pairs, draws) -> (pairs, draws)."""
+def patch_drops(model, params, clean_obs, corrupt_obs, legal, first_move, site, squares) -> np.ndarray:
+    """Drop of log p(first move) (over the legal moves) in the clean positions when ``site``'s
+    activations at one square per (position, draw) come from the corrupted position:
+    ``squares`` (pairs, draws) -> (pairs, draws)."""
     _, corrupt_cache = interp.run_with_cache(model, params, corrupt_obs, [site])
     donor = corrupt_cache[site]
-    base = jax.nn.log_softmax(interp.run_with_interventions(model, params, clean_obs, None).logits)
+    logp = interp.metrics.action_log_prob(first_move, legal)
+    base = logp(interp.run_with_interventions(model, params, clean_obs, None))
 
     @jax.jit
     def one(square):
         mask = jax.nn.one_hot(square, 42).reshape(-1, 6, 7, 1)
-        logits = interp.run_with_interventions(model, params, clean_obs, [interp.patch(site, donor, mask)]).logits
-        return jnp.take_along_axis(base - jax.nn.log_softmax(logits), first_move[:, None], 1)[:, 0]
+        return base - logp(interp.run_with_interventions(model, params, clean_obs, [interp.patch(site, donor, mask)]))
 
     return np.stack([np.asarray(one(jnp.asarray(squares[:, k]))) for k in range(squares.shape[1])], 1)
 
@@ -167,14 +181,12 @@ def main() -> None:
     report = findings.Report("Look-ahead in a connect-four AlphaZero network", agents.seeds, args.tier)
     run0 = agents.runs[0]
     model, env = run0.model, run0.env
-    params0 = run0.params()
-    greedy = jax.jit(lambda s: run0.agent.greedy_action(params0, s))
-    states = unique_states(random_play_states(env, args.play_games or PLAY_GAMES[args.tier], 42, jax.random.key(args.seed),
-                                              epsilon_greedy(greedy, EXPLORATION)))
+    states = findings.play_positions(agents, args.play_games or PLAY_GAMES[args.tier], jax.random.key(args.seed),
+                                     EXPLORATION)
     boards = np.asarray(game_state(states).board)
     n = len(boards)
     log(f"{n} distinct positions from play")
-    n_null = args.null or RULE_L.required_draws(len(LABELS)) + 10
+    n_null = args.null or RULE_L.required_draws(len(LOOKAHEAD)) + 10
     n_draws = args.draws or RULE_P.required_draws(len(PATCH_SITES)) + 20
     untrained = findings.untrained_params(model, states.observation[:1], jax.random.fold_in(key, 7), n_null)
     null_feats = {f"u{u}": site_features(model, p, states.observation, [RULE_SITE])[RULE_SITE]
@@ -200,11 +212,13 @@ def main() -> None:
             shuffled = probe(feats, lab, valid, pkey, shuffle=True)
             untrained_profile = [probe(f, lab, valid, pkey) for f in profile_null]
             null_acc = probe(null_feats, lab, valid, pkey)
-            obs_a.append(acc[RULE_SITE])
-            null_a.append([null_acc[f"u{u}"] for u in range(n_null)])
+            nulls = [null_acc[f"u{u}"] for u in range(n_null)]
+            if name in LOOKAHEAD:
+                obs_a.append(acc[RULE_SITE])
+                null_a.append(nulls)
             base = majority(lab, valid)
-            rows.append((a, name, int(np.asarray(valid).sum()), acc[RULE_SITE], float(np.mean(null_a[-1])),
-                         shuffled[RULE_SITE], base))
+            rows.append((a, name, int(np.asarray(valid).sum()), acc[RULE_SITE], float(np.mean(nulls)),
+                         shuffled[RULE_SITE], base, acc["logits"]))
             profiles.append({"agent": a, "label": name, "trained": acc, "shuffled": shuffled, "majority": base,
                              "untrained": {s: float(np.mean([u[s] for u in untrained_profile])) for s in all_sites}})
         l_obs.append(obs_a)
@@ -221,8 +235,7 @@ def main() -> None:
         # solver lines on the late positions (descriptive)
         if late.any():
             sub = take(states, np.flatnonzero(late))
-            prefer = jax.jit(lambda s, params=params, agent=run.agent: agent.masked_policy_value(params, s)[0])
-            moves, solved = lookahead.solver_line(env, sub, truth_fn(GAME), prefer, 3)
+            moves, solved = lookahead.solver_line(env, sub, truth_fn(GAME), centre_first, 3)
             sline = lookahead.follow(env, sub, moves, 3)
             sub_feats = {s: np.asarray(f)[late] for s, f in feats.items()}
             for k, name in enumerate(LABELS[:3]):
@@ -238,13 +251,13 @@ def main() -> None:
             log(f"agent {a}: solver lines on {int(late.sum())} positions ({time.perf_counter() - t0:.0f} s)")
 
         # P: counterfactual pairs and square patching
-        obs_p, null_p, pairs = patching(run, params, states, boards, tree, line, key, a, n_draws, log)
+        obs_p, null_p, pairs = patching(run, params, states, boards, line, a, n_draws, log)
         p_obs.append(obs_p)
         p_null.append(null_p)
         p_rows.append(pairs)
         log(f"agent {a}: done ({time.perf_counter() - t0:.0f} s)")
 
-    ev_l = findings.evidence(np.array(l_obs), np.stack(l_null), LABELS, RULE_L.alternative, RULE_L.correction)
+    ev_l = findings.evidence(np.array(l_obs), np.stack(l_null), LOOKAHEAD, RULE_L.alternative, RULE_L.correction)
     ev_p = findings.evidence(np.array(p_obs), np.stack(p_null), PATCH_SITES, RULE_P.alternative, RULE_P.correction)
     report.add("## Setup", "", __doc__.split("What counts")[0].strip(), "", agents.describe(),
                f"{n} positions; {n_null} untrained networks; {n_draws} random-square draws.", "")
@@ -259,7 +272,32 @@ def main() -> None:
     log(f"report: {report.write(out, args.readme, key=f'lookahead.{args.tier}')}")
 
 
-def patching(run, params, states, boards, tree, line, key, a, n_draws, log):
+def null_squares(future: np.ndarray, moved: np.ndarray, lines: np.ndarray, rng: np.random.Generator,
+                 n: int) -> np.ndarray:
+    """``n`` control squares per pair, each as far (Chebyshev distance) from the nearest moved
+    piece as the pair's future square, and neither a moved square nor on either line: the
+    corrupted activations differ most near the moved piece, so a control elsewhere would
+    compare the future square with squares the corruption never reached. Falls back to the
+    closest available distance when no square matches exactly."""
+    rows, cols = np.divmod(np.arange(42), 7)
+
+    def dist(sq):  # (pairs, k) squares -> (pairs, 42) distance of every square to the nearest of them
+        r, c = np.divmod(sq, 7)
+        return np.maximum(np.abs(rows[None, None] - r[..., None]), np.abs(cols[None, None] - c[..., None])).min(1)
+
+    to_moved = dist(moved)
+    target = to_moved[np.arange(len(future)), future]
+    banned = np.zeros((len(future), 42), bool)
+    for cols_ in (moved, lines):
+        for k in range(cols_.shape[1]):
+            ok = cols_[:, k] >= 0
+            banned[np.flatnonzero(ok), cols_[ok, k]] = True
+    gap = np.where(banned, 99, np.abs(to_moved - target[:, None]))
+    allowed = gap == gap.min(1, keepdims=True)
+    return np.stack([rng.choice(np.flatnonzero(row), n) for row in allowed])
+
+
+def patching(run, params, states, boards, line, a, n_draws, log):
     """Rule P's statistic and null per patch site, and a summary of the pairs."""
     model, env = run.model, run.env
     squares = np.asarray(line.squares)
@@ -286,21 +324,15 @@ def patching(run, params, states, boards, tree, line, key, a, n_draws, log):
     if len(keep) < 10:
         raise SystemExit(f"only {len(keep)} counterfactual pairs for agent {a}; need at least 10")
     future = squares[clean, 2]
-    excluded = np.concatenate([moved[keep], squares[clean], csq[keep]], 1)  # (pairs, 2 + 3 + 3)
-    draw_key = jax.random.fold_in(key, 500 + a)
-    rnd = np.asarray(jax.random.randint(draw_key, (len(keep), n_draws * 4), 0, 42))
-    # first n_draws random squares per pair not in its excluded set
-    ok = ~(rnd[:, :, None] == excluded[:, None, :]).any(-1)
-    order = np.argsort(~ok, axis=1, kind="stable")[:, :n_draws]
-    rnd = np.take_along_axis(rnd, order, 1)
-    if not np.take_along_axis(ok, order, 1).all():
-        raise RuntimeError("not enough admissible random squares drawn; raise the oversampling")
+    rnd = null_squares(future, moved[keep], np.concatenate([squares[clean], csq[keep]], 1),
+                       np.random.default_rng(500 + a), n_draws)
     clean_obs = states.observation[clean].astype(jnp.float32)
     corrupt_obs = corrupt.observation[keep].astype(jnp.float32)
     first_move = jnp.asarray(np.asarray(line.moves)[clean, 0])
+    legal = jnp.asarray(states.legal_action_mask[clean])
     obs_p, null_p, rows = [], [], []
     for site in PATCH_SITES:
-        drops = patch_drops(model, params, clean_obs, corrupt_obs, first_move, site,
+        drops = patch_drops(model, params, clean_obs, corrupt_obs, legal, first_move, site,
                             np.concatenate([future[:, None], csq[keep, 2][:, None], rnd], 1))
         obs_p.append(float(drops[:, 0].mean()))
         null_p.append(drops[:, 2:].mean(0))
@@ -312,10 +344,11 @@ def patching(run, params, states, boards, tree, line, key, a, n_draws, log):
 
 def tables(report, rows, profiles, solver_rows, p_rows, channel_rows, sites) -> None:
     report.add("## Measurements", "", f"Probe accuracy at {RULE_SITE} (held out):", "",
-               "| agent | label | positions | trained | untrained mean | shuffled labels | majority |",
-               "|---|---|---|---|---|---|---|")
-    for a, name, npos, acc, unt, shuf, base in rows:
-        report.add(f"| {a} | {name} | {npos} | {acc:.3f} | {unt:.3f} | {shuf:.3f} | {base:.3f} |")
+               "| agent | label | positions | trained | untrained mean | shuffled labels | majority | "
+               "trained network's policy logits |", "|---|---|---|---|---|---|---|---|")
+    for a, name, npos, acc, unt, shuf, base, logits in rows:
+        report.add(f"| {a} | {name}{' (positive control)' if name == CONTROL else ''} | {npos} | {acc:.3f} | "
+                   f"{unt:.3f} | {shuf:.3f} | {base:.3f} | {logits:.3f} |")
     first = [p for p in profiles if p["agent"] == 0]
     report.add("", f"Every site, agent 0 (trained / mean of {PROFILE_NULL} untrained networks / shuffled labels):", "",
                "| site | " + " | ".join(p["label"] for p in first) + " |", "|---" * (len(first) + 1) + "|")
@@ -350,10 +383,12 @@ def summary(report, rows, solver_rows, p_rows) -> None:
             f"Measured ({name}, {len(r)} agents): accuracy at {RULE_SITE} trained "
             f"{min(x[3] for x in r):.3f}-{max(x[3] for x in r):.3f}, untrained mean "
             f"{min(x[4] for x in r):.3f}-{max(x[4] for x in r):.3f}, shuffled {min(x[5] for x in r):.3f}-"
-            f"{max(x[5] for x in r):.3f}, majority {min(x[6] for x in r):.3f}-{max(x[6] for x in r):.3f}.")
+            f"{max(x[5] for x in r):.3f}, majority {min(x[6] for x in r):.3f}-{max(x[6] for x in r):.3f}, "
+            f"probe on the policy logits alone {min(x[7] for x in r):.3f}-{max(x[7] for x in r):.3f}"
+            f"{' (positive control)' if name == CONTROL else ''}.")
     fut = [r["future_square"] - r["random_square"] for rows_a in p_rows for r in rows_a]
-    report.conclusions.append(f"Measured (patching): future-square minus random-square drop ranges "
-                              f"{min(fut):+.4f} to {max(fut):+.4f} nats over agents and sites.")
+    report.conclusions.append(f"Measured (patching): future-square minus distance-matched control-square drop "
+                              f"ranges {min(fut):+.4f} to {max(fut):+.4f} nats over agents and sites.")
 
 
 def plots(out, profiles, p_rows, channel_rows, sites) -> None:

@@ -5,8 +5,9 @@ Setup. Agents: `--agents` seeded AlphaZero agents per game (tic-tac-toe: the pin
 of the tic-tac-toe experiments, `findings.tic_tac_toe_agents`; connect four: the library's
 preset, `findings.connect_four_agents`; the tier sets their training length). Positions:
 tic-tac-toe, all 4,520 live reachable positions; connect four, the distinct positions of
-games in which every move is agent seed 0's greedy raw move or, with probability 0.3, a
-uniformly random one (the same positions for every agent), kept where the exact solver
+games split over the agents, each played by one agent greedily or, with probability 0.3, by a
+uniformly random move (`findings.play_positions`; the same positions for every agent), kept
+where the exact solver
 (`eval.connect_four`, node budget `C4_NODES`) finishes: those with at least `C4_MIN_PIECES`
 pieces (openings are beyond a pure-Python solver; the report counts what was dropped).
 Search: each agent's own noise-free search (`interp.search.search_trees`) at `REF_SIMS`
@@ -29,7 +30,8 @@ S. Search helps. Per game, statistic: search's optimal-move rate at `REF_SIMS` s
    >= 3 agents.
 D. A concept predicts where search overrules the network. Per concept of the game's library,
    statistic: AUROC of the concept's value for "searched move != raw move" over the
-   positions. Null: the same AUROC with the disagreement labels shuffled. Holds when
+   positions (the piece count is among the concepts: the game's phase, which most concepts
+   follow). Null: the same AUROC with the disagreement labels shuffled. Holds when
    |AUROC - null mean| >= 0.1 with empirical p <= 0.05 (two-sided, Holm over the game's
    concepts) in each of >= 3 agents.
 
@@ -45,11 +47,9 @@ import jax
 import numpy as np
 
 from rljaxinterp import findings
-from rljaxinterp.agents.common import epsilon_greedy
 from rljaxinterp.envs import EnvState
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.envs.pgx_games import game_state
-from rljaxinterp.envs.sampling import random_play_states, unique_states
 from rljaxinterp.eval.truth import truth
 from rljaxinterp.interp import concepts, search
 from rljaxinterp.interp.feature_concepts import match_concepts
@@ -85,21 +85,16 @@ def positions(game: str, agents: findings.AgentSet, games: int, seed: int, log) 
         states = take(states, np.flatnonzero(~np.asarray(states.terminated)))
         value, optimal, solved = truth(game, states)
         return states, {"value": value, "optimal": optimal, "solved": solved, "dropped": 0}
-    run = agents.runs[0]
-    params = run.params()
-    greedy = jax.jit(lambda s: run.agent.greedy_action(params, s))
-    played = random_play_states(run.env, games, 42, jax.random.key(seed),
-                                epsilon_greedy(greedy, EXPLORATION))
-    states = unique_states(played)
+    states = findings.play_positions(agents, games, jax.random.key(seed), EXPLORATION)
     pieces = (np.asarray(game_state(states).board) >= 0).sum(1)
-    states = take(states, np.flatnonzero(pieces >= C4_MIN_PIECES))
     t0 = time.perf_counter()
-    value, optimal, solved = truth(game, states, max_nodes=C4_NODES)
-    log(f"connect_four: {int((pieces >= C4_MIN_PIECES).sum())} of {len(pieces)} distinct positions have >= "
-        f"{C4_MIN_PIECES} pieces; the solver finished {int(solved.sum())} in {time.perf_counter() - t0:.0f} s")
+    value, optimal, solved = truth(game, states, max_nodes=C4_NODES, min_pieces=C4_MIN_PIECES)
+    late = pieces >= C4_MIN_PIECES
+    log(f"connect_four: {int(late.sum())} of {len(pieces)} distinct positions have >= {C4_MIN_PIECES} pieces; "
+        f"the solver finished {int(solved.sum())} in {time.perf_counter() - t0:.0f} s")
     keep = np.flatnonzero(solved)
     return take(states, keep), {"value": value[keep], "optimal": optimal[keep], "solved": solved[keep],
-                                "dropped": int((~solved).sum()), "from_play": len(pieces)}
+                                "dropped": int((late & ~solved).sum()), "from_play": len(pieces)}
 
 
 def sign_flip_null(raw_ok: np.ndarray, search_ok: np.ndarray, key: jax.Array, draws: int) -> np.ndarray:
@@ -114,8 +109,8 @@ def concept_aurocs(values: dict[str, np.ndarray], label: np.ndarray, key: jax.Ar
     names = list(values)
     x = np.stack([np.asarray(values[n], np.float64) for n in names], 1)
     observed = match_concepts(x, {"y": label}).score[:, 0]
-    perms = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, label.size))(jax.random.split(key, draws)))
-    null = np.stack([match_concepts(x, {"y": label[p]}).score[:, 0] for p in perms])
+    shuffled = np.asarray(findings.shuffled_labels(key, label, draws))
+    null = np.stack([match_concepts(x, {"y": y}).score[:, 0] for y in shuffled])
     return observed, null, names
 
 
@@ -151,6 +146,8 @@ def main() -> None:
         names = concepts.available(game)
         concept_values = {k: np.asarray(v, np.float64) for k, v in concepts.compute(game, states, names).items()}
         concept_values = {k: v for k, v in concept_values.items() if v.ndim == 1 and np.ptp(v) > 0}
+        # the game's phase, as a baseline concept: disagreement depends on it, and so do most concepts
+        concept_values["pieces_on_board"] = (np.asarray(game_state(states).board) >= 0).sum(1).astype(np.float64)
         d_draws = args.draws or RULE_D.required_draws(len(concept_values)) + 20
         s_draws = args.draws or RULE_S.required_draws(len(args.games)) + 20
         per_agent, d_obs, d_null, trees = [], [], [], []
@@ -159,7 +156,7 @@ def main() -> None:
             t0 = time.perf_counter()
             tree = search.search_trees(run, params, states, num_simulations=REF_SIMS)
             gap = search.network_vs_search(tree, t["value"], t["optimal"], t["solved"])
-            moves = search.search_moves(run, params, states, args.budgets)
+            moves = search.search_moves_by_budget(run, params, states, args.budgets)
             fix = search.simulations_to_fix(moves, t["optimal"], args.budgets)
             mistakes = ~gap.raw_optimal
             stats = search.summarise(search.tree_statistics(tree))
@@ -206,7 +203,9 @@ def main() -> None:
         rng = lambda k, gaps=gaps: f"{min(x[k] for x in gaps):.3f}-{max(x[k] for x in gaps):.3f}"
         report.conclusions.append(
             f"Measured ({game}, {results[game]['positions']} solved positions, {len(gaps)} agents, {REF_SIMS} "
-            f"simulations): optimal move raw {rng('raw_optimal_rate')} vs search {rng('search_optimal_rate')}; "
+            f"simulations): optimal move raw {rng('raw_optimal_rate')} vs search {rng('search_optimal_rate')} "
+            f"(where some move loses value: raw {rng('raw_optimal_rate_decisive')} vs search "
+            f"{rng('search_optimal_rate_decisive')}); "
             f"search changes the raw move in {rng('disagree_rate')} of positions; value MAE against the truth raw "
             f"{rng('raw_value_mae')} vs searched {rng('search_value_mae')}.")
     report.data["results"] = {g: {k: v for k, v in r.items() if k != "concepts_d"} for g, r in results.items()}
@@ -217,14 +216,16 @@ def main() -> None:
 
 def write_tables(report: findings.Report, results: dict, games) -> None:
     report.add("## Measurements", "")
-    report.add("| game | agent | positions | raw optimal | search optimal | disagree | fixed | broken | "
-               "raw value MAE | search value MAE | raw mistakes never fixed within the budgets |", "|" + "---|" * 11)
+    report.add("| game | agent | positions | raw optimal | search optimal | decisive positions: raw / search | "
+               "disagree | fixed | broken | raw value MAE | search value MAE | raw mistakes never fixed within the "
+               "budgets |", "|" + "---|" * 12)
     for game in games:
         r = results[game]
         for p in r["agents"]:
             gp = p["gap"]
             report.add(f"| {game} | {p['seed']} | {r['positions']} | {gp['raw_optimal_rate']:.3f} | "
-                       f"{gp['search_optimal_rate']:.3f} | {gp['disagree_rate']:.3f} | {gp['search_fixes']:.0f} | "
+                       f"{gp['search_optimal_rate']:.3f} | {gp['decisive']:.0f}: {gp['raw_optimal_rate_decisive']:.3f} / "
+                       f"{gp['search_optimal_rate_decisive']:.3f} | {gp['disagree_rate']:.3f} | {gp['search_fixes']:.0f} | "
                        f"{gp['search_breaks']:.0f} | {gp['raw_value_mae']:.3f} | {gp['search_value_mae']:.3f} | "
                        f"{p['never_fixed']} of {p['mistakes']} |")
     report.add("", "Tree statistics at the reference budget (means over positions, agent seed 0):", "")

@@ -69,14 +69,20 @@ def test_principal_variation_is_a_legal_line_of_most_visited_children(ttt):
     # the line plays the PV move for move until the game ends (a PV never contains an illegal move)
     ended = ~np.asarray(line.alive)[:-1].T  # position before each ply is terminal
     assert ((played == pv) | ended).all()
-    # below the root the PV follows the most visited child
+    # below the root the PV follows the most visited child (ties to the higher prior), and it stops
+    # only where the node it reached has no visited child
     node = np.zeros(len(pv), int)
     child_visits, children = np.asarray(tree.child_visits), np.asarray(tree.children)
+    prior = np.asarray(tree.prior)
     rows = np.arange(len(pv))
     for d in range(1, pv.shape[1]):
         node = np.where(length > d - 1, children[rows, node, np.maximum(pv[:, d - 1], 0)], node)
-        has = length > d
-        assert (pv[has, d] == child_visits[rows, node].argmax(-1)[has]).all()
+        visits = child_visits[rows, node]
+        has, ends = length > d, length == d
+        most = visits == visits.max(-1, keepdims=True)
+        best = np.where(most, prior[rows, node], -1.0).argmax(-1)
+        assert (pv[has, d] == best[has]).all()
+        assert (visits[ends].max(-1) == 0).all()
 
 
 def test_node_states_are_the_positions_the_moves_reach(ttt):
@@ -94,10 +100,29 @@ def test_node_states_are_the_positions_the_moves_reach(ttt):
     assert (diff[live_parent, action[rows, nodes][live_parent]]).all()
 
 
-def test_same_inputs_same_tree(ttt):
+def test_a_deterministic_tree_is_a_function_of_position_and_parameters(ttt):
     agent, params, states, _, tree = ttt
-    again = search.search_trees(agent, params, states, num_simulations=SIMS, keep_states=True)
-    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(tree), jax.tree.leaves(again)))
+    other_key = search.search_trees(agent, params, states, num_simulations=SIMS, keep_states=True,
+                                    key=jax.random.PRNGKey(99))
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(tree), jax.tree.leaves(other_key)))
+    noisy = search.search_trees(agent, params, states, num_simulations=SIMS, deterministic=False,
+                                key=jax.random.PRNGKey(99))
+    assert not np.array_equal(np.asarray(noisy.root_visits), np.asarray(tree.root_visits))
+
+
+def test_values_are_from_the_movers_view(ttt):
+    """A move that wins at once is worth +1 to the mover at the root, and the solver's won and
+    lost positions get searched values of the right sign on average."""
+    *_, states, board_rows, tree = ttt
+    value, _, _ = truth("tic_tac_toe", states)
+    wins = [(i, a) for i, board in enumerate(board_rows) for a in minimax.legal_moves(tuple(board))
+            if minimax.winner(minimax.play(tuple(board), a)) >= 0]
+    q, visited = np.asarray(tree.child_q), np.asarray(tree.children) >= 0
+    checked = [(i, a) for i, a in wins if visited[i, 0, a]]
+    assert len(checked) > 100
+    assert all(q[i, 0, a] == 1.0 for i, a in checked)
+    search_value = np.asarray(tree.search_value)
+    assert search_value[value == 1].mean() > search_value[value == -1].mean() + 0.2
 
 
 def test_statistics_and_gap_are_consistent(ttt):
@@ -182,7 +207,7 @@ def test_threat_in_two_plies_on_hand_built_positions():
     threat, defined = lookahead.threat_after("tic_tac_toe", line, 2)
     assert defined.tolist() == [True, True] and threat.tolist() == [True, False]
     c4 = envs.make("connect_four")
-    # first mover (0) has three in the bottom row at columns 0-2, second mover on column 6; 0 to move.
+    # first mover (0) has two in the bottom row (columns 0-1), second mover two on column 6; 0 to move.
     board = np.full((6, 7), -1)
     board[5, :2], board[5, 6], board[4, 6] = 0, 1, 1
     pos = boards.from_boards("connect_four", [board.reshape(-1)] * 2)

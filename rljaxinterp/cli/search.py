@@ -1,5 +1,6 @@
 """``rljaxinterp search RUN``: an AlphaZero run's search trees over positions, summarised and
-drawn on the board, with the raw network and (for solved games) the solver beside them."""
+drawn on the board, with the raw network and (for solved games) the solver beside them
+(connect four: positions with at least 16 pieces; earlier ones stay unsolved)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def run_search(args) -> int:
 
     from rljaxinterp.cli.interp import analysis_states
     from rljaxinterp.envs.boards import from_actions
-    from rljaxinterp.eval.truth import SOLVED_GAMES, truth
+    from rljaxinterp.eval.truth import QUICK_MIN_PIECES, SOLVED_GAMES, truth
     from rljaxinterp.interp import search
     from rljaxinterp.reporting.search import SHAPES, plot_trees
     from rljaxinterp.runs import load_run
@@ -37,7 +38,7 @@ def run_search(args) -> int:
     summary = {"run": str(args.run_dir), "step": step, "positions": len(tree.search_move),
                "simulations": args.simulations, "tree": stats}
     if env_name in SOLVED_GAMES:
-        value, optimal, solved = truth(env_name, states)
+        value, optimal, solved = truth(env_name, states, min_pieces=QUICK_MIN_PIECES[env_name])
         summary["versus_solver"] = search.network_vs_search(tree, value, optimal, solved).summary()
     out = Path(args.out or Path(args.run_dir) / f"search-{step}")
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,8 @@ API
   unfinished. ``train_or_reuse(config, folder)`` for one run. ``tic_tac_toe_config(tier,
   model, seed)`` and ``tic_tac_toe_agents(base, n, tier)``: the pinned AlphaZero agents of
   the tic-tac-toe experiments (``full`` or the smaller ``quick`` tier); ``connect_four_config``
-  and ``connect_four_agents`` likewise for the connect-four search experiments.
+  and ``connect_four_agents`` likewise for the connect-four search experiments;
+  ``play_positions(agents, games, key)``: distinct positions of the set's own epsilon-greedy play.
 - Null draws (``findings.stats``): ``draw_null(statistic, key, n, batch=None)`` stacks
   ``statistic(key_i)``; controls to draw from: ``random_directions(key, like, n, norm)`` (equal
   norm), ``random_units(key, num_units, k, n, exclude)``, ``shuffled_labels(key, labels, n)``,
@@ -86,6 +87,7 @@ from rljaxinterp.findings.stats import (
 _LAZY = {
     "AgentSet": "agents", "seeded_runs": "agents", "tic_tac_toe_agents": "agents",
     "tic_tac_toe_config": "agents", "connect_four_agents": "agents", "connect_four_config": "agents",
+    "play_positions": "agents",
     "total_steps": "agents", "train_or_reuse": "agents",
     "experiment_parser": "cli", "open_agents": "cli", "output_folder": "cli",
     "steering_null": "controls",
@@ -124,6 +126,7 @@ __all__ = [
     "open_agents",
     "output_folder",
     "percentile",
+    "play_positions",
     "random_directions",
     "random_units",
     "required_draws",

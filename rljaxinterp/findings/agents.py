@@ -138,3 +138,23 @@ def connect_four_agents(base: str | Path, n: int = 3, tier: str = "full", log: C
                         **changes: Any) -> AgentSet:
     """``n`` seeded connect-four AlphaZero agents in ``<base>/seed{k}`` (trained or reused)."""
     return seeded_runs(connect_four_config(tier, **changes), base, n, log=log)
+
+
+def play_positions(agents: AgentSet, games: int, key: Any, epsilon: float = 0.3, max_moves: int = 64) -> Any:
+    """The distinct live positions of ``games`` games split evenly over the agents, each game
+    played by one agent greedily (its raw network) with a uniformly random legal move with
+    probability ``epsilon``: positions every agent of the set reaches, not only the first one's."""
+    import jax
+
+    from rljaxinterp.agents.common import epsilon_greedy
+    from rljaxinterp.envs.sampling import random_play_states, unique_states
+
+    parts = []
+    for a, run in enumerate(agents):
+        params = run.params()
+        greedy = jax.jit(lambda s, agent=run.agent, params=params: agent.greedy_action(params, s))
+        n = games // len(agents) + (a < games % len(agents))
+        if n:
+            parts.append(random_play_states(run.env, n, max_moves, jax.random.fold_in(key, a),
+                                            epsilon_greedy(greedy, epsilon)))
+    return unique_states(jax.tree.map(lambda *x: jax.numpy.concatenate(x), *parts))

@@ -8,8 +8,9 @@ compared with the same probe on a freshly initialised network and on shuffled la
 a board often gives its future moves away without any look-ahead (an open three is where the
 next piece goes).
 
-The square of a move is read off the board (the one square that changed), so any pgx board
-game with a ``board`` works; for connect four it is where the piece lands, not the column.
+The square of a move is read off the board (the one square that changed), so it is right
+for games where a move changes exactly one square (tic-tac-toe, connect four: where the piece
+lands, not the column), not for games with captures or flips (Go, othello).
 """
 
 from __future__ import annotations
@@ -141,8 +142,7 @@ class SquareProbes:
 
     def predict(self, site: str, x: Any) -> np.ndarray:
         """The predicted square for feature rows ``x`` of ``site``."""
-        w, b = self.probes[site]
-        return np.asarray(self.squares)[np.asarray(jnp.argmax(jnp.asarray(x, jnp.float32) @ w.T + b, -1))]
+        return _predict(self.probes[site], self.squares, x)
 
 
 def square_probes(features: Mapping[str, Any], square: Any, valid: Any, key: jax.Array | None = None,
@@ -164,14 +164,19 @@ def square_probes(features: Mapping[str, Any], square: Any, valid: Any, key: jax
     onehot = {f"square{s}": (square == s).astype(np.float32) for s in classes}
     feats = {s: jnp.asarray(np.asarray(f)[valid], jnp.float32) for s, f in features.items()}
     scores = fit_probes(feats, onehot, kind=kind, key=key, l2=l2)
-    _, test = probe_split(key, len(square))
     probes = {site: (scores.weights[i, :, :feats[site].shape[1]], scores.bias[i]) for i, site in enumerate(scores.sites)}
-    majority = float(np.mean(square[test] == classes[np.argmax(counts[classes])]))
-    result = SquareProbes(accuracy={}, majority=majority, positions=len(square), probes=probes, test=test,
-                          squares=tuple(int(s) for s in classes))
-    result.accuracy.update({site: float(np.mean(result.predict(site, feats[site][test]) == square[test]))
-                            for site in scores.sites})
-    return result
+    train, test = probe_split(key, len(square))
+    majority = float(np.mean(square[test] == np.bincount(square[train]).argmax()))  # the train split's mode
+    classes_t = tuple(int(s) for s in classes)
+    accuracy = {site: float(np.mean(_predict(probes[site], classes_t, feats[site][test]) == square[test]))
+                for site in scores.sites}
+    return SquareProbes(accuracy=accuracy, majority=majority, positions=len(square), probes=probes, test=test,
+                        squares=classes_t)
+
+
+def _predict(probe: tuple[jax.Array, jax.Array], squares: tuple[int, ...], x: Any) -> np.ndarray:
+    w, b = probe
+    return np.asarray(squares)[np.asarray(jnp.argmax(jnp.asarray(x, jnp.float32) @ w.T + b, -1))]
 
 
 def channel_importance(result: SquareProbes, site: str, features: Any, square: Any, valid: Any,

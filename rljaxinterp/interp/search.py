@@ -5,7 +5,7 @@ An AlphaZero agent is a network and a search; interpreting only the network miss
 the two disagree. ``search_trees`` returns mctx's whole tree for every position (one
 compiled call, vmapped over positions by mctx itself) as a ``SearchTree`` pytree with the
 principal variation and node depths worked out, so every question about search is array
-indexing. ``network_vs_search`` and ``simulations_to_fix`` compare raw network, search and a
+indexing. ``network_vs_search``, ``search_moves_by_budget`` and ``simulations_to_fix`` compare raw network, search and a
 solver's truth position by position.
 
 Values are from the view of the player to move at the node (mctx's convention here, since
@@ -124,19 +124,23 @@ def node_depths(parent: jax.Array) -> jax.Array:
 
 
 def principal_variation(tree: mctx.Tree, first_move: jax.Array, max_depth: int) -> tuple[jax.Array, jax.Array]:
-    """The search's move, then at each node below its most visited child (ties: the lower
-    move), while that child exists; ``(P, max_depth)`` moves padded with -1, and lengths."""
-    def one(children, child_visits, first):
+    """The search's move, then at each node below its most visited child, while that child
+    exists; ``(P, max_depth)`` moves padded with -1, and lengths. Deep nodes often have several
+    children with one visit each: ties go to the network's prior there, not to the lowest
+    move index (which would bias look-ahead labels towards low squares)."""
+    prior = jax.nn.softmax(tree.children_prior_logits, axis=-1)
+
+    def one(children, child_visits, child_prior, first):
         def step(carry, d):
             node, alive = carry
             visits = child_visits[node]
-            move = jnp.where(d == 0, first, jnp.argmax(visits))
+            move = jnp.where(d == 0, first, jnp.argmax(visits + 0.5 * child_prior[node]))
             child = children[node, move]
             alive = alive & (child != UNVISITED) & (visits[move] > 0)
             return (jnp.where(alive, child, node), alive), jnp.where(alive, move, -1)
         _, moves = jax.lax.scan(step, (jnp.int32(0), jnp.bool_(True)), jnp.arange(max_depth))
         return moves, (moves >= 0).sum()
-    return jax.vmap(one)(tree.children_index, tree.children_visits, first_move)
+    return jax.vmap(one)(tree.children_index, tree.children_visits, prior, first_move)
 
 
 def _build(agent, num_simulations: int, deterministic: bool, keep_states: bool, max_depth: int):
@@ -217,14 +221,18 @@ class Gap:
     raw_optimal: np.ndarray  # (P,) bool: the raw move achieves the true value
     search_optimal: np.ndarray  # (P,) bool
     solved: np.ndarray  # (P,) bool
+    decisive: np.ndarray  # (P,) bool: solved, and some legal move is not optimal (a move choice matters)
 
     @property
     def disagree(self) -> np.ndarray:
         return self.raw_move != self.search_move
 
     def summary(self) -> dict[str, float]:
-        s = self.solved
-        n = max(int(s.sum()), 1)
+        """Rates over the solved positions, except ``disagree_rate`` (all positions: it needs no
+        truth); ``*_decisive`` only over positions where some legal move is not optimal (in a lost
+        position every move is optimal, which flatters both raw network and search)."""
+        s, dec = self.solved, self.decisive
+        n, nd = max(int(s.sum()), 1), max(int(dec.sum()), 1)
         raw_err = np.abs(self.raw_value - self.true_value)[s]
         search_err = np.abs(self.search_value - self.true_value)[s]
         return {
@@ -233,6 +241,9 @@ class Gap:
             "disagree_rate": float(self.disagree.mean()),
             "raw_optimal_rate": float(self.raw_optimal[s].sum() / n),
             "search_optimal_rate": float(self.search_optimal[s].sum() / n),
+            "decisive": float(dec.sum()),
+            "raw_optimal_rate_decisive": float(self.raw_optimal[dec].sum() / nd),
+            "search_optimal_rate_decisive": float(self.search_optimal[dec].sum() / nd),
             "search_fixes": float((~self.raw_optimal & self.search_optimal)[s].sum()),
             "search_breaks": float((self.raw_optimal & ~self.search_optimal)[s].sum()),
             "raw_value_mae": float(raw_err.mean()) if raw_err.size else float("nan"),
@@ -253,10 +264,11 @@ def network_vs_search(tree: SearchTree, true_value: Any, optimal: Any, solved: A
     return Gap(raw_move=raw, search_move=move, raw_value=np.asarray(tree.raw_root_value, np.float64),
                search_value=np.asarray(tree.search_value, np.float64),
                true_value=np.where(solved, np.asarray(true_value, np.float64), np.nan),
-               raw_optimal=optimal[rows, raw] & solved, search_optimal=optimal[rows, move] & solved, solved=solved)
+               raw_optimal=optimal[rows, raw] & solved, search_optimal=optimal[rows, move] & solved, solved=solved,
+               decisive=solved & (np.asarray(tree.legal) & ~optimal).any(1))
 
 
-def search_moves(run_or_agent: Any, params: Params, states: EnvState, budgets: Sequence[int],
+def search_moves_by_budget(run_or_agent: Any, params: Params, states: EnvState, budgets: Sequence[int],
                  key: jax.Array | None = None, positions_per_call: int = 4096) -> np.ndarray:
     """The searched move of every position at every simulation budget, ``(P, budgets)``."""
     out = []
@@ -275,7 +287,7 @@ def simulations_to_fix(moves: np.ndarray, optimal: Any, budgets: Sequence[int]) 
     """The smallest budget from which the searched move is optimal at that budget and every
     larger one in ``budgets``, per position; ``-1`` where even the largest budget errs.
 
-    ``moves`` is ``search_moves``'s ``(P, budgets)`` output; ``optimal`` is ``(P, A)``.
+    ``moves`` is ``search_moves_by_budget``'s ``(P, budgets)`` output; ``optimal`` is ``(P, A)``.
     """
     budgets = np.asarray(budgets)
     if np.any(np.diff(budgets) <= 0):
