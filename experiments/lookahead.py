@@ -88,7 +88,7 @@ RULE_L = findings.Rule(
 RULE_P = findings.Rule(
     "patching the square of the move two plies ahead lowers the clean first move's log-probability more than "
     "patching another square", min_effect=0.05, direction="increase", alpha=0.05, agreement=1.0, min_agents=3,
-    correction="holm", statistic="mean log-prob drop at the future square minus the random-square mean")
+    correction="holm", statistic="mean log-prob drop at the future square minus the control-square mean")
 
 
 def take(states: EnvState, idx) -> EnvState:
@@ -368,8 +368,8 @@ def tables(report, rows, profiles, solver_rows, p_rows, channel_rows, sites) -> 
         top = ", ".join(f"{c} ({r['drops'][c]:.3f})" for c in r["top"])
         report.add(f"| {r['agent']} | {r['label']} | {r['accuracy']:.3f} | {top} | {sum(r['drops']):.3f} |")
     report.add("", "Patching one square (mean drop of the clean first move's log-probability, nats):", "",
-               "| agent | site | pairs | clean future square | corrupted line's future square | random square | "
-               "random-square 95th percentile |", "|---|---|---|---|---|---|---|")
+               "| agent | site | pairs | clean future square | corrupted line's future square | control square (distance-"
+               "matched) | control 95th percentile |", "|---|---|---|---|---|---|---|")
     for a, rows_a in enumerate(p_rows):
         for r in rows_a:
             report.add(f"| {a} | {r['site']} | {r['pairs']} | {r['future_square']:.4f} | "
