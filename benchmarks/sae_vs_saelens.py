@@ -79,14 +79,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import CompileClock
 
 from rljaxinterp.interp import sae as saes
 
 SITES = ("stem.post", "block0.resid_post", "block1.resid_post")
 SPARSITIES = {"topk": (4, 8, 16, 32), "batchtopk": (4, 8, 16, 32), "relu": (0.3, 0.6, 1.2, 2.4),
               "jumprelu": (0.03, 0.1, 0.3, 1.0)}
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -142,18 +141,6 @@ def activations(args, out: Path) -> tuple[dict[str, np.ndarray], dict[str, np.nd
 
 
 # -- timing ---------------------------------------------------------------------------------------
-class CompileClock:
-    """Seconds JAX spends tracing, lowering and compiling (its own monitoring events)."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        jax.monitoring.register_event_duration_secs_listener(self._event)
-
-    def _event(self, name, duration, **_):
-        if name in COMPILE_EVENTS:
-            self.seconds += duration
-
-
 def timed(clock: CompileClock, fn, *args, **kwargs):
     clock.seconds = 0.0
     w0, c0 = time.perf_counter(), time.process_time()

@@ -53,26 +53,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from timing import CompileClock
 
 from rljaxinterp.agents.alphazero import make_agent
 from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.interp.search import search_trees
 from rljaxinterp.runs import default_config, load_run
-
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
-
-
-class CompileClock:
-    """Seconds JAX spends tracing, lowering and compiling (its own monitoring events)."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        jax.monitoring.register_event_duration_secs_listener(self._event)
-
-    def _event(self, name, duration, **_):
-        if name in COMPILE_EVENTS:
-            self.seconds += duration
 
 
 def peak_rss_mb() -> float:
