@@ -166,15 +166,13 @@ def main() -> None:
     parser = findings.experiment_parser(__doc__, "runs/lookahead")
     parser.add_argument("--null", type=int, default=None, help="untrained networks (default: Holm minimum + 10)")
     parser.add_argument("--draws", type=int, default=None, help="random-square draws for P (default: Holm min + 20)")
-    parser.add_argument("--play-games", type=int, default=None, help="games of play for positions (default: by tier)")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="train the agents this many iterations instead of the tier's (smoke tests)")
+    findings.cli.add_play_options(parser)
     args = parser.parse_args()
     out = findings.output_folder(args)
     log, _ = echo_log(out / "log.txt")
     t_start = time.perf_counter()
     key = jax.random.key(args.seed)
-    changes = {"iterations": args.iterations} if args.iterations else {}
+    changes = findings.cli.training_changes(args)
     agents = findings.connect_four_agents(args.base or f"runs/c4_agents_{args.tier}", args.agents, args.tier, log=log,
                                           **changes)
     log(agents.describe())

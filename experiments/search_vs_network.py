@@ -121,16 +121,14 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS),
                         help="simulation budgets, increasing (default: %(default)s)")
     parser.add_argument("--c4-base", default=None, help="connect-four agents' folders (default runs/c4_agents_<tier>)")
-    parser.add_argument("--play-games", type=int, default=None, help="connect-four games of play (default: by tier)")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="train the agents this many iterations instead of the tier's (smoke tests)")
+    findings.cli.add_play_options(parser)
     args = parser.parse_args()
     out = findings.output_folder(args)
     log, _ = echo_log(out / "log.txt")
     t_start = time.perf_counter()
     report = findings.Report("Network versus search in AlphaZero", tuple(range(args.agents)), args.tier)
     key = jax.random.key(args.seed)
-    changes = {"iterations": args.iterations} if args.iterations else {}
+    changes = findings.cli.training_changes(args)
     results: dict[str, dict] = {}
     ev_s_obs, ev_s_null = [], []
     for g, game in enumerate(args.games):

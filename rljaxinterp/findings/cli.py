@@ -25,6 +25,21 @@ def experiment_parser(doc: str, out: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_play_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--play-games`` (games of the agents' own play whose positions are studied; default by
+    tier) and ``--iterations`` (train the agents this long instead of the tier's: smoke runs);
+    read back with :func:`training_changes`."""
+    parser.add_argument("--play-games", type=int, default=None, help="games of play for positions (default: by tier)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="train the agents this many iterations instead of the tier's (smoke tests)")
+    return parser
+
+
+def training_changes(args: argparse.Namespace) -> dict:
+    """Config changes the command line asks of the agents (``--iterations``)."""
+    return {"iterations": args.iterations} if getattr(args, "iterations", None) else {}
+
+
 def output_folder(args: argparse.Namespace) -> Path:
     """A fresh folder for the report: ``--out``, with ``-quick`` added on the quick tier (the
     tiers never share a folder), or ``-N`` after it when taken."""
