@@ -40,11 +40,15 @@ def truth(env_name: str, states: EnvState, max_nodes: int = 200_000,
             solution = connect_four.solve(boards[asked], max_nodes=max_nodes)
             value[asked], optimal[asked], solved[asked] = solution.value, solution.optimal, solution.solved
         return value, optimal, solved
+    _unsolved(env_name)
+
+
+def _unsolved(env_name: str) -> None:
     raise ValueError(f"no solver for {env_name!r}; solved games: {', '.join(SOLVED_GAMES)}")
 
 
 def truth_fn(env_name: str, max_nodes: int = 200_000):
     """``truth`` with the game and budget fixed (for ``lookahead.solver_line``)."""
     if env_name not in SOLVED_GAMES:
-        raise ValueError(f"no solver for {env_name!r}; solved games: {', '.join(SOLVED_GAMES)}")
+        _unsolved(env_name)
     return lambda states: truth(env_name, states, max_nodes)
