@@ -8,6 +8,8 @@ the solver cannot finish (connect four openings) come back unsolved instead of g
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import numpy as np
 
 from rljaxinterp.envs import EnvState
@@ -43,7 +45,7 @@ def truth(env_name: str, states: EnvState, max_nodes: int = 200_000,
     _unsolved(env_name)
 
 
-def _unsolved(env_name: str) -> None:
+def _unsolved(env_name: str) -> NoReturn:
     raise ValueError(f"no solver for {env_name!r}; solved games: {', '.join(SOLVED_GAMES)}")
 
 
