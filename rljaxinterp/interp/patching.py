@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -27,16 +27,20 @@ from rljaxinterp.interp.results import DEFAULT_SIZING, SiteEffects, Sizing
 from rljaxinterp.models.sites import AXIS_KINDS, SiteInfo
 
 DIRECTIONS = ("noising", "denoising")
-GRANULARITIES = ("element", "unit", "position", "head")
+GRANULARITIES = ("element", "unit", "position", "head", "site")
 
 
 
 def group_axes(info: SiteInfo, granularity: str) -> tuple[int, ...]:
     """Indices (into the site shape) of the axes one patch group is indexed by: every axis
-    for ``"element"``, else the site's axes of that kind as its model declares them (none: the
-    whole site is one group; ``"head"`` refuses sites without a head axis)."""
+    for ``"element"``, none for ``"site"`` (the whole site is one patch: with per-state masks,
+    "patch exactly these squares in each state"), else the site's axes of that kind as its
+    model declares them (none: the whole site is one group; ``"head"`` refuses sites without
+    a head axis)."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity={granularity!r} is not allowed; use one of {GRANULARITIES}")
+    if granularity == "site":
+        return ()
     if granularity == "element" or not info.shape:
         return tuple(range(len(info.shape)))
     if info.axes is None:
@@ -133,6 +137,7 @@ def patching_sweep(
     reduce: bool = True,
     metric_data: Any = None,
     sizing: Sizing = DEFAULT_SIZING,
+    state_masks: Mapping[str, Any] | None = None,
 ) -> SiteEffects:
     """Effect of patching each element of each site: ``metric(patched) - metric(base)``.
 
@@ -144,12 +149,16 @@ def patching_sweep(
     when ``reduce`` (else with a trailing state axis); ``sizing`` bounds the work in flight
     (see ``sweep_sources``). ``metric`` maps a model output to one
     number per state; a metric returning a dict of such arrays is swept in the same pass
-    and gives ``{site: {metric name: effect}}``.
+    and gives ``{site: {metric name: effect}}``. Per-state inputs go with the states, never in
+    the metric's closure: ``metric_data`` (its second argument) and ``state_masks`` (per site,
+    ``(states, ...)`` broadcastable to the site, multiplying every patch's mask, e.g. the
+    squares of each state's threat), both chunked with the states.
     """
     if granularity == "head" and sites is None:
         sites = [n for n, info in trace_sites(model, params, clean_obs[:1]).items() if has_heads(info)]
     base_obs, sources = patch_sources(model, params, clean_obs, corrupted_obs, sites, direction)
-    return sweep_sources(model, params, base_obs, sources, metric, granularity, reduce, metric_data, sizing)
+    return sweep_sources(model, params, base_obs, sources, metric, granularity, reduce, metric_data, sizing,
+                         state_masks)
 
 
 def gap_shares(
@@ -208,6 +217,7 @@ def sweep_sources(
     reduce: bool = True,
     metric_data: Any = None,
     sizing: Sizing = DEFAULT_SIZING,
+    state_masks: Mapping[str, Any] | None = None,
 ) -> SiteEffects:
     """The sweep itself: set each element (group) of each site in ``sources`` to the given
     value (broadcast against batch + site shape) in the base run, one patch at a time.
@@ -221,7 +231,8 @@ def sweep_sources(
     makes CPU sweeps fast (``ACCELERATOR_STEP_BUDGET`` on GPU/TPU), and the work before the
     patched site is shared by every patch of a tile. A metric that needs per-state data (reference logits, legal masks) takes it as
     a second argument from ``metric_data``, a pytree with a leading state axis that is
-    chunked with the states.
+    chunked with the states; ``state_masks`` restrict each site's patches per state (see
+    ``patching_sweep``).
     """
     n_total = base_obs.shape[0]
     state_chunk = min(sizing.states_per_call or n_total, n_total)
@@ -229,6 +240,8 @@ def sweep_sources(
     for name in sources:
         if name not in infos:
             raise KeyError(f"unknown site {name!r}; available sites: {', '.join(infos)}")
+    state_masks = _check_state_masks(state_masks, sources, infos, n_total)
+    _check_metric(model, params, base_obs, metric, metric_data, n_total)
     effects = {}
     for name, value in sources.items():
         shape = infos[name].shape
@@ -245,23 +258,27 @@ def sweep_sources(
         pad = functools.partial(pad_rows, rows=padded)
         valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
+        state_mask = pad(jnp.broadcast_to(state_masks.get(name, 1.0), (n_total, *shape)).astype(jnp.float32))
         batch = sizing.patches_per_step or _chunk(n_groups, tile * elements)
 
         @jax.jit
-        def sweep(obs, value, weight, data, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name, tile=tile):
+        def sweep(obs, value, weight, data, state_mask, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name,
+                  tile=tile):
             def per_tile(xs):
-                obs, value, weight, data = xs
+                obs, value, weight, data, state_mask = xs
                 run = lambda iv: run_with_interventions(model, params, obs, iv)
                 metric_of = metric if metric_data is None else (lambda out: metric(out, data))
                 base_metric = metric_of(run(None))
 
                 def one(i):
-                    delta = jax.tree.map(jnp.subtract, metric_of(run(patch(name, value, mask_of(i)))), base_metric)
+                    edited = run(patch(name, value, mask_of(i) * state_mask))
+                    delta = jax.tree.map(jnp.subtract, metric_of(edited), base_metric)
                     return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
 
                 return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
 
-            tiles = jax.tree.map(lambda x: x.reshape(-1, tile, *x.shape[1:]), (obs, value, weight, data))
+            tiles = jax.tree.map(lambda x: x.reshape(-1, tile, *x.shape[1:]),
+                                 (obs, value, weight, data, state_mask))
             per = jax.lax.map(per_tile, tiles)  # (tiles, groups) or (tiles, groups, tile)
             if reduce:
                 return jax.tree.map(lambda r: r.sum(0), per)
@@ -272,10 +289,53 @@ def sweep_sources(
             rows = slice(c * chunk_len, (c + 1) * chunk_len)
             data = jax.tree.map(lambda x, pad=pad, rows=rows: shard_states(pad(x)[rows]), metric_data)
             parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
-                               shard_states(valid[rows]), data))
+                               shard_states(valid[rows]), data, shard_states(state_mask[rows])))
         if reduce:
             result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
         else:
             result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
         effects[name] = jax.tree.map(lambda r, g=group_shape: r.reshape(*g, *r.shape[1:]), result)
     return SiteEffects(effects, granularity)
+
+
+def _check_state_masks(state_masks, sources, infos, n_total) -> dict[str, jax.Array]:
+    if state_masks is None:
+        return {}
+    unknown = [k for k in state_masks if k not in sources]
+    if unknown:
+        raise KeyError(f"state_masks for site(s) {unknown} that are not swept; swept sites: {', '.join(sources)}")
+    out = {}
+    for name, mask in state_masks.items():
+        mask = jnp.asarray(mask, jnp.float32)
+        full = (n_total, *infos[name].shape)
+        try:
+            ok = mask.ndim >= 1 and mask.shape[0] == n_total and np.broadcast_shapes(mask.shape, full) == full
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"state_masks[{name!r}] has shape {mask.shape}; allowed: one mask per state, "
+                             f"(states, ...) broadcastable to {full} (states = {n_total})")
+        out[name] = mask
+    return out
+
+
+def _check_metric(model, params, obs, metric, metric_data, n_total) -> None:
+    """Fail before compiling the sweep, with what to pass, when per-state data disagree with
+    the states: the usual cause is a metric closing over per-state arrays, which breaks as
+    soon as the sweep evaluates it on a tile of states."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(metric_data):
+        if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n_total:
+            raise ValueError(f"metric_data{jax.tree_util.keystr(path)} has shape {np.shape(leaf)}; every leaf of "
+                             f"metric_data needs a leading state axis of {n_total} (one row per state)")
+    tile = max(1, min(n_total - 1, 3)) if n_total > 1 else 1
+    out = jax.eval_shape(lambda o: run_with_interventions(model, params, o, None), obs[:tile])
+    data = jax.tree.map(lambda x: x[:tile], metric_data)
+    try:
+        jax.eval_shape((lambda o: metric(o)) if metric_data is None else (lambda o: metric(o, data)), out)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"the metric fails on a slice of {tile} of the {n_total} states ({type(err).__name__}: "
+            f"{str(err).splitlines()[0]}). The sweep evaluates the metric on chunks of states, so per-state "
+            "arrays (actions, reference logits, legal masks) must not be captured in the metric; pass them as "
+            "metric_data=<pytree with a leading state axis> and take them as the metric's second argument: "
+            "metric(output, data)") from None
