@@ -100,7 +100,7 @@ def test_rollout_rejects_bad_input(ttt):
 # -- per-state data in patching sweeps ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def boards(ttt):
-    agent, params = ttt
+    agent, _ = ttt
     states = jax.vmap(agent.env.init)(jax.random.split(jax.random.key(5), 12))
     actions = jax.random.randint(jax.random.key(6), (12,), 0, 9)
     states = jax.vmap(agent.env.step)(states, actions, jax.random.split(jax.random.key(7), 12))
@@ -115,7 +115,7 @@ def _logit_of(out, data):
 def test_a_metric_capturing_per_state_arrays_gets_told_to_use_metric_data(ttt, boards):
     agent, params = ttt
     clean, corrupted, actions = boards
-    captured = lambda out: _logit_of(out, actions)  # noqa: E731
+    captured = lambda out: _logit_of(out, actions)
     with pytest.raises(ValueError, match="metric_data=<pytree with a leading state axis>"):
         interp.patching_sweep(agent.model, params, clean, corrupted, captured, sites=["layer0.post"])
     with pytest.raises(ValueError, match=r"leading state axis of 12"):

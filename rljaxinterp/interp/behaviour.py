@@ -65,23 +65,27 @@ class Behaviour:
         for name in self.baseline:
             if name.endswith("_of"):
                 continue
-            pooled = f"{name}_of" in self.baseline
-
-            def mean(d, axis=-1, pooled=pooled, name=name):
-                x = np.asarray(d[name], np.float64)
-                if pooled:
-                    den = np.asarray(d[f"{name}_of"], np.float64).sum(axis)
-                    return np.where(den > 0, x.sum(axis) / np.maximum(den, 1), np.nan)
-                return x.mean(axis)
-
-            def sem(d, name=name):
-                x = np.asarray(d[name], np.float64)
-                return np.full(x.shape[:-1], np.nan) if pooled else x.std(-1, ddof=1) / np.sqrt(x.shape[-1])
-
-            out[name] = {"baseline": float(mean(self.baseline)), "edited": mean(self.edited).tolist(),
-                         "edited_se": sem(self.edited).tolist(), "control": mean(self.control).tolist(),
-                         "control_se": sem(self.control).tolist(), "labels": list(self.labels)}
+            means = [_mean(d, name) for d in (self.baseline, self.edited, self.control)]
+            out[name] = {"baseline": float(means[0]), "edited": means[1].tolist(), "edited_se": _se(self.edited, name).tolist(),
+                         "control": means[2].tolist(), "control_se": _se(self.control, name).tolist(),
+                         "labels": list(self.labels)}
         return out
+
+
+def _mean(d: dict, name: str) -> np.ndarray:
+    """Mean over episodes; a rate with a denominator is pooled (sum over sum)."""
+    x = np.asarray(d[name], np.float64)
+    if f"{name}_of" not in d:
+        return x.mean(-1)
+    den = np.asarray(d[f"{name}_of"], np.float64).sum(-1)
+    return np.where(den > 0, x.sum(-1) / np.maximum(den, 1), np.nan)
+
+
+def _se(d: dict, name: str) -> np.ndarray:
+    x = np.asarray(d[name], np.float64)
+    if f"{name}_of" in d or x.shape[-1] < 2:
+        return np.full(x.shape[:-1], np.nan)
+    return x.std(-1, ddof=1) / np.sqrt(x.shape[-1])
 
 
 def identity_like(iv: AnyIntervention) -> AnyIntervention:
