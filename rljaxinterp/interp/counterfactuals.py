@@ -184,22 +184,25 @@ def _flat_candidates(env: Env, ops: list[Edit], states: EnvState, op_offset: int
         cand, valid = edit.fn(env, states)
         cs, ns = np.nonzero(np.asarray(valid))
         if cs.size:
-            trees.append(jax.tree.map(lambda x: x[cs, ns], cand))
+            trees.append(jax.tree.map(lambda x, cs=cs, ns=ns: np.asarray(x)[cs, ns], cand))
             source.append(ns)
             op.append(np.full(ns.shape, op_offset + i))
     if not trees:
         return None, np.zeros(0, int), np.zeros(0, int)
-    tree = trees[0] if len(trees) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x), *trees)
+    tree = jax.tree.map(lambda *x: jnp.asarray(np.concatenate(x)), *trees)
     return tree, np.concatenate(source), np.concatenate(op)
 
 
+# Gathers and joins go through NumPy: eager jax indexing compiles one program per leaf and shape.
+
+
 def _concat(a: EnvState, b: EnvState) -> EnvState:
-    return jax.tree.map(lambda x, y: jnp.concatenate([x, y]), a, b)
+    return jax.tree.map(lambda x, y: jnp.asarray(np.concatenate([np.asarray(x), np.asarray(y)])), a, b)
 
 
 def _take(tree, idx):
     idx = np.asarray(idx)
-    return jax.tree.map(lambda x: x[idx], tree)
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]), tree)
 
 
 def _binary(values: np.ndarray) -> bool:
