@@ -142,6 +142,22 @@ def test_a_new_concept_gets_pairs_without_new_code(ttt_states):
     assert len(pairs.operators) == 3 + 9  # single edits, then every composition of two
 
 
+def test_two_edits_reach_what_one_cannot():
+    concepts.register("tic_tac_toe", "test_cf_corners_0_8", lambda s: (game_state(s).board[..., [0, 8]] >= 0).all(-1),
+                      overwrite=True)
+    board = -np.ones(9, int)
+    board[4], board[1] = 0, 1  # X in the centre, O on top; both corners empty
+    states = from_boards("tic_tac_toe", board[None])
+    with pytest.raises(ValueError, match="max_edits=2"):
+        cf.find_pairs("tic_tac_toe", states, "test_cf_corners_0_8", to=True, operators="move_stone")
+    pairs = cf.find_pairs("tic_tac_toe", states, "test_cf_corners_0_8", to=True, operators="move_stone", max_edits=2)
+    assert pairs.operators == ("move_stone", "move_stone+move_stone")
+    assert pairs.operator_names() == ["move_stone+move_stone"]
+    after = _boards(pairs.counterfactual)[0]
+    assert after[0] >= 0 and after[8] >= 0 and sorted(after[after >= 0]) == [0, 1]
+    assert cf.changed_cells(pairs.clean, pairs.counterfactual)[0] == 4
+
+
 def test_verify_catches_an_operator_that_changes_the_side_to_move(ttt_states):
     swap = cf._EDITS["tic_tac_toe"]["swap_colours"].fn
 
@@ -172,3 +188,18 @@ def test_errors_name_the_bad_value_and_the_choices(ttt_states, maze):
         cf.find_pairs("CheeseMaze", states, "goal_is_right")
     with pytest.raises(ValueError, match="max_edits must be 1 or 2"):
         cf.find_pairs("tic_tac_toe", ttt_states, "can_win_now", max_edits=3)
+
+
+def test_keys_chests_agent_moves_to_free_cells_only():
+    env = make("KeysChests", size=5)
+    states = jax.vmap(env.init)(jax.random.split(jax.random.PRNGKey(2), 4))
+    pairs = cf.find_pairs("KeysChests", states, "agent_row", operators="move_agent", env=env)
+    assert len(pairs) > 0
+    clean, counter = pairs.clean.inner, pairs.counterfactual.inner
+    for field in ("walls", "keys", "chests", "keys_held"):
+        assert np.array_equal(getattr(clean, field), getattr(counter, field))
+    rows, cols = np.asarray(counter.agent).T
+    n = np.arange(len(pairs))
+    assert not (np.asarray(counter.walls)[n, rows, cols] | np.asarray(counter.keys)[n, rows, cols]
+                | np.asarray(counter.chests)[n, rows, cols]).any()
+    assert np.array_equal(jax.vmap(env._observe)(counter), pairs.counterfactual.observation)
