@@ -275,3 +275,19 @@ def test_bad_options_are_named(kwargs, message):
     x, concepts = _data()
     with pytest.raises(ValueError, match=message):
         fit_probes({"x": x}, {"sign": concepts["sign"]}, **kwargs)
+
+
+def test_cross_validated_ridge_on_more_features_than_states_uses_the_dual_and_agrees():
+    rng = np.random.default_rng(8)
+    n, d = 60, 64  # 45 training states < 64 features: the kernel (dual) systems
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = {"few": x[:, :3].sum(1) + 0.5 * rng.normal(size=n), "noise": rng.normal(size=n)}
+    key = jax.random.key(3)
+    scores = fit_probes({"x": x}, y, l2="cv", l2_grid=GRID, folds=3, key=key, bootstrap=0)
+    train, _ = probe_split(key, n)
+    fold_of = cv_folds(key, len(train), 3)
+    for j, name in enumerate(scores.concepts):
+        reference = _ridge_cv_reference(x, y[name], train, fold_of, binary=False)
+        assert float(scores.l2[0, j]) == pytest.approx(_pick(reference)), (name, reference)
+        alone = fit_probes({"x": x}, {name: y[name]}, l2=_pick(reference), key=key, bootstrap=0)
+        np.testing.assert_allclose(scores.weights[0, j], alone.weights[0, 0], rtol=1e-3, atol=1e-5)
