@@ -257,10 +257,12 @@ def find_pairs(
     ops = _operators(env_name, operators)
     _check_concepts(env_name, [concept], "concept")
     _check_concepts(env_name, keep, "keep concept")
+    if concept in keep:
+        raise ValueError(f"keep names the concept being flipped, {concept!r}; keep lists concepts to hold equal")
     env = _env_for(env_name, env, states)
     key = jax.random.PRNGKey(0) if key is None else key
     k_choose1, k_width, k_choose2 = jax.random.split(key, 3)
-    names = [concept, *[k for k in keep if k != concept]]
+    names = [concept, *keep]
     n = int(np.shape(states.observation)[0])
     k = len(ops)
     op_names = tuple(e.name for e in ops)
