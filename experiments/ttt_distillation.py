@@ -36,7 +36,7 @@ import numpy as np
 
 from rljaxinterp import findings, interp, runs
 from rljaxinterp.agents.distill import scale_width
-from rljaxinterp.cli.report import plot_square_maps, single_square_pairs, square_patching
+from rljaxinterp.reporting.tic_tac_toe import plot_square_maps, single_square_pairs, square_patching
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.envs.pgx_games import game_state
 from rljaxinterp.eval.matches import tic_tac_toe_report

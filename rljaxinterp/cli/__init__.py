@@ -1,29 +1,70 @@
 """Command line: ``rljaxinterp <command> ...``; one module per command group registers its
-sub-parsers here."""
+sub-parsers here.
+
+Only the invoked command's module is imported (JAX, pgx and the concept libraries take
+seconds to import), so ``rljaxinterp --help`` and a command's ``--help`` start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
+# command -> (module under rljaxinterp.cli, one-line help shown by ``rljaxinterp --help``)
+COMMANDS = {
+    "quickstart": ("quickstart", "train and interpret a tic-tac-toe agent"),
+    "report": ("report", "the interpretability report of a run (tic-tac-toe: the full report over training)"),
+    "sweep": ("interp", "patching / attribution patching / ablation sweep of a run"),
+    "probe": ("interp", "probe every site of a run for its env's concepts, with controls"),
+    "attribute": ("interp", "gradients / integrated gradients / occlusion of a metric"),
+    "factorise": ("interp", "NMF or PCA of a site's activations, factors drawn on the board"),
+    "steer": ("interp", "add a concept's direction at a site: one-step effect and whole-episode behaviour"),
+    "ablate": ("interp", "ablate units of a site while the agent plays: behaviour against random units"),
+    "sae": ("sae", "train a grid of sparse autoencoders on a run and draw a dashboard"),
+    "search": ("search", "an AlphaZero run's search trees, summarised and drawn"),
+    "train": ("train", "train an agent into a run folder (resumes if present)"),
+    "eval": ("train", "evaluate a run folder's latest (or given) checkpoint"),
+    "bench": ("bench", "benchmarks of interpretability methods against known truth"),
+}
+GROUP_HOOKS = ("add_parser", "add_parsers")
 
-def build_parser() -> argparse.ArgumentParser:
-    from rljaxinterp.cli import bench, interp, quickstart, report, sae, search, train
 
-    parser = argparse.ArgumentParser(prog="rljaxinterp", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    quickstart.add_parser(commands)
-    report.add_parser(commands)
-    interp.add_parsers(commands)
-    sae.add_parsers(commands)
-    search.add_parsers(commands)
-    train.add_parsers(commands)
-    bench.add_parsers(commands)
+class ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, unless it is None or the help already says."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS, False) or "default" in text:
+            return text
+        return super()._get_help_string(action) if text else "(default: %(default)s)"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` only that command's module is imported and the others
+    are listed by name and help."""
+    parser = argparse.ArgumentParser(prog="rljaxinterp", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = None if command is None else COMMANDS.get(command, (None,))[0]
+    loaded = set()
+    for name, (module, help_text) in COMMANDS.items():
+        if command is not None and module != wanted:
+            commands.add_parser(name, help=help_text, add_help=False)
+        elif module not in loaded:
+            loaded.add(module)
+            mod = importlib.import_module(f"{__name__}.{module}")
+            next(getattr(mod, h) for h in GROUP_HOOKS if hasattr(mod, h))(commands)
     return parser
 
 
+def help_of(command: str) -> str:
+    return COMMANDS[command][1]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command or "").parse_args(argv)
     return int(args.run(args) or 0)
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from rljaxinterp.cli import help_of
+
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    bench = subparsers.add_parser("bench", help="benchmarks of interpretability methods against known truth")
+    bench = subparsers.add_parser("bench", help=help_of("bench"))
     kinds = bench.add_subparsers(dest="bench", required=True)
     p = kinds.add_parser("methods", help="the ground-truth leaderboard")
     p.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import interp
+from rljaxinterp.cli import help_of
 from rljaxinterp.cli.win_now import win_now_finding
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.eval.matches import tic_tac_toe_report
@@ -154,7 +155,7 @@ def run_quickstart(out: Path, seed: int = 0, train: bool = True) -> Path:
 
 
 def add_parser(commands) -> None:
-    p = commands.add_parser("quickstart", help="train and interpret a tic-tac-toe agent")
+    p = commands.add_parser("quickstart", help=help_of("quickstart"))
     p.add_argument("--out", default="runs/quickstart", help="results folder (never overwritten)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-train", action="store_true", help="interpret an untrained network")

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from rljaxinterp.cli import help_of
+
 
 def run_sae(args) -> int:
     from rljaxinterp import interp
@@ -48,7 +50,7 @@ def run_sae(args) -> int:
 def add_parsers(commands) -> None:
     from rljaxinterp.interp.sae import DEFAULT_SPARSITIES, KINDS, SPARSITY_MEANING
 
-    p = commands.add_parser("sae", help="train a grid of sparse autoencoders on a run and draw a dashboard",
+    p = commands.add_parser("sae", help=help_of("sae"),
                             description=__doc__)
     p.add_argument("run_dir", metavar="RUN", help="run folder")
     p.add_argument("--step", type=int, help="checkpoint (default: latest)")

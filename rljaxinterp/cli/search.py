@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rljaxinterp.cli import help_of
+
 
 def run_search(args) -> int:
     import jax
@@ -58,7 +60,7 @@ def run_search(args) -> int:
 
 
 def add_parsers(commands) -> None:
-    p = commands.add_parser("search", help="an AlphaZero run's search trees, summarised and drawn",
+    p = commands.add_parser("search", help=help_of("search"),
                             description=__doc__)
     p.add_argument("run_dir", metavar="RUN", help="run folder of an AlphaZero run")
     p.add_argument("--step", type=int, help="checkpoint (default: latest)")

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import typing
 
+from rljaxinterp.cli import help_of
 from rljaxinterp.runs import KINDS, default_config, load_run, train
 
 DEFAULT_ENV = {"alphazero": "tic_tac_toe"}  # other kinds: the config class's default env
@@ -42,7 +43,7 @@ def _default(field: dataclasses.Field):
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    train_parser = subparsers.add_parser("train", help="train an agent into a run folder (resumes if present)")
+    train_parser = subparsers.add_parser("train", help=help_of("train"))
     kinds = train_parser.add_subparsers(dest="algorithm", required=True)
     for name, kind in KINDS.items():
         cls = kind.config_cls
@@ -61,7 +62,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
         p.set_defaults(run=run_train, kind=name)
 
-    ev = subparsers.add_parser("eval", help="evaluate a run folder's latest (or given) checkpoint")
+    ev = subparsers.add_parser("eval", help=help_of("eval"))
     ev.add_argument("run_dir")
     ev.add_argument("--step", type=int, help="checkpoint step (default: latest)")
     ev.add_argument("--games", type=int, default=64, help="AlphaZero: games per seat against each opponent")

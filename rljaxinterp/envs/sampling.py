@@ -48,3 +48,31 @@ def unique_states(states: EnvState) -> EnvState:
     _, first = np.unique(obs, axis=0, return_index=True)
     keep = np.sort(first)
     return jax.tree.map(lambda x: x[keep], states)
+
+
+def sample_states(env: Env, n: int, key: jax.Array, player: Player | None = None, moves: int = 64) -> tuple[EnvState, dict]:
+    """Up to ``n`` distinct live states from ``player``'s play (uniformly random moves by
+    default), and how many were drawn and kept.
+
+    Play repeats positions (every game starts from the same few openings), so more games are
+    played until ``n`` distinct states are found or the draws stop bringing new ones; the
+    returned counts say which happened, instead of silently handing back fewer.
+    """
+    import numpy as np
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n={n!r} states: expected a positive integer")
+    moves = min(moves, int(getattr(env, "max_steps", moves)) or moves)
+    games, drawn, found, distinct = max(1, -(-n // moves)), 0, None, 0
+    for attempt in range(6):
+        before = distinct
+        batch = random_play_states(env, games, moves, jax.random.fold_in(key, attempt), player)
+        drawn += len(batch.observation)
+        found = batch if found is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), found, batch)
+        found = unique_states(found)
+        distinct = len(found.observation)
+        if distinct >= n or distinct - before <= 0.01 * before:
+            break
+        games *= 2
+    kept = jax.tree.map(lambda x: x[:n], found)
+    return kept, {"asked": int(n), "drawn": int(drawn), "distinct": int(distinct), "used": int(min(n, distinct))}

@@ -41,7 +41,7 @@ from rljaxinterp.interp.results import SiteEffects, Sizing
 from rljaxinterp.models.sites import SiteInfo
 
 MODULES = (
-    "ablation", "attribution", "attribution_patching", "cache", "concepts", "counterfactuals", "dynamics",
+    "ablation", "attribution", "behaviour", "attribution_patching", "cache", "concepts", "counterfactuals", "dynamics",
     "factorisation", "feature_concepts",
     "interventions", "lookahead", "metrics", "param_edits", "patching", "path_patching", "plots", "probes",
     "results", "sae", "search", "similarity", "steering",

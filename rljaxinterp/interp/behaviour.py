@@ -99,9 +99,10 @@ def random_like(iv: AnyIntervention, key: jax.Array) -> AnyIntervention:
     """The control of an edit: the same kind and size of edit aimed at random.
 
     An addition (scale 1) gets a Gaussian direction with the norm of ``mask * shift``; any
-    other elementwise edit (ablation, patch, scaling) has its mask, scale and shift permuted
-    together over the elements they are given for, so the same number of units is edited at
-    random places (a mask over the whole site has no random placement and is its own control);
+    other elementwise edit (ablation, patch, scaling) has its mask (and scale) permuted over the
+    elements they are given for, each element keeping its own target value (its mean, its
+    patched value), so the same number of units is edited at random places (a mask over the
+    whole site has no random placement and is its own control);
     a subspace edit gets a random orthonormal basis of the same rank.
     """
     if isinstance(iv, SubspaceIntervention):
@@ -113,11 +114,10 @@ def random_like(iv: AnyIntervention, key: jax.Array) -> AnyIntervention:
         norm = jnp.linalg.norm(vector)
         return Intervention(iv.site, jnp.ones((), jnp.float32), jnp.ones((), jnp.float32),
                             direction * norm / jnp.maximum(jnp.linalg.norm(direction), 1e-12))
-    shape = np.broadcast_shapes(*(np.shape(getattr(iv, f)) for f in ("mask", "scale", "shift")))
+    shape = np.broadcast_shapes(np.shape(iv.mask), np.shape(iv.scale))
     perm = jax.random.permutation(key, int(np.prod(shape)))
-    shuffled = [jnp.broadcast_to(getattr(iv, f), shape).reshape(-1)[perm].reshape(shape)
-                for f in ("mask", "scale", "shift")]
-    return Intervention(iv.site, *shuffled)
+    mask, factor = (jnp.broadcast_to(x, shape).reshape(-1)[perm].reshape(shape) for x in (iv.mask, iv.scale))
+    return Intervention(iv.site, mask, factor, iv.shift)
 
 
 def _stack_members(members: Sequence[list[AnyIntervention]]) -> list[AnyIntervention]:

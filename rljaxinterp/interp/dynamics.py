@@ -142,19 +142,21 @@ def plot_what_when_where(dynamics: Mapping[str, Any], path: Path, concepts: Sequ
     return path
 
 
-def plot_probe_table(scores: np.ndarray, sites: Sequence[str], concepts: Sequence[str], path: Path, title: str) -> Path:
-    """Heatmap of probe scores, sites x concepts."""
+def plot_probe_table(scores: np.ndarray, sites: Sequence[str], concepts: Sequence[str], path: Path, title: str,
+                     vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis", label: str | None = None) -> Path:
+    """Heatmap of probe scores, sites x concepts (R^2 below ``vmin`` is drawn at ``vmin``;
+    give accuracy and R^2 their own tables and scales)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(1 + 0.45 * len(concepts), 1 + 0.32 * len(sites)))
-    im = ax.imshow(scores, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    im = ax.imshow(scores, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(concepts)), concepts, rotation=70, ha="right", fontsize=7)
     ax.set_yticks(range(len(sites)), sites, fontsize=7)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.colorbar(im, ax=ax, fraction=0.03, label=label)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
