@@ -91,12 +91,12 @@ def test_cli_sweep_probe_and_report_on_a_run(tiny_run, tmp_path):
 
     assert main(["sweep", str(tiny_run), "--method", "patching", "--out", str(tmp_path / "s")]) == 0
     sweep = json.loads((tmp_path / "s" / "effects.json").read_text())
-    assert sweep["states"] == 4520 and set(sweep["effects"]) >= {"layer0.post", "logits"}
+    assert sweep["states"]["used"] == 4520 and set(sweep["effects"]) >= {"layer0.post", "logits"}
     assert main(["sweep", str(tiny_run), "--method", "resample", "--out", str(tmp_path / "r")]) == 0
     assert main(["probe", str(tiny_run), "--out", str(tmp_path / "p")]) == 0
     probes = json.loads((tmp_path / "p" / "probes.json").read_text())
     # the centre square is a linear function of the input, and the first layer is linear in it
-    assert probes["test"]["layer0.pre"]["centre_empty"] > 0.99
+    assert probes["test"]["layer0.pre"]["centre_empty"]["test"] > 0.99 and probes["leaked_rows"] == 0
     assert probes["shuffled_labels"]["layer0.pre"]["centre_empty"] < 0.75
     assert main(["report", str(tiny_run), "--out", str(tmp_path / "rep")]) == 0
     report = (tmp_path / "rep" / "report.md").read_text()
@@ -128,7 +128,7 @@ def test_cli_attribute_factorise_and_steer_on_a_run(tiny_run, tmp_path):
 
     assert main(["attribute", str(tiny_run), "--out", str(tmp_path / "a")]) == 0
     attr = json.loads((tmp_path / "a" / "attributions.json").read_text())
-    assert attr["states"] == 4520 and attr["shape"] == [3, 3, 2] and (tmp_path / "a" / "attributions.png").exists()
+    assert attr["states"]["used"] == 4520 and attr["shape"] == [3, 3, 2] and (tmp_path / "a" / "attributions.png").exists()
     assert main(["attribute", str(tiny_run), "--method", "occlusion", "--out", str(tmp_path / "o")]) == 0
     assert main(["factorise", str(tiny_run), "--site", "layer0.post", "--rank", "3", "--iterations", "50",
                  "--out", str(tmp_path / "f")]) == 0
@@ -137,6 +137,9 @@ def test_cli_attribute_factorise_and_steer_on_a_run(tiny_run, tmp_path):
     assert main(["steer", str(tiny_run), "--site", "layer0.post", "--concept", "centre_own",
                  "--coefficients", "0", "1", "--out", str(tmp_path / "st")]) == 0
     steer = json.loads((tmp_path / "st" / "steering.json").read_text())
-    assert abs(steer["policy_kl"][0]) < 1e-6 and steer["policy_kl"][1] > 1e-4
-    with pytest.raises(SystemExit, match="unknown concept 'nope'"):
+    assert abs(steer["one_step"]["policy_kl"][0]) < 1e-6 and steer["one_step"]["policy_kl"][1] > 1e-4
+    # coefficient 0 plays exactly as the unedited agent, and so does its (zero-norm) control
+    win = steer["behaviour"]["win"]
+    assert win["edited"][0] == win["baseline"] == win["control"][0]
+    with pytest.raises(SystemExit, match=r"unknown concept\(s\) \['nope'\]"):
         main(["steer", str(tiny_run), "--site", "layer0.post", "--concept", "nope", "--out", str(tmp_path / "x")])

@@ -112,9 +112,11 @@ def open_analysis(args, out_name: str | None = None) -> Analysis:
     meta = {"distribution": args.distribution, **meta}
     if meta["used"] == 0:
         raise SystemExit(f"no live states from {meta['source']} play of {run.config.env}")
-    asked = f" of {meta['asked']:,} asked" if meta.get("asked") else ""
-    print(f"states: {meta['used']:,}{asked} ({meta['source']} play, {meta['drawn']:,} drawn, {meta['distinct']:,} "
-          f"distinct{', ' + args.distribution + ' levels' if args.distribution else ''})")
+    if meta["source"] == "all":
+        print(f"states: all {meta['used']:,} live tic-tac-toe positions")
+    else:
+        print(f"states: {meta['used']:,} of {meta['asked']:,} asked ({meta['source']} play, {meta['drawn']:,} drawn, "
+              f"{meta['distinct']:,} distinct{', ' + args.distribution + ' levels' if args.distribution else ''})")
     out = Path(args.out or Path(args.run_dir) / f"{out_name or args.command}-{step}")
     out.mkdir(parents=True, exist_ok=True)
     return Analysis(run, step, params, env, states, out, meta)
@@ -125,8 +127,10 @@ def write(a: Analysis, name: str, result: dict, summary: list[str]) -> None:
     head = {"run": str(a.run.folder), "env": a.env_name, "step": a.step, "states": a.meta}
     (a.out / f"{name}.json").write_text(json.dumps({**head, **result}, indent=1))
     source = a.meta["source"] + (f", {a.meta['distribution']} levels" if a.meta.get("distribution") else "")
+    states = ("every live tic-tac-toe position" if a.meta["source"] == "all"
+              else f"distinct states from {source} play")
     lines = [f"# {name}: {a.env_name} run `{a.run.folder}`, step {a.step}", "",
-             f"{a.meta['used']:,} distinct states from {source} play.", "", *summary, ""]
+             f"{a.meta['used']:,} {states}.", "", *summary, ""]
     (a.out / "summary.md").write_text("\n".join(lines))
 
 
@@ -252,7 +256,7 @@ def run_probe(args) -> int:
             return token_features(a.run.model, params, a.obs, decision_positions(a.run.model, a.obs), sites)
         return site_features(a.run.model, params, a.obs, sites)
 
-    options = dict(kind=args.probe, l2="cv" if args.l2 == "cv" else float(args.l2))
+    options = {"kind": args.probe, "l2": "cv" if args.l2 == "cv" else float(args.l2)}
     features = features_of(a.params)
     scores = fit_probes(features, values, **options)
     shuffled = fit_probes(features, values, shuffle_labels=True, **options)

@@ -14,9 +14,8 @@ from rljaxinterp.cli import help_of
 
 
 def run_search(args) -> int:
-    import jax
 
-    from rljaxinterp.cli.interp import analysis_states
+    from rljaxinterp.cli.interp import choose_states
     from rljaxinterp.envs.boards import from_actions
     from rljaxinterp.eval.truth import QUICK_MIN_PIECES, SOLVED_GAMES, truth
     from rljaxinterp.interp import search
@@ -33,8 +32,7 @@ def run_search(args) -> int:
         width = max(len(s) for s in seqs)
         states = from_actions(env_name, np.array([s + [-1] * (width - len(s)) for s in seqs]))
     else:
-        states = analysis_states(run.env, env_name, args.states, args.seed)
-        states = jax.tree.map(lambda x: x[~np.asarray(states.done)], states)
+        states, _ = choose_states(run, run.env, run.params(step), "auto", args.states, args.seed, 0.0)
     tree = search.search_trees(run, run.params(step), states, num_simulations=args.simulations)
     stats = search.summarise(search.tree_statistics(tree))
     summary = {"run": str(args.run_dir), "step": step, "positions": len(tree.search_move),

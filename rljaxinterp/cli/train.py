@@ -42,12 +42,26 @@ def _default(field: dataclasses.Field):
     return field.default_factory()  # type: ignore[misc]
 
 
+def presets_text(kind) -> str:
+    """Every env's preset, as ``--help`` shows it: the flags a preset sets beyond the defaults."""
+    def flags(preset) -> str:
+        text = ", ".join(f"--{k.replace('_', '-')} {v if isinstance(v, str) else json.dumps(v)}" for k, v in preset.items())
+        return text or "the defaults"
+
+    lines = ["presets (unset flags take these for the chosen --env):"]
+    lines += [f"  {env}: {flags(preset)}" for env, preset in kind.presets.items()]
+    if kind.fallback_preset:
+        lines.append(f"  any other env: {flags(kind.fallback_preset)}")
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     train_parser = subparsers.add_parser("train", help=help_of("train"))
     kinds = train_parser.add_subparsers(dest="algorithm", required=True)
     for name, kind in KINDS.items():
         cls = kind.config_cls
-        p = kinds.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0], description=cls.__doc__)
+        p = kinds.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0], description=cls.__doc__,
+                             epilog=presets_text(kind), formatter_class=argparse.RawDescriptionHelpFormatter)
         env_field = next((f for f in dataclasses.fields(cls) if f.name == "env"), None)
         if env_field is not None:  # kinds without one (distill) take their env from another run
             env = DEFAULT_ENV.get(name, _default(env_field))
