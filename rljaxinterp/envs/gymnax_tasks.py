@@ -6,7 +6,6 @@ import dataclasses
 import inspect
 from typing import Any
 
-import gymnax
 import jax.numpy as jnp
 
 from rljaxinterp.envs.base import (
@@ -66,6 +65,8 @@ class GymnaxTask(Env):
     """
 
     def __init__(self, name: str, **options: Any) -> None:
+        import gymnax  # imported when a task is made (it pulls in seaborn and scipy: seconds)
+
         probe, params = gymnax.make(name)
         ctor_args = _constructor_args(type(probe))
         param_fields = [f.name for f in dataclasses.fields(params)]

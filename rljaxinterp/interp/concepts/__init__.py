@@ -10,6 +10,7 @@ many of its members are asked for.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 
 import jax
@@ -18,6 +19,17 @@ from rljaxinterp.envs.base import EnvState
 
 Concept = Callable[[EnvState], jax.Array]
 _LIBRARY: dict[str, dict[str, Concept]] = {}
+_GRIDWORLDS = ("CoinAtEnd", "CheeseMaze", "KeysChests", "TreeGrid", "MonsterGrid")
+# The built-in libraries (env -> module), each imported the first time its env is named: pgx's
+# chess alone takes seconds to import, and a command needs only its own game's library.
+BUILT_IN = {"tic_tac_toe": "tic_tac_toe", "connect_four": "connect_four", "chess": "chess", "go_9x9": "go",
+            "go_19x19": "go", "GraphPaths-v0": "graph_paths", "DarkRoom-v0": "dark_room",
+            "DarkRoomHard-v0": "dark_room", **dict.fromkeys(_GRIDWORLDS, "gridworlds")}
+
+
+def _load(env_name: str) -> None:
+    if env_name in BUILT_IN:
+        importlib.import_module(f"{__name__}.{BUILT_IN[env_name]}")
 
 
 class _Member:
@@ -32,6 +44,7 @@ class _Member:
 
 def register(env_name: str, name: str, fn: Concept, *, overwrite: bool = False) -> None:
     """Add concept ``name`` for environment ``env_name``."""
+    _load(env_name)
     library = _LIBRARY.setdefault(env_name, {})
     if name in library and not overwrite:
         raise ValueError(f"concept {name!r} is already registered for {env_name!r}; pass overwrite=True")
@@ -42,6 +55,7 @@ def register_group(
     env_name: str, names: Sequence[str], fn: Callable[[EnvState], jax.Array], *, overwrite: bool = False
 ) -> None:
     """Add concepts ``names``, all computed by ``fn``: ``EnvState (batched) -> (states, len(names))``."""
+    _load(env_name)
     names = list(names)
     if len(set(names)) != len(names):
         raise ValueError(f"register_group for {env_name!r}: names must be distinct; got {names}")
@@ -54,8 +68,10 @@ def register_group(
 
 
 def available(env_name: str) -> list[str]:
+    _load(env_name)
     if env_name not in _LIBRARY:
-        raise ValueError(f"no concept library for {env_name!r}; libraries exist for: {', '.join(sorted(_LIBRARY))}")
+        known = sorted({*_LIBRARY, *BUILT_IN})
+        raise ValueError(f"no concept library for {env_name!r}; libraries exist for: {', '.join(known)}")
     return list(_LIBRARY[env_name])
 
 
@@ -82,14 +98,3 @@ def compute(env_name: str, states: EnvState, names: Iterable[str] | None = None)
 
     values = jax.jit(evaluate)(states)
     return {n: values[n] for n in names}  # jit sorts dict keys; keep the library's order
-
-
-from rljaxinterp.interp.concepts import (  # noqa: F401  (register)
-    chess,
-    connect_four,
-    dark_room,
-    go,
-    graph_paths,
-    gridworlds,
-    tic_tac_toe,
-)
