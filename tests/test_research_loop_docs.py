@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """``runs/c4`` and ``runs/maze``: the documented presets shrunk (one residual block of 8
-    channels, a few iterations), so every site name of the page exists."""
+    """``runs/c4`` and ``runs/maze``: the documented runs shrunk (one residual block of 8
+    channels; a 16-16 MLP; a few iterations), so every site name of the page exists."""
     from rljaxinterp.runs import default_config, train
 
     root = tmp_path_factory.mktemp("loop")
@@ -25,8 +25,8 @@ def workdir(tmp_path_factory):
                         max_num_considered_actions=4, updates_per_iteration=1, minibatch_size=32, replay_size=256,
                         model_kwargs={"channels": 8, "blocks": 1})
     train(c4, root / "runs" / "c4", progress=False)
-    maze = default_config("ppo", "CheeseMaze", env_kwargs={"size": 7, "max_steps": 40},
-                          model_kwargs={"channels": 8, "blocks": 1}, num_envs=8, num_steps=16, total_timesteps=8 * 16 * 2)
+    maze = default_config("ppo", "CheeseMaze", env_kwargs={"size": 7, "corner_size": 2, "max_steps": 50}, model="mlp",
+                          model_kwargs={"hidden": [16, 16]}, num_envs=8, num_steps=16, total_timesteps=8 * 16 * 2)
     train(maze, root / "runs" / "maze", progress=False)
     return root
 
@@ -68,11 +68,12 @@ COMMANDS = [
     ["sweep", "--states", "256", "--method", "mean"],
     ["attribute", "--states", "256", "--method", "occlusion", "--metric", "action"],
     ["attribute", "--states", "128"],
-    ["factorise", "--states", "256", "--site", "block0.resid_post", "--rank", "3", "--iterations", "50"],
-    ["steer", "--states", "256", "--site", "block0.resid_post", "--episodes", "8", "--coefficients", "1"],
-    ["ablate", "--states", "256", "--site", "block0.resid_post", "--units", "0,1", "--episodes", "8"],
+    ["factorise", "--states", "256", "--site", "SITE", "--rank", "3", "--iterations", "50"],
+    ["steer", "--states", "256", "--site", "SITE", "--episodes", "8", "--coefficients", "1"],
+    ["ablate", "--states", "256", "--site", "SITE", "--units", "0,1", "--episodes", "8"],
     ["report", "--states", "256"],
 ]
+SITE = {"c4": "block0.resid_post", "maze": "layer1.post"}
 CONCEPT = {"c4": ["--concept", "opponent_immediate_win"], "maze": ["--concept", "goal_is_right", "--distribution", "test"]}
 
 
@@ -83,6 +84,7 @@ def test_every_command_runs_on_every_kind_of_env(workdir, run, tmp_path):
     folder = str(workdir / "runs" / run)
     for i, argv in enumerate(COMMANDS):
         extra = CONCEPT[run] if argv[0] == "steer" else []
+        argv = [SITE[run] if a == "SITE" else a for a in argv]
         assert main([argv[0], folder, *argv[1:], *extra, "--out", str(tmp_path / str(i))]) == 0, argv
         out = tmp_path / str(i)
         parts = [out / p for p in ("probe", "sweep", "attribute")] if argv[0] == "report" else [out]

@@ -267,12 +267,17 @@ def run_probe(args) -> int:
     binary = [c for c in scores.concepts if set(np.unique(values[c])) <= {0.0, 1.0}]
     summary = scores.summary()
     per_concept = {}
+    # the input is the same for every network: compare hidden sites, and give the input's score apart
+    hidden = np.asarray([site != "input" for site in scores.sites])
+    input_row = scores.sites.index("input") if "input" in scores.sites else None
     for j, c in enumerate(scores.concepts):
-        i = int(np.argmax(np.asarray(scores.test)[:, j]))
+        i = int(np.argmax(np.where(hidden, np.asarray(scores.test)[:, j], -np.inf)))
         per_concept[c] = {"kind": "binary" if c in binary else "real", "best_site": scores.sites[i],
                           **summary[scores.sites[i]][c],
+                          "input": None if input_row is None else float(np.asarray(scores.test)[input_row, j]),
                           "shuffled_labels": float(np.asarray(shuffled.test)[i, j]),
-                          "untrained_best": None if untrained is None else float(np.asarray(untrained.test)[:, j].max())}
+                          "untrained_best": None if untrained is None
+                          else float(np.asarray(untrained.test)[hidden, j].max())}
     result = {"probe": args.probe, "l2": args.l2, "leaked_rows": int(leaks), "dropped_constant": constant,
               "test": summary, "shuffled_labels": shuffled.table(),
               "untrained": None if untrained is None else untrained.table(), "by_concept": per_concept}
@@ -280,9 +285,10 @@ def run_probe(args) -> int:
     for c, r in per_concept.items():
         ci = "" if r["ci"][0] is None else f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
         balanced = f"{r['balanced']:.3f}" if r["kind"] == "binary" else "-"
-        untrained_text = "n/a" if r["untrained_best"] is None else f"{r['untrained_best']:.3f}"
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
         rows.append(f"| {c} | {'accuracy' if r['kind'] == 'binary' else 'R^2'} | {r['best_site']} | {r['test']:.3f}{ci} | "
-                    f"{balanced} | {r['baseline']:.3f} | {r['shuffled_labels']:.3f} | {untrained_text} |")
+                    f"{balanced} | {r['baseline']:.3f} | {fmt(r['input'])} | {r['shuffled_labels']:.3f} | "
+                    f"{fmt(r['untrained_best'])} |")
     figures = []
     for kind, names in (("binary", binary), ("real", [c for c in scores.concepts if c not in binary])):
         if not names:
@@ -304,10 +310,11 @@ def run_probe(args) -> int:
         f"{args.probe} probes on every site (input included), l2 {args.l2}, held-out quarter of the distinct "
         f"states ({leaks} test states also in the training split). Score at the best site with its 95% bootstrap "
         "interval; binary concepts by accuracy (and balanced accuracy, 0.5 = chance) beside the majority-class "
-        "accuracy, real ones by R^2 (baseline 0). Controls: the same probes on shuffled labels, and on a freshly "
-        "initialised network of the same architecture (its best site; the input site is the same in both).", "",
-        "| concept | score | best site | test [95% CI] | balanced acc. | majority baseline | shuffled labels | "
-        "untrained net |", "|---|---|---|---|---|---|---|---|", *rows, "",
+        "accuracy, real ones by R^2 (baseline 0). The best hidden site is compared with the input (what a probe "
+        "reads without the network), the same probe on shuffled labels, and the best hidden site of a freshly "
+        "initialised network of the same architecture.", "",
+        "| concept | score | best hidden site | test [95% CI] | balanced acc. | majority baseline | input | "
+        "shuffled labels | untrained net |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
         *(f"![{f}]({f})" for f in figures),
         *([f"Constant on these states, not probed: {', '.join(constant)}."] if constant else [])])
     print(f"probes for {len(scores.concepts)} concepts x {len(scores.sites)} sites written to {a.out}/")
@@ -421,7 +428,7 @@ def _behaviour_text(summary: dict, what: str, args, two_player: bool) -> list[st
 
     against = f" against a {args.opponent} opponent, half the games moving first" if two_player else ""
     return [f"## Behaviour over {args.episodes} {'games' if two_player else 'episodes'}{against}", "",
-            f"{what} at every step, the agent playing its {args.policy} move; each control is the same edit aimed "
+            f"{what} at every step, the agent playing its {'greedy' if args.policy == 'greedy' else 'sampled'} move; each control is the same edit aimed "
             "at random (a random direction of equal norm, or as many random units), played from the same keys.", "",
             *behaviour_lines(summary), "", "![behaviour](behaviour.png)"]
 

@@ -60,7 +60,8 @@ class Behaviour:
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per metric: the unedited mean, and per member the edited and control means with
-        standard errors over episodes (pooled rates carry no standard error)."""
+        standard errors (over episodes; binomial for pooled rates), and the event counts of
+        pooled rates (``edited_n``, ``control_n``)."""
         out = {}
         for name in self.baseline:
             if name.endswith("_of"):
@@ -69,6 +70,10 @@ class Behaviour:
             out[name] = {"baseline": float(means[0]), "edited": means[1].tolist(), "edited_se": _se(self.edited, name).tolist(),
                          "control": means[2].tolist(), "control_se": _se(self.control, name).tolist(),
                          "labels": list(self.labels)}
+            if f"{name}_of" in self.baseline:
+                out[name].update({f"{k}_n": np.asarray(d[f"{name}_of"]).sum(-1).astype(int).tolist()
+                                  for k, d in (("baseline", self.baseline), ("edited", self.edited),
+                                               ("control", self.control))})
         return out
 
 
@@ -82,8 +87,14 @@ def _mean(d: dict, name: str) -> np.ndarray:
 
 
 def _se(d: dict, name: str) -> np.ndarray:
+    """Standard error over episodes; for a pooled rate the binomial one, sqrt(p (1 - p) / n)
+    over its n events (it ignores that events of one episode are not independent)."""
     x = np.asarray(d[name], np.float64)
-    if f"{name}_of" in d or x.shape[-1] < 2:
+    if f"{name}_of" in d:
+        n = np.asarray(d[f"{name}_of"], np.float64).sum(-1)
+        p = _mean(d, name)
+        return np.where(n > 0, np.sqrt(p * (1 - p) / np.maximum(n, 1)), np.nan)
+    if x.shape[-1] < 2:
         return np.full(x.shape[:-1], np.nan)
     return x.std(-1, ddof=1) / np.sqrt(x.shape[-1])
 
