@@ -22,7 +22,8 @@ def ttt():
 
 @pytest.fixture(scope="module")
 def maze():
-    return _agent("ppo", "CheeseMaze")
+    return _agent("ppo", "CheeseMaze", env_kwargs={"size": 7, "corner_size": 2, "max_steps": 50}, model="mlp",
+                  model_kwargs={"hidden": [16, 16]})
 
 
 def _direction(agent, params, site):
@@ -57,14 +58,14 @@ def test_a_zero_vector_changes_no_game_and_neither_does_its_control(ttt):
 
 def test_gridworld_rollout_reports_the_env_counters(maze):
     agent, params = maze
-    v = _direction(agent, params, "stem.post")
-    b = rollout(agent.model, params, agent.env, [interp.add("stem.post", 0.0 * v), interp.add("stem.post", 3.0 * v)],
+    v = _direction(agent, params, "layer1.post")
+    b = rollout(agent.model, params, agent.env, [interp.add("layer1.post", 0.0 * v), interp.add("layer1.post", 3.0 * v)],
                 episodes=8, key=jax.random.key(2), steps=40, policy="sample")
     assert {"reached_cheese", "reached_corner", "return", "length"} <= set(b.baseline)
     assert _same({k: x[0] for k, x in b.edited.items()}, b.baseline)
     assert np.all(np.asarray(b.baseline["length"]) <= 40)
     # same keys for every member: a rerun is bit-identical
-    again = rollout(agent.model, params, agent.env, [interp.add("stem.post", 0.0 * v), interp.add("stem.post", 3.0 * v)],
+    again = rollout(agent.model, params, agent.env, [interp.add("layer1.post", 0.0 * v), interp.add("layer1.post", 3.0 * v)],
                     episodes=8, key=jax.random.key(2), steps=40, policy="sample")
     assert _same(again.edited, b.edited) and _same(again.control, b.control)
 
