@@ -70,6 +70,7 @@ def test_tic_tac_toe_pairs_remove_the_opponent_threat(ttt_states):
     assert np.array_equal(again.counterfactual.observation, pairs.counterfactual.observation)
 
 
+@pytest.mark.slow
 def test_connect_four_random_positions_lose_the_opponent_win():
     states = random_play_states(make("connect_four"), 8, 14, jax.random.PRNGKey(1))
     pairs = cf.find_pairs("connect_four", states, "opponent_immediate_win", to=False)
@@ -190,6 +191,7 @@ def test_errors_name_the_bad_value_and_the_choices(ttt_states, maze):
         cf.find_pairs("tic_tac_toe", ttt_states, "can_win_now", max_edits=3)
 
 
+@pytest.mark.slow
 def test_keys_chests_agent_moves_to_free_cells_only():
     env = make("KeysChests", size=5)
     states = jax.vmap(env.init)(jax.random.split(jax.random.PRNGKey(2), 4))

@@ -189,7 +189,7 @@ def test_bootstrap_interval_contains_the_estimate_matches_numpy_and_narrows_with
         x, concepts = _data(seed=3, n=n)
         concepts = {k: concepts[k] for k in ("mild", "sign")}
         key = jax.random.key(4)
-        scores = fit_probes({"x": x}, concepts, key=key)  # bootstrap=1000 by default
+        scores = fit_probes({"x": x}, concepts, key=key, bootstrap=1000)
         low, high, test = np.asarray(scores.ci_low[0]), np.asarray(scores.ci_high[0]), np.asarray(scores.test[0])
         assert np.all(low <= test) and np.all(test <= high) and np.all(low < high)
         widths[n] = high - low

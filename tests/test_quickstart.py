@@ -140,6 +140,6 @@ def test_cli_attribute_factorise_and_steer_on_a_run(tiny_run, tmp_path):
     assert abs(steer["one_step"]["policy_kl"][0]) < 1e-6 and steer["one_step"]["policy_kl"][1] > 1e-4
     # coefficient 0 plays exactly as the unedited agent, and so does its (zero-norm) control
     win = steer["behaviour"]["win"]
-    assert win["edited"][0] == win["baseline"] == win["control"][0]
+    assert win["edited"][0] == win["baseline"] == win["control"][0] and win["p"][0] == 1.0
     with pytest.raises(SystemExit, match=r"unknown concept\(s\) \['nope'\]"):
         main(["steer", str(tiny_run), "--site", "layer0.post", "--concept", "nope", "--out", str(tmp_path / "x")])

@@ -1,5 +1,7 @@
 """Behaviour under interventions (``interp.behaviour.rollout``) and per-state patching data."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,10 +42,12 @@ def test_a_zero_vector_changes_no_game_and_neither_does_its_control(ttt):
     agent, params = ttt
     v = _direction(agent, params, "layer0.post")
     b = rollout(agent.model, params, agent.env, [interp.add("layer0.post", c * v) for c in (0.0, 4.0)],
-                episodes=32, key=jax.random.key(1), labels=[0, 4])
+                episodes=32, key=jax.random.key(1), labels=[0, 4], controls=3)
     zero_edit = {k: x[0] for k, x in b.edited.items()}
-    zero_control = {k: x[0] for k, x in b.control.items()}
-    assert _same(zero_edit, b.baseline) and _same(zero_control, b.baseline)
+    assert _same(zero_edit, b.baseline) and b.control["win"].shape == (2, 3, 32)
+    assert all(_same({k: x[0, d] for k, x in b.control.items()}, b.baseline) for d in range(3))
+    # the three draws of the 4x control aim in different directions
+    assert len({np.asarray(b.control["greedy_move_kept"][1, d]).tobytes() for d in range(3)}) > 1
     assert np.all(b.baseline["greedy_move_kept"] == 1.0)
     outcome = b.baseline["win"] + b.baseline["draw"] + b.baseline["loss"]
     assert np.all(outcome == 1.0) and np.all(b.baseline["finished"] == 1.0)
@@ -52,10 +56,14 @@ def test_a_zero_vector_changes_no_game_and_neither_does_its_control(ttt):
     summary = b.summary()
     assert set(summary) >= {"win", "draw", "loss", "took_win", "blocked", "greedy_move_kept"}
     assert "took_win_of" not in summary and summary["win"]["labels"] == ["0", "4"]
+    assert summary["win"]["p"][0] == 1.0  # no edit: every control draw is as far from it as it is
+    assert 1 / 4 <= summary["greedy_move_kept"]["p"][1] <= 1.0 and len(summary["win"]["control_draws"][1]) == 3
+    json.dumps(summary)  # NaN-free
     for name in ("took_win", "blocked"):
         assert all(np.isnan(x) or 0.0 <= x <= 1.0 for x in summary[name]["edited"])
 
 
+@pytest.mark.slow
 def test_gridworld_rollout_reports_the_env_counters(maze):
     agent, params = maze
     v = _direction(agent, params, "layer1.post")
@@ -94,6 +102,9 @@ def test_rollout_rejects_bad_input(ttt):
     with pytest.raises(ValueError, match="same interventions"):
         rollout(agent.model, params, agent.env, [interp.zero_ablate("layer0.post"), interp.zero_ablate("layer0.pre")],
                 episodes=2, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="controls=0 must be a positive integer"):
+        rollout(agent.model, params, agent.env, [interp.zero_ablate("layer0.post")], episodes=2,
+                key=jax.random.key(0), controls=0)
     with pytest.raises(ValueError, match="episodes=0"):
         rollout(agent.model, params, agent.env, [interp.zero_ablate("layer0.post")], episodes=0, key=jax.random.key(0))
 

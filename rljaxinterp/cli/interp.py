@@ -258,7 +258,7 @@ def run_probe(args) -> int:
 
     options = {"kind": args.probe, "l2": "cv" if args.l2 == "cv" else float(args.l2)}
     features = features_of(a.params)
-    scores = fit_probes(features, values, **options)
+    scores = fit_probes(features, values, bootstrap=1000, **options)
     shuffled = fit_probes(features, values, shuffle_labels=True, **options)
     untrained_params = _untrained_params(a.run, args.seed)
     untrained = None if untrained_params is None else fit_probes(features_of(untrained_params), values, **options)
@@ -416,7 +416,7 @@ def _behaviour(a: Analysis, args, members, labels, xlabel: str, title: str) -> d
     from rljaxinterp.interp.behaviour import rollout
     from rljaxinterp.reporting.behaviour import plot_behaviour
 
-    behaviour = rollout(a.run.model, a.params, a.env, members, episodes=args.episodes,
+    behaviour = rollout(a.run.model, a.params, a.env, members, episodes=args.episodes, controls=args.controls,
                         key=jax.random.key(args.seed + 1), policy=args.policy, opponent=args.opponent, labels=labels)
     summary = behaviour.summary()
     plot_behaviour(summary, a.out / "behaviour.png", title, xlabel)
@@ -428,8 +428,10 @@ def _behaviour_text(summary: dict, what: str, args, two_player: bool) -> list[st
 
     against = f" against a {args.opponent} opponent, half the games moving first" if two_player else ""
     return [f"## Behaviour over {args.episodes} {'games' if two_player else 'episodes'}{against}", "",
-            f"{what} at every step, the agent playing its {'greedy' if args.policy == 'greedy' else 'sampled'} move; each control is the same edit aimed "
-            "at random (a random direction of equal norm, or as many random units), played from the same keys.", "",
+            f"{what} at every step, the agent playing its {'greedy' if args.policy == 'greedy' else 'sampled'} move. "
+            f"Each edit has {args.controls} random controls, the same edit aimed at random (a random direction of "
+            "equal norm, or as many random units), played from the same keys; p is the share of them at least as far "
+            "from the unedited agent as the edit, counting the edit ((1 + k) / (1 + draws)).", "",
             *behaviour_lines(summary), "", "![behaviour](behaviour.png)"]
 
 
@@ -571,6 +573,7 @@ def add_parsers(commands) -> None:
                                                                                      else ""))
             p.add_argument("--policy", choices=("greedy", "sample"), default="greedy",
                            help="the edited agent's move: greedy, or sampled from its policy")
+            p.add_argument("--controls", type=int, default=4, help="random controls drawn per intervention")
             p.add_argument("--opponent", choices=("random", "self"), default="random",
                            help="two-player games: a uniformly random player, or the unedited network")
         if name == "steer":

@@ -45,8 +45,9 @@ Opponent = str | Callable[[EnvState, jax.Array], jax.Array]
 
 @struct.dataclass
 class Behaviour:
-    """Per-episode behaviour, each metric shaped ``(episodes,)`` for the unedited network and
-    ``(members, episodes)`` for the edits and for their random controls.
+    """Per-episode behaviour, each metric shaped ``(episodes,)`` for the unedited network,
+    ``(members, episodes)`` for the edits and ``(members, controls, episodes)`` for their random
+    controls (several independent draws per member: the null an edit is judged against).
 
     Rates whose denominator varies by episode (``blocked``: threats blocked out of threats
     faced) are kept as ``<name>`` numerators and ``<name>_of`` denominators; ``summary``
@@ -59,22 +60,42 @@ class Behaviour:
     labels: tuple[str, ...] = struct.field(pytree_node=False)
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per metric: the unedited mean, and per member the edited and control means with
-        standard errors (over episodes; binomial for pooled rates), and the event counts of
-        pooled rates (``edited_n``, ``control_n``)."""
+        """Per metric: the unedited mean; per member the edited mean and its standard error
+        (over episodes; binomial for pooled rates), the control mean over every draw, each
+        draw's mean, their spread (standard deviation across draws) and, with 2 or more draws,
+        ``p``: the share of draws at least as far from the unedited mean as the edit, counting
+        the edit itself ((1 + k) / (1 + draws)). Pooled rates also give their event counts."""
         out = {}
         for name in self.baseline:
             if name.endswith("_of"):
                 continue
-            means = [_mean(d, name) for d in (self.baseline, self.edited, self.control)]
-            out[name] = {"baseline": float(means[0]), "edited": means[1].tolist(), "edited_se": _se(self.edited, name).tolist(),
-                         "control": means[2].tolist(), "control_se": _se(self.control, name).tolist(),
+            base, edit = float(_mean(self.baseline, name)), _mean(self.edited, name)
+            draws = _mean(self.control, name)  # (members, controls)
+            control = _mean({k: _merge_draws(v) for k, v in self.control.items()}, name)
+            far = np.abs(draws - base) >= np.abs(edit - base)[:, None] - 1e-12
+            n_draws = draws.shape[1]
+            out[name] = {"baseline": base, "edited": edit.tolist(), "edited_se": _se(self.edited, name).tolist(),
+                         "control": control.tolist(), "control_draws": draws.tolist(),
+                         "control_spread": (draws.std(1, ddof=1) if n_draws > 1 else np.full(len(edit), np.nan)).tolist(),
+                         "p": ((1 + far.sum(1)) / (1 + n_draws) if n_draws > 1 else np.full(len(edit), np.nan)).tolist(),
                          "labels": list(self.labels)}
             if f"{name}_of" in self.baseline:
                 out[name].update({f"{k}_n": np.asarray(d[f"{name}_of"]).sum(-1).astype(int).tolist()
-                                  for k, d in (("baseline", self.baseline), ("edited", self.edited),
-                                               ("control", self.control))})
-        return out
+                                  for k, d in (("baseline", self.baseline), ("edited", self.edited))})
+        return {k: {f: _nulls(v) for f, v in d.items()} for k, d in out.items()}
+
+
+def _merge_draws(x) -> np.ndarray:
+    """(members, controls, episodes) -> (members, controls * episodes)."""
+    x = np.asarray(x)
+    return x.reshape(x.shape[0], -1)
+
+
+def _nulls(v):
+    """NaN -> None, so a summary is valid JSON."""
+    if isinstance(v, list):
+        return [_nulls(x) for x in v]
+    return None if isinstance(v, float) and np.isnan(v) else v
 
 
 def _mean(d: dict, name: str) -> np.ndarray:
@@ -145,16 +166,17 @@ def _stack_members(members: Sequence[list[AnyIntervention]]) -> list[AnyInterven
     return [jax.tree.map(stack, *column) for column in zip(*members)]
 
 
-def _members(interventions, key) -> tuple[list[AnyIntervention], int]:
-    """Unedited, the edits, their controls: one batched list, and the number of edits."""
+def _members(interventions, key, controls: int = 1) -> tuple[list[AnyIntervention], int]:
+    """Unedited, the edits, ``controls`` random controls per edit: one batched list, and the
+    number of edits."""
     members = [_as_list(m) for m in interventions]
     if not members or any(not m for m in members):
         raise ValueError("interventions must be a non-empty list of members, each an intervention or a non-empty "
                          "list of interventions applied together (e.g. [add(site, c * v) for c in coefficients])")
-    keys = jax.random.split(key, (len(members), len(members[0])))
-    controls = [[random_like(iv, k) for iv, k in zip(m, ks)] for m, ks in zip(members, keys)]
+    keys = jax.random.split(key, (len(members), controls, len(members[0])))
+    drawn = [[random_like(iv, k) for iv, k in zip(m, ks)] for m, draws in zip(members, keys) for ks in draws]
     unedited = [identity_like(iv) for iv in members[0]]
-    return _stack_members([unedited, *members, *controls]), len(members)
+    return _stack_members([unedited, *members, *drawn]), len(members)
 
 
 def _act(model, params, ivs, obs, legal, key, policy):
@@ -246,6 +268,7 @@ def rollout(
     policy: str = "greedy",
     opponent: Opponent = "random",
     labels: Sequence[Any] | None = None,
+    controls: int = 1,
 ) -> Behaviour:
     """Play ``episodes`` episodes (one-player tasks) or games (two-player games, half with the
     agent moving first) with each member of ``interventions`` applied at every step.
@@ -274,7 +297,9 @@ def rollout(
         raise ValueError(f"episodes={episodes!r} must be a positive integer")
     if isinstance(interventions, (Intervention, SubspaceIntervention)):
         interventions = [interventions]
-    members, count = _members(list(interventions), jax.random.fold_in(key, 1))
+    if isinstance(controls, bool) or not isinstance(controls, (int, np.integer)) or controls < 1:
+        raise ValueError(f"controls={controls!r} must be a positive integer (random controls per member)")
+    members, count = _members(list(interventions), jax.random.fold_in(key, 1), controls)
     labels = tuple(str(x) for x in (labels if labels is not None else range(count)))
     if len(labels) != count:
         raise ValueError(f"got {len(labels)} labels for {count} members of interventions")
@@ -292,7 +317,7 @@ def rollout(
     return Behaviour(
         baseline={k: v[0] for k, v in results.items()},
         edited={k: v[1 : count + 1] for k, v in results.items()},
-        control={k: v[count + 1 :] for k, v in results.items()},
+        control={k: v[count + 1 :].reshape(count, controls, episodes) for k, v in results.items()},
         labels=labels,
     )
 

@@ -470,7 +470,7 @@ def fit_probes(
     l2_grid: tuple[float, ...] = (0.01, 0.1, 1, 10, 100, 1000),
     folds: int = 5,
     groups: np.ndarray | None = None,
-    bootstrap: int = 1000,
+    bootstrap: int = 0,
     confidence: float = 0.95,
 ) -> ProbeScores:
     """Train one probe per (site, concept) on a random split, all in one jitted call.
@@ -495,7 +495,7 @@ def fit_probes(
     cross-validation on the training split only (folds from ``cv_folds``, each standardised
     on its own fitting rows; the best mean validation score, ties to the larger l2), then
     refits on the whole training split. ``bootstrap`` resamples of the test rows (drawn
-    once from ``key``; 0 for none, giving NaN) give the ``confidence`` percentile interval
+    once from ``key``; 0, the default, for none: NaN) give the ``confidence`` percentile interval
     of the test score (``ci_low``, ``ci_high``).
     """
     if kind not in KINDS:

@@ -15,8 +15,9 @@ SKIPPED = ("agent_moves", "finished")  # bookkeeping, not behaviour
 
 def plot_behaviour(summary: dict, path: Path, title: str, xlabel: str = "intervention",
                    metrics: Sequence[str] | None = None) -> Path:
-    """``summary`` is ``Behaviour.summary()``; members along x (labels), error bars are one
-    standard error over episodes (none for pooled rates)."""
+    """``summary`` is ``Behaviour.summary()``; members along x (labels). Error bars: one
+    standard error of the edit, and the spread (standard deviation) of the random-control draws,
+    each draw drawn as a dot."""
     plt = pyplot()
     names = [m for m in (metrics or summary) if m in summary and m not in SKIPPED]
     cols = min(3, len(names))
@@ -25,10 +26,13 @@ def plot_behaviour(summary: dict, path: Path, title: str, xlabel: str = "interve
     for ax, name in zip(axes.flat, names):
         s = summary[name]
         x = np.arange(len(s["labels"]))
-        for key, colour, text in (("edited", "C0", "edit"), ("control", "C7", "random control")):
-            y = np.asarray(s[key], np.float64)
-            err = np.nan_to_num(np.asarray(s[f"{key}_se"], np.float64))
-            ax.errorbar(x, y, yerr=err, color=colour, marker="o", capsize=3, label=text)
+        for key, spread, colour, text in (("edited", "edited_se", "C0", "edit"),
+                                          ("control", "control_spread", "C7", "random control")):
+            ax.errorbar(x, _floats(s[key]), yerr=np.nan_to_num(_floats(s[spread])), color=colour, marker="o",
+                        capsize=3, label=text)
+        draws = _floats(s["control_draws"])
+        if draws.shape[1] > 1:
+            ax.plot(np.repeat(x, draws.shape[1]), draws.reshape(-1), ".", color="C7", alpha=0.4, ms=3)
         ax.axhline(s["baseline"], color="k", lw=1, ls="--", label="unedited")
         ax.set_xticks(x, s["labels"], fontsize=8)
         ax.set_title(name, fontsize=9)
@@ -40,14 +44,19 @@ def plot_behaviour(summary: dict, path: Path, title: str, xlabel: str = "interve
     return save_figure(fig, path)
 
 
+def _floats(values) -> np.ndarray:
+    return np.array(values, dtype=np.float64)  # None (JSON's NaN) -> nan
+
+
 def behaviour_lines(summary: dict, metrics: Sequence[str] | None = None) -> list[str]:
-    """A Markdown table: per metric and member, unedited -> edited (control)."""
+    """A Markdown table: per metric and member, edit, control mean (and p with several draws)."""
     names = [m for m in (metrics or summary) if m in summary and m not in SKIPPED]
     labels = summary[names[0]]["labels"] if names else []
-    lines = ["| metric | unedited | " + " | ".join(f"{lab}: edit (control)" for lab in labels) + " |",
+    lines = ["| metric | unedited | " + " | ".join(f"{lab}: edit / control (p)" for lab in labels) + " |",
              "|---|---|" + "---|" * len(labels)]
     for name in names:
         s = summary[name]
-        cells = [f"{e:.3f} ({c:.3f})" for e, c in zip(s["edited"], s["control"])]
+        cells = [f"{e:.3f} / {c:.3f}" + ("" if p is None else f" (p {p:.2f})")
+                 for e, c, p in zip(_floats(s["edited"]), _floats(s["control"]), s["p"])]
         lines.append(f"| {name} | {s['baseline']:.3f} | " + " | ".join(cells) + " |")
     return lines

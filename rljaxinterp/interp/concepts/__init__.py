@@ -29,7 +29,9 @@ BUILT_IN = {"tic_tac_toe": "tic_tac_toe", "connect_four": "connect_four", "chess
 
 def _load(env_name: str) -> None:
     if env_name in BUILT_IN:
-        importlib.import_module(f"{__name__}.{BUILT_IN[env_name]}")
+        # a first use may come inside a traced function: the module's constants must stay concrete
+        with jax.ensure_compile_time_eval():
+            importlib.import_module(f"{__name__}.{BUILT_IN[env_name]}")
 
 
 class _Member:
