@@ -107,6 +107,7 @@ def _pick(scores):
     return GRID[len(GRID) - 1 - int(np.argmax(scores[::-1]))]
 
 
+@pytest.mark.slow
 def test_cross_validated_ridge_l2_matches_a_numpy_reference_and_never_reads_the_test_rows():
     x, concepts = _data()
     key = jax.random.key(0)
@@ -183,6 +184,7 @@ def _numpy_interval(pred, y, counts, confidence=0.95):
     return np.percentile(1 - resampled / var, [100 * alpha, 100 * (1 - alpha)])
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_contains_the_estimate_matches_numpy_and_narrows_with_more_states():
     widths = {}
     for n in (200, 2000):
@@ -277,6 +279,7 @@ def test_bad_options_are_named(kwargs, message):
         fit_probes({"x": x}, {"sign": concepts["sign"]}, **kwargs)
 
 
+@pytest.mark.slow
 def test_cross_validated_ridge_on_more_features_than_states_uses_the_dual_and_agrees():
     rng = np.random.default_rng(8)
     n, d = 60, 64  # 45 training states < 64 features: the kernel (dual) systems
