@@ -194,4 +194,4 @@ def test_probe_cli_reads_the_decision_token(trained, tmp_path):
     assert main(["probe", str(trained), "--states", "256", "--out", str(tmp_path)]) == 0
     table = json.loads((tmp_path / "probes.json").read_text())["test"]
     assert set(table["blocks.0.resid_post"]) >= {"goal_row", "goal_col", "distance_to_goal", "goal_found_in_context"}
-    assert table["embed"]["agent_row"] > 0.9  # the decision token embeds the current position
+    assert table["embed"]["agent_row"]["test"] > 0.9  # the decision token embeds the current position

@@ -151,13 +151,12 @@ def plot_probe_table(scores: np.ndarray, sites: Sequence[str], concepts: Sequenc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(concepts), 1 + 0.32 * len(sites)))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.45 * len(concepts)), 1.5 + 0.32 * len(sites)))
     im = ax.imshow(scores, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(concepts)), concepts, rotation=70, ha="right", fontsize=7)
     ax.set_yticks(range(len(sites)), sites, fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, label=label)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # fits long site and concept names, however few
     plt.close(fig)
     return path
