@@ -258,7 +258,9 @@ def sweep_sources(
         pad = functools.partial(pad_rows, rows=padded)
         valid = (jnp.arange(padded) < n_total).astype(jnp.float32)
         value = pad(jnp.broadcast_to(value, (n_total, *shape)))
-        state_mask = pad(jnp.broadcast_to(state_masks.get(name, 1.0), (n_total, *shape)).astype(jnp.float32))
+        # None when not given: the default sweep keeps its exact program (no extra multiply or array)
+        state_mask = (pad(jnp.broadcast_to(state_masks[name], (n_total, *shape)).astype(jnp.float32))
+                      if name in state_masks else None)
         batch = sizing.patches_per_step or _chunk(n_groups, tile * elements)
 
         @jax.jit
@@ -271,7 +273,7 @@ def sweep_sources(
                 base_metric = metric_of(run(None))
 
                 def one(i):
-                    edited = run(patch(name, value, mask_of(i) * state_mask))
+                    edited = run(patch(name, value, mask_of(i) if state_mask is None else mask_of(i) * state_mask))
                     delta = jax.tree.map(jnp.subtract, metric_of(edited), base_metric)
                     return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
 
@@ -289,7 +291,8 @@ def sweep_sources(
             rows = slice(c * chunk_len, (c + 1) * chunk_len)
             data = jax.tree.map(lambda x, pad=pad, rows=rows: shard_states(pad(x)[rows]), metric_data)
             parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
-                               shard_states(valid[rows]), data, shard_states(state_mask[rows])))
+                               shard_states(valid[rows]), data,
+                               None if state_mask is None else shard_states(state_mask[rows])))
         if reduce:
             result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
         else:
