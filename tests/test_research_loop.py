@@ -128,14 +128,18 @@ def test_a_metric_capturing_per_state_arrays_gets_told_to_use_metric_data(ttt, b
     agent, params = ttt
     clean, corrupted, actions = boards
     captured = lambda out: _logit_of(out, actions)
+    # captured per-state arrays work while the sweep sees every state at once, and fail clearly once it chunks
+    whole = interp.patching_sweep(agent.model, params, clean, corrupted, captured, sites=["layer0.post"])
     with pytest.raises(ValueError, match="metric_data=<pytree with a leading state axis>"):
-        interp.patching_sweep(agent.model, params, clean, corrupted, captured, sites=["layer0.post"])
+        interp.patching_sweep(agent.model, params, clean, corrupted, captured, sites=["layer0.post"],
+                              sizing=interp.Sizing(states_per_call=5))
     with pytest.raises(ValueError, match=r"leading state axis of 12"):
         interp.patching_sweep(agent.model, params, clean, corrupted, _logit_of, sites=["layer0.post"],
                               metric_data=actions[:5])
     fine = interp.patching_sweep(agent.model, params, clean, corrupted, _logit_of, sites=["layer0.post"],
                                  metric_data=actions, sizing=interp.Sizing(states_per_call=5))
     assert fine["layer0.post"].shape == (16,)
+    np.testing.assert_allclose(np.asarray(fine["layer0.post"]), np.asarray(whole["layer0.post"]), atol=1e-5)
 
 
 def test_state_masks_patch_exactly_the_given_elements_of_each_state(ttt, boards):

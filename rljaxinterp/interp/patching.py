@@ -241,7 +241,7 @@ def sweep_sources(
         if name not in infos:
             raise KeyError(f"unknown site {name!r}; available sites: {', '.join(infos)}")
     state_masks = _check_state_masks(state_masks, sources, infos, n_total)
-    _check_metric(model, params, base_obs, metric, metric_data, n_total)
+    _check_metric_data(metric_data, n_total)
     effects = {}
     for name, value in sources.items():
         shape = infos[name].shape
@@ -290,9 +290,14 @@ def sweep_sources(
         for c in range(n_chunks):
             rows = slice(c * chunk_len, (c + 1) * chunk_len)
             data = jax.tree.map(lambda x, pad=pad, rows=rows: shard_states(pad(x)[rows]), metric_data)
-            parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
-                               shard_states(valid[rows]), data,
-                               None if state_mask is None else shard_states(state_mask[rows])))
+            try:
+                parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
+                                   shard_states(valid[rows]), data,
+                                   None if state_mask is None else shard_states(state_mask[rows])))
+            except (TypeError, ValueError) as err:
+                if "shapes" not in str(err) or (n_chunks == 1 and tile == n_total):
+                    raise
+                raise _captured_per_state_data(err, n_total, chunk_len, tile) from err
         if reduce:
             result = jax.tree.map(lambda *p: sum(p) / n_total, *parts)
         else:
@@ -322,23 +327,19 @@ def _check_state_masks(state_masks, sources, infos, n_total) -> dict[str, jax.Ar
     return out
 
 
-def _check_metric(model, params, obs, metric, metric_data, n_total) -> None:
-    """Fail before compiling the sweep, with what to pass, when per-state data disagree with
-    the states: the usual cause is a metric closing over per-state arrays, which breaks as
-    soon as the sweep evaluates it on a tile of states."""
+def _check_metric_data(metric_data, n_total) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(metric_data):
         if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n_total:
             raise ValueError(f"metric_data{jax.tree_util.keystr(path)} has shape {np.shape(leaf)}; every leaf of "
                              f"metric_data needs a leading state axis of {n_total} (one row per state)")
-    tile = max(1, min(n_total - 1, 3)) if n_total > 1 else 1
-    out = jax.eval_shape(lambda o: run_with_interventions(model, params, o, None), obs[:tile])
-    data = jax.tree.map(lambda x: x[:tile], metric_data)
-    try:
-        jax.eval_shape((lambda o: metric(o)) if metric_data is None else (lambda o: metric(o, data)), out)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"the metric fails on a slice of {tile} of the {n_total} states ({type(err).__name__}: "
-            f"{str(err).splitlines()[0]}). The sweep evaluates the metric on chunks of states, so per-state "
-            "arrays (actions, reference logits, legal masks) must not be captured in the metric; pass them as "
-            "metric_data=<pytree with a leading state axis> and take them as the metric's second argument: "
-            "metric(output, data)") from None
+
+
+def _captured_per_state_data(err: Exception, n_total: int, chunk: int, tile: int) -> ValueError:
+    """The error for a metric that closes over per-state arrays: it works while the sweep
+    sees every state at once and breaks as soon as it walks them in chunks or tiles."""
+    return ValueError(
+        f"the metric failed on a chunk of the {n_total} states ({type(err).__name__}: {str(err).splitlines()[0]}); "
+        f"the sweep evaluates it on {chunk} states per call in tiles of {tile}, so per-state arrays (actions, "
+        "reference logits, legal masks) must not be captured in the metric: pass them as "
+        "metric_data=<pytree with a leading state axis> and take them as the metric's second argument, "
+        "metric(output, data)")
