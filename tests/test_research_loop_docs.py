@@ -36,14 +36,20 @@ def _commands() -> list[list[str]]:
     return [shlex.split(line)[1:] for line in lines if line.startswith("rljaxinterp ") and " train " not in line]
 
 
-def test_the_documented_commands_run(workdir, monkeypatch):
-    from rljaxinterp.cli import main
+def _in_fresh_process(commands: list[list[str]], cwd) -> None:
+    """Run CLI commands in one fresh interpreter: dozens of compiled programs accumulate in a
+    long test process (one XLA compile crashed there once); a command's own process is how a
+    user runs it."""
+    code = f"from rljaxinterp.cli import main\nfor argv in {commands!r}:\n    assert main(argv) == 0, argv\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, cwd=cwd,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
 
-    monkeypatch.chdir(workdir)
+
+def test_the_documented_commands_run(workdir):
     commands = _commands()
     assert {c[0] for c in commands} == {"probe", "sweep", "ablate", "steer"}
-    for argv in commands:
-        assert main(argv) == 0, argv
+    _in_fresh_process(commands, workdir)
     probe = json.loads(next((workdir / "runs" / "c4").glob("probe-*/probes.json")).read_text())
     assert probe["leaked_rows"] == 0 and "input" in probe["test"]
     assert probe["states"]["used"] == probe["states"]["distinct"] or probe["states"]["used"] == 4096
@@ -79,13 +85,12 @@ CONCEPT = {"c4": ["--concept", "opponent_immediate_win"], "maze": ["--concept", 
 
 @pytest.mark.parametrize("run", ["c4", "maze"])
 def test_every_command_runs_on_every_kind_of_env(workdir, run, tmp_path):
-    from rljaxinterp.cli import main
-
     folder = str(workdir / "runs" / run)
+    commands = [[argv[0], folder, *[SITE[run] if a == "SITE" else a for a in argv[1:]],
+                 *(CONCEPT[run] if argv[0] == "steer" else []), "--out", str(tmp_path / str(i))]
+                for i, argv in enumerate(COMMANDS)]
+    _in_fresh_process(commands, workdir)
     for i, argv in enumerate(COMMANDS):
-        extra = CONCEPT[run] if argv[0] == "steer" else []
-        argv = [SITE[run] if a == "SITE" else a for a in argv]
-        assert main([argv[0], folder, *argv[1:], *extra, "--out", str(tmp_path / str(i))]) == 0, argv
         out = tmp_path / str(i)
         parts = [out / p for p in ("probe", "sweep", "attribute")] if argv[0] == "report" else [out]
         for part in parts:
