@@ -13,13 +13,14 @@ from rljaxinterp.cli import help_of
 
 def run_sae(args) -> int:
     from rljaxinterp import interp
-    from rljaxinterp.cli.interp import _open
+    from rljaxinterp.cli.interp import open_analysis
     from rljaxinterp.interp import concepts as library
     from rljaxinterp.interp import sae
     from rljaxinterp.reporting.sae import sae_report, write_dashboard
 
     start = time.time()
-    run, params, states, obs, out, step = _open(args)
+    a = open_analysis(args)
+    run, params, states, obs, out, step = a.run, a.params, a.states, a.obs, a.out, a.step
     available = list(interp.sites(run.model, obs[:1]))
     sites = args.sites or [s for s in available if s.endswith("post")]
     unknown = [s for s in sites if s not in available]
@@ -57,6 +58,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--states", type=int, default=4096,
                    help="states from random play (tic-tac-toe: every reachable position) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--source", choices=("auto", "all", "random", "self"), default="auto",
+                   help="states, as for `rljaxinterp probe` (default: %(default)s)")
+    p.add_argument("--epsilon", type=float, default=0.25, help="--source self: share of random moves (default: %(default)s)")
+    p.add_argument("--distribution", choices=("train", "test"), help="gridworlds: train or test levels")
     p.add_argument("--out", help="output folder (default: <run>/sae-<step>)")
     p.add_argument("--sites", nargs="+", help="sites to read (default: every site whose name ends in 'post')")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=["topk"], help="(default: %(default)s)")
