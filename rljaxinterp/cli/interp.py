@@ -11,6 +11,7 @@ counts (asked, drawn, distinct) are printed and stored, never silently cut.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ class Analysis:
     out: Path
     meta: dict
 
-    @property
+    @functools.cached_property
     def obs(self):
+        """float32 observations, converted once (commands read them many times)."""
         import jax.numpy as jnp
 
         return self.states.observation.astype(jnp.float32)
