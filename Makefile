@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest tests -m slow
+	$(BIN)/python tests/slow_suite.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/intervention_overhead.py
