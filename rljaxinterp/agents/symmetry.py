@@ -30,7 +30,7 @@ GAMES: dict[str, tuple[str, int]] = {
 }
 
 
-def _dihedral(x: jax.Array) -> jax.Array:
+def dihedral(x: jax.Array) -> jax.Array:
     """The 8 images of boards ``x`` of shape ``(B, H, H, ...)``, stacked on a new axis 0."""
     rotations = [jnp.rot90(x, k, axes=(1, 2)) for k in range(4)]
     return jnp.stack(rotations + [jnp.flip(r, axis=2) for r in rotations])
@@ -64,7 +64,7 @@ def make_augment(env_name: str, observation_shape: tuple[int, ...], num_actions:
         which = jax.random.randint(key, (obs.shape[0],), 0, 8)
 
         def move(a):
-            board = _pick(_dihedral(a[:, : h * w].reshape(-1, h, w)), which).reshape(-1, h * w)
+            board = _pick(dihedral(a[:, : h * w].reshape(-1, h, w)), which).reshape(-1, h * w)
             return jnp.concatenate([board, a[:, h * w:]], axis=1)
-        return _pick(_dihedral(obs), which), tuple(move(a) for a in per_action)
+        return _pick(dihedral(obs), which), tuple(move(a) for a in per_action)
     return augment

@@ -6,7 +6,11 @@ A method is one function with a declared signature, registered under a family:
 * ``"circuit"``: ``fn(model, params, obs, metric, data, key) -> {site: (units,) scores}``,
   how much each unit of each hidden site matters for ``metric`` (higher = more);
 * ``"attribution"``: ``fn(model, params, obs, metric, data, key) -> (states, 3, 3)`` maps,
-  how much each square matters for each state's decision.
+  how much each square matters for each state's decision;
+* ``"probe"``: ``fn(x_train, y_train, x_test, key) -> (test states, concepts)`` bool
+  predictions of the rules-layer concepts from a site's activations (``concepts``);
+* ``"steering"``: ``fn(x_train, y_train, key) -> (concepts, width)`` one direction per
+  concept, added to the site to make the network act on it (``concepts``).
 
 ``metric(out, data)`` is the logit of the move the rules choose, per state. Every task
 compares the method's answer with the compiled network's truth (``compiled_ttt``) and
@@ -20,7 +24,9 @@ leaderboard, on first use, and that time is reported apart from every method's. 
 Circuit methods are also scored by their faithfulness curve on the compiled network (keep
 the top-k units by |score|, mean-ablate the rest, for every k). Attribution methods are also
 scored on the spurious-cue pair (``spurious_cue``): the share of the map on the cue square
-for model A, which reads the cue, and for model B, which ignores it.
+for model A, which reads the cue, and for model B, which ignores it, and by the saliency
+sanity checks (model randomisation, board symmetry). Probe and steering methods are scored on
+the concepts of the compiled network's rules layer (``concepts``).
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp import interp
-from rljaxinterp.bench import compiled_ttt, metrics, siit, spurious_cue
+from rljaxinterp.agents.symmetry import dihedral
+from rljaxinterp.bench import compiled_ttt, concepts, metrics, siit, spurious_cue
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 
-FAMILIES = ("circuit", "attribution")
+FAMILIES = ("circuit", "attribution", "probe", "steering")
 TIERS = {"quick": {"seeds": 3, "positions": 128}, "default": {"seeds": 5, "positions": 1024}}
 IG_STEPS = 32
 TASK_RULE = "win"  # circuit task: the units that take an immediate win
@@ -191,8 +198,12 @@ def _register_builtin() -> None:
         ("random map", "attribution", _random_map),
     ):
         register_method(name, family, fn, overwrite=True)
-    METHODS["oracle (circuit)"] = Method("oracle (circuit)", "circuit", None, oracle=True)
-    METHODS["oracle (attribution)"] = Method("oracle (attribution)", "attribution", None, oracle=True)
+    for name, fn in concepts.PROBES.items():
+        register_method(name, "probe", fn, overwrite=True)
+    for name, fn in concepts.DIRECTIONS.items():
+        register_method(name, "steering", fn, overwrite=True)
+    for family in FAMILIES:
+        METHODS[f"oracle ({family})"] = Method(f"oracle ({family})", family, None, oracle=True)
 
 
 _register_builtin()
@@ -322,6 +333,43 @@ def score_attribution(method: Method, model, params, task: Task, key) -> dict[st
     return {"mass": mass, "auroc": auroc, "silent": float(silent.mean())}
 
 
+def _board_symmetries() -> tuple[np.ndarray, np.ndarray]:
+    """(7, 9) each: the non-identity board symmetries as square permutations (image ``g`` holds
+    original square ``perm[g, t]`` at square ``t``) and their inverses (square ``s`` goes to
+    ``inverse[g, s]``)."""
+    perm = np.asarray(dihedral(jnp.arange(9).reshape(1, 3, 3))).reshape(8, 9)[1:]
+    return perm, np.argsort(perm, axis=1)
+
+
+def score_attribution_checks(method: Method, model, params, random_params, task: Task, key) -> dict[str, float]:
+    """The sanity checks of a saliency map (Adebayo et al. 2018) on the compiled network.
+
+    ``randomisation``: mean over states of the Spearman correlation between the map of the
+    network and the map of the same architecture at random weights (states where either map
+    is constant left out); a map that explains the network must change with its weights, so
+    lower is better and a map blind to the model scores 1. ``symmetry``: the network's
+    rule-move logit is exactly equivariant under the 8 board symmetries (its only asymmetry,
+    the tie-break, is a per-square bias), so a faithful map must rotate with the board:
+    ``metrics.symmetry_error`` between the map of every rotated or reflected position and the
+    rotated map, pooled over the 7 non-identity symmetries. The oracle's map is the truth by
+    construction, so it has neither number."""
+    if method.oracle:
+        return {}
+    n = task.obs.shape[0]
+    maps = _maps(method, model, params, task.obs, task.data, key).reshape(n, 9)
+    randomised = _maps(method, model, random_params, task.obs, task.data, key).reshape(n, 9)
+    usable = (np.ptp(maps, 1) > 0) & (np.ptp(randomised, 1) > 0)
+    rho = [metrics.spearman(maps[i], randomised[i]) for i in np.flatnonzero(usable)]
+    perm, inverse = _board_symmetries()
+    cells = task.obs.reshape(n, 9, -1)
+    obs = jnp.concatenate([cells[:, p].reshape(task.obs.shape) for p in perm])
+    moves = jnp.asarray(np.concatenate([inv[np.asarray(task.data["move"])] for inv in inverse]))
+    turned = _maps(method, model, params, obs, {"move": moves}, key).reshape(-1, 9)
+    expected = np.concatenate([maps[:, p] for p in perm])
+    symmetric = metrics.symmetry_error(turned, expected) if np.abs(expected).sum() > 0 else float("nan")
+    return {"randomisation": float(np.mean(rho)) if rho else float("nan"), "symmetry": symmetric}
+
+
 @dataclasses.dataclass(frozen=True)
 class SiitNetwork:
     trained: siit.Trained
@@ -384,21 +432,32 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                         f"the argmax on {c['argmax_changed']:.4f} of live positions ({time.perf_counter() - t0:.1f} s)")
         return nets
 
+    concept_tasks: dict[int, concepts.ConceptTask] = {}
+
+    def concept_task(seed: int) -> concepts.ConceptTask:
+        if seed not in concept_tasks:
+            concept_tasks[seed] = concepts.make_task(seed)
+        return concept_tasks[seed]
+
     rows = {}
     for name in names:
         method = METHODS[name]
-        per = {"compiled": [], "untrained": [], **({"siit": [], "siit_untrained": []} if method.family == "circuit"
-                                                   else {"cue": []})}
+        per = {"compiled": [], **EXTRA_GROUPS[method.family]()}
         t0, cue_before, siit_before = time.perf_counter(), cue_wall, siit_wall
         for seed in seeds:
-            task = tasks[seed][method.family]
             key = jax.random.key(seed)
-            random_params = model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
+            random_params = model.init(jax.random.key(1000 + seed), tasks[seed]["circuit"].obs[:1])["params"]
+            if method.family in CONCEPT_FAMILIES:
+                net = concepts.compiled_network(model, params, random_params)
+                per["compiled"].append(_score_concepts(method, net, concept_task(seed), key))
+                continue
+            task = tasks[seed][method.family]
             if method.family == "circuit":
                 per["compiled"].append(score_circuit(method, model, params, task, key, curve=True))
                 per["untrained"].append(score_circuit(method, model, random_params, task, key))
             else:
-                per["compiled"].append(score_attribution(method, model, params, task, key))
+                per["compiled"].append({**score_attribution(method, model, params, task, key),
+                                        **score_attribution_checks(method, model, params, random_params, task, key)})
                 per["untrained"].append(score_attribution(method, model, random_params, task, key))
                 per["cue"].append(score_cue(method, *cue_pair(seed), key))
         if method.family == "circuit":  # after the compiled network, so a bad method fails before any training
@@ -406,6 +465,13 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 key = jax.random.key(net.trained.seed)
                 per["siit"].append(score_circuit(method, net.trained.model, net.trained.params, net.task, key))
                 per["siit_untrained"].append(score_circuit(method, net.trained.model, net.untrained, net.task, key))
+        if method.family in CONCEPT_FAMILIES:
+            for net in siit_networks():
+                t = net.trained
+                scores = _score_concepts(method, concepts.siit_network(t.model, t.params, net.untrained, t.width),
+                                         concept_task(t.seed), jax.random.key(t.seed))
+                if scores:  # the probe oracle is undefined where a concept spans several units
+                    per["siit"].append(scores)
         # training the cue pairs and the SIIT networks is not the method's
         wall = time.perf_counter() - t0 - (cue_wall - cue_before) - (siit_wall - siit_before)
         rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
@@ -424,9 +490,28 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     return result
 
 
+CONCEPT_FAMILIES = ("probe", "steering")
+# the groups of columns each family fills besides "compiled"
+EXTRA_GROUPS: dict[str, Callable[[], dict[str, list]]] = {
+    "circuit": lambda: {"untrained": [], "siit": [], "siit_untrained": []},
+    "attribution": lambda: {"untrained": [], "cue": []},
+    "probe": lambda: {"siit": []},
+    "steering": lambda: {"siit": []},
+}
+
+
+def _score_concepts(method: Method, net: concepts.Network, task: concepts.ConceptTask, key) -> dict:
+    fn = None if method.oracle else method.fn
+    if method.family == "probe":
+        return concepts.score_probe(method.name, fn, net, task, key, board=net.site == concepts.SITE)
+    return concepts.score_steering(method.name, fn, net, task, key)
+
+
 def _aggregate(runs: list[dict]) -> dict:
     """Mean, std and per-seed values of each score (a curve: elementwise over seeds)."""
     out = {}
+    if not runs:
+        return out
     for k in runs[0]:
         v = np.array([r[k] for r in runs], np.float64)
         mean, std = v.mean(0), v.std(0)
@@ -436,17 +521,59 @@ def _aggregate(runs: list[dict]) -> dict:
 
 
 # -- output -----------------------------------------------------------------------------------------
-COLUMNS = {"circuit": ("auroc", "precision", "cpr", "cmd"), "attribution": ("mass", "auroc", "silent")}
+COLUMNS = {"circuit": ("auroc", "precision", "cpr", "cmd"),
+           "attribution": ("mass", "auroc", "silent", "randomisation", "symmetry"),
+           "probe": ("f1", "selectivity", "gap", "f1_board", "weight_on_units"),
+           "steering": ("target_x0.5", "off_target_x0.5", "collateral_x0.5", "target_x1", "off_target_x1",
+                        "collateral_x1")}
 HEADERS = {("circuit", "auroc"): "node AUROC", ("circuit", "precision"): "precision at true size",
            ("circuit", "cpr"): "CPR", ("circuit", "cmd"): "CMD",
            ("attribution", "mass"): "mass on true squares", ("attribution", "auroc"): "square AUROC",
-           ("attribution", "silent"): "states with no attribution"}
+           ("attribution", "silent"): "states with no attribution",
+           ("attribution", "randomisation"): "rank correlation with a randomised network (lower is better)",
+           ("attribution", "symmetry"): "symmetry error (0: the map rotates with the board)",
+           ("probe", "f1"): "F1", ("probe", "f1_shuffled"): "F1 on shuffled labels",
+           ("probe", "selectivity"): "selectivity", ("probe", "f1_untrained"): "F1 on an untrained network",
+           ("probe", "gap"): "random-network gap", ("probe", "f1_board"): "F1 on the board",
+           ("probe", "weight_on_units"): "weight on the concept's units",
+           **{("steering", f"{kind}_x{c:g}"): f"{kind.replace('_', '-')} rate at {c:g}x" for c in concepts.STEER_SCALES
+              for kind in ("target", "off_target", "collateral")}}
+TITLES = {"circuit": "Circuit discovery: which units take an immediate win",
+          "attribution": "Attribution: which squares each decision reads",
+          "probe": "Probes: is the concept read from the site where it is computed",
+          "steering": "Steering: does adding the concept make the network act on it"}
+INTROS = {
+    "attribution": ("Rank correlation: Spearman correlation, per position, of the map with the map of the same "
+                    "architecture at random weights (Adebayo et al. 2018's model-randomisation test; a map that "
+                    "explains the network changes with its weights). Symmetry error: the compiled network is "
+                    "exactly equivariant under the 8 board symmetries, so the map of a rotated or reflected "
+                    "position must be the rotated map (0 when it is)."),
+    "probe": (f"The 18 concepts of the compiled network's `{concepts.SITE}` site (`win_sq{{s}}`: a win is "
+              "available at s; `block_sq{s}`: the opponent threatens one), probed on every live position (75% to "
+              "train, 25% held out, split per seed; l2 by cross-validation on the training rows). F1: mean over "
+              "concepts on the held-out rows. Selectivity: F1 minus F1 of the same probe on shuffled labels (the "
+              "control task); random-network gap: F1 minus F1 at the same site of an untrained network; F1 on the "
+              "board: the same probe on the raw input (a concept read there needs no network). The oracle reads "
+              "the concept's own unit. *SIIT*: the same concepts are the layer-1 nodes of the SIIT MLPs (tier 2), "
+              "each owning a block of `layer1.post` units; there the random-network gap is against the untrained "
+              "MLP, and the oracle is undefined (a concept spans several units). Weight on the concept's units: "
+              "share of the probe's |w| on the units that implement the concept."),
+    "steering": ("Each method's direction per concept, scaled to c times the norm of the concept's difference of "
+                 "means, is added to `" + concepts.SITE + "` on the held-out positions. Target rate: share of "
+                 "positions where the concept predicts a new move (its square s empty, no higher rule anywhere, "
+                 "s not already played) on which the network now plays s. Collateral: share of positions with s "
+                 "occupied (the concept cannot apply) whose move changes; off-target: share of the target "
+                 "positions on which the network now plays another new move. The oracle adds the difference of "
+                 "means restricted to the concept's own units; the random direction has the same norm. *SIIT*: the "
+                 "same at the SIIT MLPs' `layer1.post`, without the collateral rate (their causal model itself "
+                 "plays an intervened win on an occupied square, so no change is not the right answer there)."),
+}
 CUE_COLUMNS = {"mass_A": "cue mass on A", "mass_B": "cue mass on B", "gap": "A - B",
                "separates": f"seeds with A - B > {CUE_MARGIN}"}
 
 
 def _cell(stats: dict | None) -> str:
-    return "–" if stats is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+    return "–" if stats is None or np.isnan(stats["mean"]) else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
 
 
 def _table(header: list[str]) -> list[str]:
@@ -481,14 +608,20 @@ def markdown(result: dict) -> str:
              "(a method that scores well there reads the architecture, not the mechanism). Cells: mean ± std "
              "over seeds. Metric definitions: `docs/BENCH_METRICS.md`.")
     lines = [f"# Interpretability methods against known truth ({result['tier']} tier)", "", intro, ""]
-    for family, title in (("circuit", "Circuit discovery: which units take an immediate win"),
-                          ("attribution", "Attribution: which squares each decision reads")):
-        cols = COLUMNS[family]
-        groups = {"compiled": cols, "untrained": cols if family != "circuit" else ("auroc", "precision")}
+    present = {row["family"] for row in result["rows"].values()}
+    for family in (f for f in FAMILIES if f in present):
+        title, cols = TITLES[family], COLUMNS[family]
+        groups = {"compiled": cols}
+        if family in ("circuit", "attribution"):
+            groups["untrained"] = cols[:3] if family == "attribution" else ("auroc", "precision")
         if family == "circuit" and "siit" in result:
             groups.update(siit=("auroc", "precision"), siit_untrained=("auroc", "precision"))
+        if family in CONCEPT_FAMILIES and "siit" in result:
+            groups["siit"] = tuple(c for c in cols if c not in ("f1_board", "collateral_x0.5", "collateral_x1"))
         header = ["method", *(f"{GROUPS[g]}: {HEADERS[family, c]}" for g, cs in groups.items() for c in cs), "wall (s)"]
         lines += [f"## {title}", ""]
+        if family in INTROS:
+            lines += [INTROS[family], ""]
         if family == "circuit":
             lines += [("CPR and CMD: areas under the faithfulness curve of the compiled network (units ranked by "
                        "|score|, every circuit size, the rest mean-ablated); not computed on untrained networks, "
@@ -506,8 +639,8 @@ def markdown(result: dict) -> str:
                 cells = [_cell(row[g].get(c)) if g in row else "–" for g, cs in groups.items() for c in cs]
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['wall_s']:.1f} |")
         lines.append("")
-        if family == "circuit" and "siit" in result:
-            lines += _siit_section(result["siit"])
+    if "siit" in result:
+        lines += _siit_section(result["siit"])
     if "cue" in result:
         truth = result["cue"]["truth"]
         lines += ["## Spurious cue: does the map find the cue model A reads and model B ignores", "",
@@ -529,27 +662,40 @@ def _stats(values) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
+# (family, bar label, how to read a row's stats) per panel of the summary figure
+PANELS = {
+    "circuit": ("node AUROC", {"compiled": ("compiled", "auroc"), "untrained": ("untrained", "auroc"),
+                               "SIIT": ("siit", "auroc"), "untrained MLP": ("siit_untrained", "auroc")}),
+    "attribution": ("mass on true squares", {"compiled": ("compiled", "mass"), "untrained": ("untrained", "mass")}),
+    "cue": ("cue mass (spurious-cue pair)", {"model A": ("cue", "mass_A"), "model B": ("cue", "mass_B")}),
+    "probe": ("probe F1", {"site": ("compiled", "f1"), "shuffled labels": ("compiled", "f1_shuffled"),
+                           "untrained": ("compiled", "f1_untrained"), "board": ("compiled", "f1_board")}),
+    "steering": ("steering at 1x", {"target rate": ("compiled", "target_x1"),
+                                    "collateral": ("compiled", "collateral_x1")}),
+}
+
+
 def plot(result: dict, path: Path) -> Path:
-    """Circuit AUROC (compiled vs untrained, and SIIT vs untrained MLP when scored),
-    attribution mass (compiled vs untrained), and cue mass on A vs B."""
+    """One panel per scored family (and the cue pair): each method's headline score on the
+    compiled network beside its controls, mean ± std over seeds."""
     from rljaxinterp.reporting import pyplot, save_figure
 
     plt = pyplot()
-    circuit_bars = ("compiled", "untrained", "siit", "siit_untrained") if "siit" in result else ("compiled", "untrained")
-    panels = [("circuit", "auroc", circuit_bars), ("attribution", "mass", ("compiled", "untrained"))]
-    if "cue" in result:
-        panels.append(("cue", "mass", ("A", "B")))
+    panels = []
+    for panel, (title, bars) in PANELS.items():
+        rows = {n: r for n, r in result["rows"].items() if (r["family"] == panel or (panel == "cue" and "cue" in r))}
+        bars = {label: where for label, where in bars.items() if all(where[0] in r for r in rows.values())}
+        if rows:
+            panels.append((title, rows, bars))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (family, key, bars) in zip(axes[0], panels, strict=True):
-        rows = {n: r for n, r in result["rows"].items() if (r["family"] == family or (family == "cue" and "cue" in r))}
+    for ax, (title, rows, bars) in zip(axes[0], panels, strict=True):
         x = np.arange(len(rows))
         width = 0.8 / len(bars)
-        for i, t in enumerate(bars):
-            stats = [r["cue"][f"mass_{t}"] if family == "cue" else r[t][key] for r in rows.values()]
-            ax.bar(x + (i - (len(bars) - 1) / 2) * width, [s["mean"] for s in stats], width,
-                   yerr=[s["std"] for s in stats], label=f"model {t}" if family == "cue" else GROUPS[t])
+        for i, (label, (group, key)) in enumerate(bars.items()):
+            stats = [r[group].get(key, {"mean": np.nan, "std": 0.0}) for r in rows.values()]
+            ax.bar(x + (i - (len(bars) - 1) / 2) * width, [st["mean"] for st in stats], width,
+                   yerr=[st["std"] for st in stats], label=label)
         ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
-        title = "cue mass (spurious-cue pair)" if family == "cue" else HEADERS[family, key]
         ax.set_title(title), ax.set_ylim(0, 1.05), ax.legend(fontsize=8)
     return save_figure(fig, path)
 

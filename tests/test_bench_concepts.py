@@ -1,0 +1,89 @@
+"""Probes, steering and the saliency sanity checks against the compiled network's known concepts:
+the oracles are perfect, the random rows near chance, the controls separate a real probe from a
+memorising one, and bad method output is refused with a message naming the shape."""
+
+import jax
+import numpy as np
+import pytest
+
+from rljaxinterp.bench import compiled_ttt, concepts, leaderboard
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, params, _ = compiled_ttt.make_compiled()
+    task = concepts.make_task(0)
+    untrained = model.init(jax.random.key(1000), task.obs[:1])["params"]
+    return concepts.compiled_network(model, params, untrained), task
+
+
+def test_the_task_splits_every_live_position_once_and_its_labels_are_the_rule_units(setup):
+    net, task = setup
+    assert len(task.boards) == 4520 and np.intersect1d(task.train, task.test).size == 0
+    assert len(task.train) + len(task.test) == len(task.boards)
+    # the labels are the network's own rules units on every position (verified network)
+    x = concepts.activations(net.model, net.params, task.obs, net.site)
+    np.testing.assert_array_equal(x[:, net.truth.argmax(1)] > 0.5, task.labels)
+    # win at s: s is empty and two of the mover's stones share a line with it (hand check, one board)
+    board = np.array([0, 0, -1, -1, 1, -1, 1, -1, -1])  # X to move (X: 0, O: 1): X wins at 2, O threatens 2-4-6
+    row = np.flatnonzero((task.boards == board).all(1))
+    assert row.size == 1 and set(np.flatnonzero(task.labels[row[0]])) == {2, 9 + 2}
+    board[6] = -1  # without O's stone at 6: the win remains, the threat is gone
+    row = np.flatnonzero((task.boards == np.where(np.arange(9) == 8, 1, board)).all(1))
+    assert row.size == 1 and set(np.flatnonzero(task.labels[row[0]])) == {2}
+
+
+def test_probe_oracle_is_perfect_random_is_chance_and_ridge_reads_the_unit(setup):
+    net, task = setup
+    key = jax.random.key(0)
+    oracle = concepts.score_probe("oracle", None, net, task, key)
+    assert oracle["f1"] == 1.0 and oracle["weight_on_units"] == 1.0 and oracle["f1_untrained"] < 0.2
+    rand = concepts.score_probe("random probe", concepts.PROBES["random probe"], net, task, key)
+    assert rand["f1"] < 0.2 and abs(rand["selectivity"]) < 0.1
+    ridge = concepts.score_probe("ridge probe", concepts.PROBES["ridge probe"], net, task, key)
+    assert ridge["f1"] > 0.95 and ridge["selectivity"] > 0.9 and ridge["weight_on_units"] > 0.9
+    assert ridge["gap"] > 0.5 and ridge["f1_board"] < 0.3  # the network computes it; the board alone does not give it
+
+
+def test_steering_oracle_acts_on_the_concept_and_a_random_direction_does_not(setup):
+    net, task = setup
+    key = jax.random.key(0)
+    oracle = concepts.score_steering("oracle", None, net, task, key)
+    assert oracle["target_x1"] == 1.0 and oracle["off_target_x1"] == 0.0 and oracle["collateral_x1"] == 0.0
+    rand = concepts.score_steering("random direction", concepts.DIRECTIONS["random direction"], net, task, key)
+    assert rand["target_x1"] < 0.5 and rand["collateral_x1"] > 0.1
+    mean_diff = concepts.score_steering("mean difference", concepts.DIRECTIONS["mean difference"], net, task, key)
+    assert mean_diff["target_x1"] > 0.9
+
+
+def test_a_zero_vector_changes_no_move(setup):
+    net, task = setup
+    zeros = np.zeros((2, 49), np.float32)
+    moves = np.asarray(concepts._steered_moves(net.model, net.params, task.obs[:64], net.site, zeros[None]))
+    assert (moves == moves[-1]).all()
+
+
+def test_bad_method_output_is_refused(setup):
+    net, task = setup
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"method 'flat' returned probe weights shaped \(49,\); need \(18, 49\)"):
+        concepts.score_probe("flat", lambda x, y, k: (np.ones(49), np.zeros(18)), net, task, key)
+    with pytest.raises(ValueError, match=r"must return \(weights \(concepts, width\), biases \(concepts,\)\); got ndarray"):
+        concepts.score_probe("one", lambda x, y, k: np.ones((18, 49)), net, task, key)
+    with pytest.raises(ValueError, match="returned a zero direction"):
+        concepts.score_steering("zero", lambda x, y, k: np.zeros((18, 49)), net, task, key)
+
+
+def test_saliency_checks_separate_a_faithful_map_from_a_random_one():
+    model, params, _ = compiled_ttt.make_compiled()
+    task = leaderboard.make_tasks(64, 0)["attribution"]
+    untrained = model.init(jax.random.key(1000), task.obs[:1])["params"]
+    key = jax.random.key(0)
+    check = lambda name: leaderboard.score_attribution_checks(leaderboard.METHODS[name], model, params, untrained,
+                                                              task, key)
+    occlusion, rand = check("occlusion"), check("random map")
+    # the network is exactly equivariant, so occlusion's maps rotate with the board; a random map does not
+    assert occlusion["symmetry"] < 1e-6 and rand["symmetry"] > 0.3
+    # a map blind to the weights is identical on the randomised network
+    assert rand["randomisation"] == 1.0 and occlusion["randomisation"] < 0.7
+    assert check("oracle (attribution)") == {}
