@@ -19,7 +19,8 @@ import pytest
 from rljaxinterp.bench import compiled_ttt, leaderboard, siit
 
 METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occlusion", "random map",
-           "oracle (attribution)"]
+           "oracle (attribution)", "ridge probe", "random probe", "mean difference", "random direction",
+           "oracle (steering)"]
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +186,19 @@ def test_adding_a_method_as_the_docs_show():
     code = "\n".join(re.findall(r"```python\n(.*?)```", doc, re.DOTALL))
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_probes_and_steering_on_the_siit_networks(result):
+    """The SIIT MLPs hold the concepts in blocks of units: a ridge probe decodes them and puts
+    more of its weight on those blocks than a random hyperplane; the difference of means steers
+    the network onto the concept's square where a random direction of the same norm does not."""
+    assert mean(result, "ridge probe", "siit", "f1") > 0.95
+    assert mean(result, "ridge probe", "siit", "weight_on_units") > 2 * mean(result, "random probe", "siit", "weight_on_units")
+    assert mean(result, "random probe", "siit", "f1") < 0.3
+    assert mean(result, "mean difference", "siit", "target_x1") > 0.9
+    assert mean(result, "random direction", "siit", "target_x1") < 0.2
+    assert mean(result, "oracle (steering)", "siit", "target_x1") > 0.9
+    text = leaderboard.markdown(result)
+    assert "## Probes: is the concept read from the site where it is computed" in text
+    assert "SIIT: target rate at 1x" in text and "SIIT: weight on the concept's units" in text

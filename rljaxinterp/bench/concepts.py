@@ -108,12 +108,6 @@ def _check(name: str, got, shape: tuple[int, ...], what: str) -> np.ndarray:
     return got
 
 
-def _weight_on_truth(w: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over concepts of the share of |w| on the concept's own units."""
-    a = np.abs(w)
-    return float(np.mean((a * truth).sum(1) / np.maximum(a.sum(1), 1e-12)))
-
-
 # -- probes ------------------------------------------------------------------------------------
 def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
     """Mean F1 over the concepts present in the held-out rows."""
@@ -158,7 +152,7 @@ def score_probe(name: str, fn: ProbeFn | None, net: Network, task: ConceptTask, 
     if board:
         out["f1_board"] = f1("board", y)
     out.update(selectivity=metrics.selectivity(out["f1"], out["f1_shuffled"]), gap=out["f1"] - out["f1_untrained"],
-               weight_on_units=_weight_on_truth(site_fit[0], net.truth))
+               weight_on_units=metrics.attribution_mass(site_fit[0], net.truth))  # share of |w| on the concept's units
     return out
 
 
