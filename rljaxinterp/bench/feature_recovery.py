@@ -1,5 +1,5 @@
 """Do dictionary methods find the units a network is known to compute? Planted directions from
-the compiled tic-tac-toe network, scored for SAEs beside neurons, PCA and NMF.
+the compiled tic-tac-toe network, scored for SAEs and DAS beside neurons, PCA and NMF.
 
 The compiled network's hidden units are sparse and each computes a known concept (a line
 detector, a rule, a choice). In its own basis the answer is trivial (neurons are the truth),
@@ -10,23 +10,28 @@ since no method could tell them apart). Every method is scored by the best |cosi
 its directions with each planted one: the mean over planted directions, and the share
 recovered at cosine >= ``RECOVERED``. Rotating the data and rotating the network are the same
 for this question: the rotated network computes the same outputs from the rotated site.
+Unlike the unsupervised methods, DAS is told each unit's counterfactual moves (what swapping the
+unit does) and learns one direction per unit from them: the localisation that MIB (Mueller et
+al. 2025) scores, where DAS beat SAEs.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljaxinterp.bench.compiled_ttt import _reachable, make_compiled
+from rljaxinterp.bench.compiled_ttt import CompiledRules, _reachable, make_compiled
 from rljaxinterp.bench.metrics import best_cosine
 
 SITES = ("lines.post", "rules.post", "choice.post")
 RECOVERED = 0.9
-TIERS = {"quick": {"steps": 1500, "widths": (2,), "topk": (4, 8), "relu": (1.0,)},
-         "default": {"steps": 3000, "widths": (2, 4), "topk": (4, 8, 16), "relu": (0.3, 1.0, 3.0)}}
+DAS_PAIR_SEED = 1000  # DAS trains on pairs drawn with seed + 1000; interchange_accuracy evaluates on seed 0
+TIERS = {"quick": {"steps": 1500, "widths": (2,), "topk": (4, 8), "relu": (1.0,), "das_steps": 300},
+         "default": {"steps": 3000, "widths": (2, 4), "topk": (4, 8, 16), "relu": (0.3, 1.0, 3.0), "das_steps": 1000}}
 
 
 def planted_sites(seed: int = 0, sites=SITES) -> dict[str, dict[str, np.ndarray]]:
@@ -49,6 +54,37 @@ def planted_sites(seed: int = 0, sites=SITES) -> dict[str, dict[str, np.ndarray]
     return out
 
 
+def _pairs(pairs: int, seed: int) -> tuple[jax.Array, jax.Array]:
+    """Random (base, source) observations from the reachable positions."""
+    _, obs, _, _ = _reachable()
+    rng = np.random.default_rng(seed)
+    return tuple(jnp.asarray(obs[rng.integers(0, len(obs), pairs)]) for _ in range(2))
+
+
+def _activations(site: str, obs: jax.Array) -> jax.Array:
+    from rljaxinterp.interp import run_with_cache
+
+    model, params, _ = make_compiled()
+    return run_with_cache(model, params, obs, [site])[1][site]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _swapped(site: str, params, base: jax.Array, src: jax.Array, bases: jax.Array) -> jax.Array:
+    from rljaxinterp.interp import run_with_interventions, subspace_patch
+
+    run = lambda b: run_with_interventions(CompiledRules(), params, base, subspace_patch(site, b, src)).logits
+    return jax.lax.map(run, bases)
+
+
+def _swap_logits(site: str, base: jax.Array, src: jax.Array, bases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The clean logits at ``base`` ``(pairs, moves)`` and, per basis in ``bases`` ``(n, d, k)``
+    (the network's basis), the logits after swapping that subspace in from the source
+    activations ``src`` ``(pairs, d)``."""
+    model, params, _ = make_compiled()
+    swapped = _swapped(site, params, base, src, jnp.asarray(bases, jnp.float32))
+    return np.asarray(model.apply({"params": params}, base).logits), np.asarray(swapped)
+
+
 def interchange_accuracy(site: str, rotation: np.ndarray, units: np.ndarray, directions: np.ndarray,
                          pairs: int = 512, seed: int = 0) -> float:
     """Interchange intervention accuracy of a method's directions for the planted units: for each
@@ -57,31 +93,82 @@ def interchange_accuracy(site: str, rotation: np.ndarray, units: np.ndarray, dir
     chosen move then equals the move chosen when the unit itself is swapped (Geiger et al. 2021).
     Only pairs where swapping the unit changes the move are counted, so doing nothing scores 0."""
     from rljaxinterp.bench.metrics import interchange_intervention_accuracy
-    from rljaxinterp.interp import run_with_cache, run_with_interventions, subspace_patch
 
-    model, params, _ = make_compiled()
-    _, obs, _, _ = _reachable()
-    rng = np.random.default_rng(seed)
-    base, source = (jnp.asarray(obs[rng.integers(0, len(obs), pairs)]) for _ in range(2))
-    _, cache = run_with_cache(model, params, source, [site])
-    src = cache[site]
+    base, source = _pairs(pairs, seed)
     d = rotation.shape[0]
     truth_basis = np.eye(d)[units][:, :, None]  # (units, d, 1): the unit's own axis
     v = directions @ rotation.T  # back to the network's basis: rotated x' = x Q, so x-direction = Q d'
     method_basis = (v / np.linalg.norm(v, axis=1, keepdims=True))[:, :, None]
-
-    @jax.jit
-    def moves(bases):
-        run = lambda b: jnp.argmax(run_with_interventions(model, params, base, subspace_patch(site, b, src)).logits, -1)
-        return jax.lax.map(run, bases)
-
-    clean = np.asarray(jnp.argmax(model.apply({"params": params}, base).logits, -1))
-    expected = np.asarray(moves(jnp.asarray(truth_basis, jnp.float32)))  # (units, pairs)
-    predicted = np.asarray(moves(jnp.asarray(method_basis, jnp.float32)))
+    logits = _swap_logits(site, base, _activations(site, source), np.concatenate([truth_basis, method_basis]))
+    clean, swapped = (x.argmax(-1) for x in logits)
+    expected, predicted = np.split(swapped, 2)  # (units, pairs) each
     changing = expected != clean[None]
     if not changing.any():
         raise ValueError(f"swapping no unit of site {site!r} changes a move on {pairs} pairs; use more pairs")
     return interchange_intervention_accuracy(predicted[changing], expected[changing])
+
+
+def das_directions(site_name: str, site: dict, pairs: int = 8192, steps: int = 300, batch: int = 128,
+                   learning_rate: float = 3e-2, seed: int = 0, soft_targets: bool = False,
+                   init: np.ndarray | None = None, stats: dict | None = None) -> np.ndarray:
+    """Distributed alignment search (Geiger et al. 2023) supervised by the causal model: per
+    planted unit one direction (rotated basis, ``(units, d)``) whose 1-D interchange from a source
+    into a base position gives the move that swapping the unit itself gives, by cross-entropy
+    against that move (``soft_targets``: against that swap's move distribution, whose minimum is
+    the unit itself; the hard move's is not, see the tests). All units train at once in one jitted
+    scan of Adam steps. The ``pairs`` (base, source) pairs are drawn with seed ``seed +
+    DAS_PAIR_SEED``, not ``interchange_accuracy``'s seed 0 (from the same reachable positions, so
+    0.14 of its 512 pairs are expected among 8,192 training pairs). Half of each unit's batch comes
+    from the pairs where its swap changes the move (about 1% of all pairs, too few to learn from
+    otherwise). Directions start random (from ``seed``; ``init`` only for tests). A unit whose swap
+    changes no training move learns from unchanged moves only: ``stats["no_signal"]`` counts them."""
+    _, params, _ = make_compiled()
+    units, q = site["units"], jnp.asarray(site["rotation"], jnp.float32)
+    base, source = _pairs(pairs, seed + DAS_PAIR_SEED)
+    src = _activations(site_name, source)
+    clean, swapped = _swap_logits(site_name, base, src, np.eye(q.shape[0])[units][:, :, None])
+    moves = swapped.argmax(-1)  # (units, pairs)
+    targets = jax.nn.softmax(swapped) if soft_targets else jax.nn.one_hot(moves, swapped.shape[-1])
+    changing = moves != clean.argmax(-1)[None]
+    signal = changing.any(1, keepdims=True)
+    weights = 1 / pairs + np.where(signal, changing / changing.sum(1, keepdims=True).clip(1), 1 / pairs)
+    cdf = jnp.asarray(np.cumsum(weights, 1) / weights.sum(1, keepdims=True), jnp.float32)
+    if stats is not None:
+        stats["no_signal"] = int((~signal).sum())
+    init_key, step_key = jax.random.split(jax.random.PRNGKey(seed))
+    w0 = jax.random.normal(init_key, (len(units), q.shape[0])) if init is None else jnp.asarray(init, jnp.float32)
+    w = np.asarray(_das_train(site_name, steps, batch, learning_rate, params, q, base, src,
+                              jnp.asarray(targets, jnp.float32), cdf, w0, step_key), np.float64)
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _das_train(site: str, steps: int, batch: int, learning_rate: float, params, q: jax.Array, base: jax.Array,
+               src: jax.Array, targets: jax.Array, cdf: jax.Array, w0: jax.Array, key: jax.Array) -> jax.Array:
+    """Every unit's direction (rows of ``w0``) trained at once in one scan of Adam steps, each unit
+    on its own minibatch of pairs drawn from its sampling ``cdf`` ``(units, pairs)``."""
+    import optax
+
+    from rljaxinterp.interp import run_with_interventions, subspace_patch
+
+    units, pairs = cdf.shape
+
+    def loss(w: jax.Array, target: jax.Array, idx: jax.Array) -> jax.Array:
+        v = q @ w  # rotated direction w is Q w in the network's basis (as in interchange_accuracy)
+        patch = subspace_patch(site, (v / jnp.linalg.norm(v))[:, None], src[idx])
+        logits = run_with_interventions(CompiledRules(), params, base[idx], patch).logits
+        return optax.softmax_cross_entropy(logits, target[idx]).mean()
+
+    optimiser = optax.adam(learning_rate)
+
+    def step(carry, key):
+        w, state = carry
+        idx = jnp.minimum(jax.vmap(jnp.searchsorted)(cdf, jax.random.uniform(key, (units, batch))), pairs - 1)
+        grad = jax.grad(lambda w: jax.vmap(loss)(w, targets, idx).sum())(w)
+        updates, state = optimiser.update(grad, state)
+        return (optax.apply_updates(w, updates), state), None
+
+    return jax.lax.scan(step, (w0, optimiser.init(w0)), jax.random.split(key, steps))[0][0]
 
 
 def _best_match(found: np.ndarray, planted: np.ndarray) -> np.ndarray:
@@ -117,8 +204,9 @@ def baselines(sites: dict[str, dict], nmf_iterations: int = 500, iia: bool = Tru
 
 
 def feature_recovery(tier: str = "quick", seed: int = 0, progress: bool = False) -> dict:
-    """SAE members (topk and relu, widths as multiples of the site size) against the baselines,
-    per site: recovery of the planted directions and the SAE's variance explained and L0."""
+    """SAE members (topk and relu, widths as multiples of the site size) and DAS against the
+    baselines, per site: recovery of the planted directions, the SAE's variance explained and L0,
+    and DAS's units without training signal."""
     from rljaxinterp.interp import sae
 
     if tier not in TIERS:
@@ -130,6 +218,12 @@ def feature_recovery(tier: str = "quick", seed: int = 0, progress: bool = False)
     for site, scores in baselines(sites).items():
         result["sites"][site] = {"units": len(sites[site]["planted"]), "d": sites[site]["x"].shape[1],
                                  "methods": scores}
+    das_start = time.time()
+    for name, site in sites.items():
+        stats = {}
+        found = das_directions(name, site, steps=settings["das_steps"], seed=seed, stats=stats)
+        result["sites"][name]["methods"]["das"] = {**_score(found, {**site, "name": name}), **stats}
+    result["das_seconds"] = time.time() - das_start
     config = sae.SAEConfig(steps=settings["steps"], batch_size=512, learning_rate=1e-3, seed=seed)
     sae_start = time.time()
     for kind in ("topk", "relu"):
