@@ -64,8 +64,9 @@ class Network:
     params: Any
     untrained: Any  # the same architecture at random weights (the probe's control)
     site: str
-    truth: np.ndarray  # (concepts, width) bool: the units that implement each concept
+    truth: np.ndarray | None  # (concepts, width) bool: the units that implement each concept (None: unknown)
     legal_moves: bool  # it never plays an occupied square, so "s occupied" is where a concept cannot apply
+    legal_argmax: bool = False  # its move is the best *legal* move (an agent's raw policy, as in play)
 
 
 def make_task(seed: int) -> ConceptTask:
@@ -127,7 +128,7 @@ def score_probe(name: str, fn: ProbeFn | None, net: Network, task: ConceptTask, 
     if board:
         features["board"] = np.asarray(task.obs).reshape(len(y), -1)
     oracle = fn is None
-    if oracle and not np.all(net.truth.sum(1) == 1):
+    if oracle and (net.truth is None or not np.all(net.truth.sum(1) == 1)):
         return {}
 
     def fit(where: str, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,8 +152,9 @@ def score_probe(name: str, fn: ProbeFn | None, net: Network, task: ConceptTask, 
     out = {"f1": f1("site", y, site_fit), "f1_shuffled": f1("site", shuffled), "f1_untrained": f1("untrained", y)}
     if board:
         out["f1_board"] = f1("board", y)
-    out.update(selectivity=metrics.selectivity(out["f1"], out["f1_shuffled"]), gap=out["f1"] - out["f1_untrained"],
-               weight_on_units=metrics.attribution_mass(site_fit[0], net.truth))  # share of |w| on the concept's units
+    out.update(selectivity=metrics.selectivity(out["f1"], out["f1_shuffled"]), gap=out["f1"] - out["f1_untrained"])
+    if net.truth is not None:
+        out["weight_on_units"] = metrics.attribution_mass(site_fit[0], net.truth)  # share of |w| on the concept's units
     return out
 
 
@@ -213,6 +215,8 @@ def score_steering(name: str, fn: DirectionFn | None, net: Network, task: Concep
     for a network that never plays an occupied square, the collateral rate (the move changes
     where s is occupied). The oracle (``fn=None``) adds the concept's own units, as the
     difference of means restricted to them."""
+    if fn is None and net.truth is None:
+        return {}
     x = activations(net.model, net.params, task.obs, net.site)
     y = task.labels
     mean_diff = _mean_difference(x[task.train], y[task.train], key)
@@ -228,7 +232,8 @@ def score_steering(name: str, fn: DirectionFn | None, net: Network, task: Concep
     vectors = directions / norms * scale[:, None]
     squares = np.array([int(c.split("_sq")[1]) for c in CONCEPTS])
     moves = np.asarray(_steered_moves(net.model, net.params, task.obs[task.test], net.site,
-                                      jnp.asarray(np.array(STEER_SCALES)[:, None, None] * vectors[None], jnp.float32)))
+                                      jnp.asarray(np.array(STEER_SCALES)[:, None, None] * vectors[None], jnp.float32),
+                                      net.legal_argmax))
     clean = moves[-1]  # (test,): the last vector is zero
     target, occupied = steering_states(task, clean)
     rate = lambda hit, where: float(np.mean([np.mean(hit[j, where[j]]) for j in range(len(CONCEPTS)) if where[j].any()]))
@@ -242,15 +247,18 @@ def score_steering(name: str, fn: DirectionFn | None, net: Network, task: Concep
     return out
 
 
-def _steered_moves(model, params, obs, site, vectors):
+def _steered_moves(model, params, obs, site, vectors, legal_argmax: bool = False):
     """(scales * concepts + 1, states) argmax moves with each vector added at ``site`` (the
-    last row unedited), one compiled program."""
+    last row unedited), one compiled program; ``legal_argmax``: over the empty squares only."""
     flat = jnp.concatenate([vectors.reshape(-1, vectors.shape[-1]), jnp.zeros((1, vectors.shape[-1]))])
+    occupied = obs.reshape(obs.shape[0], 9, -1).sum(-1) > 0
 
     @jax.jit
     def run(v):
-        return jax.lax.map(lambda u: jnp.argmax(
-            interp.run_with_interventions(model, params, obs, [interp.add(site, u)]).logits, -1), v)
+        def moves(u):
+            logits = interp.run_with_interventions(model, params, obs, [interp.add(site, u)]).logits
+            return jnp.argmax(jnp.where(occupied, -jnp.inf, logits) if legal_argmax else logits, -1)
+        return jax.lax.map(moves, v)
     return run(flat)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 
 from rljaxinterp import interp
 from rljaxinterp.agents.symmetry import dihedral
-from rljaxinterp.bench import compiled_ttt, concepts, metrics, siit, spurious_cue
+from rljaxinterp.bench import compiled_ttt, concepts, label_only, metrics, siit, spurious_cue
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 
 FAMILIES = ("circuit", "attribution", "probe", "steering")
@@ -432,6 +432,22 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                         f"the argmax on {c['argmax_changed']:.4f} of live positions ({time.perf_counter() - t0:.1f} s)")
         return nets
 
+    agents: list[tuple[concepts.Network, dict]] = []  # tier 5, trained (or read from the cache) on first use
+    agents_wall = 0.0
+
+    def label_only_agents() -> list[tuple[concepts.Network, dict]]:
+        nonlocal agents_wall
+        if not agents:
+            spec5 = label_only.TIERS[tier]
+            for seed in spec5["seeds"]:
+                t0 = time.perf_counter()
+                agents.append(label_only.agent(seed, spec5["iterations"]))
+                agents_wall += time.perf_counter() - t0
+                info = agents[-1][1]
+                log(f"AlphaZero tic-tac-toe agent seed {seed} ({spec5['iterations']} iterations): "
+                    f"{'read from' if info['cached'] else 'trained into'} {info['folder']} ({time.perf_counter() - t0:.1f} s)")
+        return agents
+
     concept_tasks: dict[int, concepts.ConceptTask] = {}
 
     def concept_task(seed: int) -> concepts.ConceptTask:
@@ -443,7 +459,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     for name in names:
         method = METHODS[name]
         per = {"compiled": [], **EXTRA_GROUPS[method.family]()}
-        t0, cue_before, siit_before = time.perf_counter(), cue_wall, siit_wall
+        t0, cue_before, siit_before, agents_before = time.perf_counter(), cue_wall, siit_wall, agents_wall
         for seed in seeds:
             key = jax.random.key(seed)
             random_params = model.init(jax.random.key(1000 + seed), tasks[seed]["circuit"].obs[:1])["params"]
@@ -472,8 +488,13 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                                          concept_task(t.seed), jax.random.key(t.seed))
                 if scores:  # the probe oracle is undefined where a concept spans several units
                     per["siit"].append(scores)
+            for net, info in label_only_agents():
+                scores = _score_concepts(method, net, concept_task(info["seed"]), jax.random.key(info["seed"]))
+                if scores:  # no oracle where the units are unknown
+                    per["label_only"].append(scores)
         # training the cue pairs and the SIIT networks is not the method's
-        wall = time.perf_counter() - t0 - (cue_wall - cue_before) - (siit_wall - siit_before)
+        wall = (time.perf_counter() - t0 - (cue_wall - cue_before) - (siit_wall - siit_before)
+                - (agents_wall - agents_before))
         rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
         summary = {t: {k: round(v["mean"], 3) for k, v in rows[name][t].items() if k != "curve"} for t in per}
         log(f"{name}: {json.dumps(summary)} ({wall:.1f} s)")
@@ -483,6 +504,8 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         result["cue"] = {"truth": {label: [cue[seed][0].dependence[kind]["moved"] for seed in seeds]
                                    for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True)},
                          "wall_s": cue_wall, "margin": CUE_MARGIN}
+    if agents:
+        result["label_only"] = {"agents": [info for _, info in agents], "wall_s": agents_wall}
     if nets:
         result["siit"] = {"networks": [{"width": n.trained.width, "seed": n.trained.seed, "train_s": n.trained.train_s,
                                         **n.checked} for n in nets],
@@ -495,8 +518,8 @@ CONCEPT_FAMILIES = ("probe", "steering")
 EXTRA_GROUPS: dict[str, Callable[[], dict[str, list]]] = {
     "circuit": lambda: {"untrained": [], "siit": [], "siit_untrained": []},
     "attribution": lambda: {"untrained": [], "cue": []},
-    "probe": lambda: {"siit": []},
-    "steering": lambda: {"siit": []},
+    "probe": lambda: {"siit": [], "label_only": []},
+    "steering": lambda: {"siit": [], "label_only": []},
 }
 
 
@@ -557,7 +580,8 @@ INTROS = {
               "the concept's own unit. *SIIT*: the same concepts are the layer-1 nodes of the SIIT MLPs (tier 2), "
               "each owning a block of `layer1.post` units; there the random-network gap is against the untrained "
               "MLP, and the oracle is undefined (a concept spans several units). Weight on the concept's units: "
-              "share of the probe's |w| on the units that implement the concept."),
+              "share of the probe's |w| on the units that implement the concept. *AlphaZero*: the label-only agents "
+              "of tier 5 (section below) at their last hidden layer, against the same MLP untrained."),
     "steering": ("Each method's direction per concept, scaled to c times the norm of the concept's difference of "
                  "means, is added to `" + concepts.SITE + "` on the held-out positions. Target rate: share of "
                  "positions where the concept predicts a new move (its square s empty, no higher rule anywhere, "
@@ -566,7 +590,8 @@ INTROS = {
                  "positions on which the network now plays another new move. The oracle adds the difference of "
                  "means restricted to the concept's own units; the random direction has the same norm. *SIIT*: the "
                  "same at the SIIT MLPs' `layer1.post`, without the collateral rate (their causal model itself "
-                 "plays an intervened win on an occupied square, so no change is not the right answer there)."),
+                 "plays an intervened win on an occupied square, so no change is not the right answer there). "
+                 "*AlphaZero*: the label-only agents of tier 5 (section below), their best legal move."),
 }
 CUE_COLUMNS = {"mass_A": "cue mass on A", "mass_B": "cue mass on B", "gap": "A - B",
                "separates": f"seeds with A - B > {CUE_MARGIN}"}
@@ -580,7 +605,8 @@ def _table(header: list[str]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
 
-GROUPS = {"compiled": "compiled", "untrained": "untrained", "siit": "SIIT", "siit_untrained": "untrained MLP"}
+GROUPS = {"compiled": "compiled", "untrained": "untrained", "siit": "SIIT", "siit_untrained": "untrained MLP",
+          "label_only": "AlphaZero"}
 
 
 def _siit_section(siit_result: dict) -> list[str]:
@@ -601,6 +627,20 @@ def _siit_section(siit_result: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _label_only_section(label: dict) -> list[str]:
+    agents = label["agents"]
+    its = sorted({a["iterations"] for a in agents})
+    how = ", ".join("read" if a["cached"] else f"trained in {a['train_s']:.0f} s" for a in agents)
+    return ["## AlphaZero agents (tier 5, labels only)", "",
+            (f"{len(agents)} AlphaZero tic-tac-toe agent{'s' if len(agents) > 1 else ''} (`rljaxinterp/bench/label_only.py`: the library's default "
+             f"config, seeds {', '.join(str(a['seed']) for a in agents)}, {', '.join(map(str, its))} iterations), "
+             f"probed and steered at `{label_only.SITE}`; their units are unknown, so they have no oracle and no "
+             f"weight-on-units column, and their move is the best legal one. Trained once into a user cache and "
+             f"reused: {label['wall_s']:.0f} s here "
+             f"({how}), in no "
+             "method's wall column."), ""]
+
+
 def markdown(result: dict) -> str:
     intro = (f"{result['seeds']} seeds, {result['positions']} positions per task, {result['wall_s']:.0f} s in all. "
              "*compiled*: the hand-compiled tic-tac-toe rule network (`rljaxinterp/bench/compiled_ttt.py`, "
@@ -616,8 +656,12 @@ def markdown(result: dict) -> str:
             groups["untrained"] = cols[:3] if family == "attribution" else ("auroc", "precision")
         if family == "circuit" and "siit" in result:
             groups.update(siit=("auroc", "precision"), siit_untrained=("auroc", "precision"))
-        if family in CONCEPT_FAMILIES and "siit" in result:
-            groups["siit"] = tuple(c for c in cols if c not in ("f1_board", "collateral_x0.5", "collateral_x1"))
+        if family in CONCEPT_FAMILIES:  # the other networks at 1x only, to keep the table readable
+            keep = lambda c, *out: c not in ("f1_board", *out) and not c.endswith("x0.5")
+            if "siit" in result:
+                groups["siit"] = tuple(c for c in cols if keep(c, "collateral_x1"))
+            if "label_only" in result:
+                groups["label_only"] = tuple(c for c in cols if keep(c, "weight_on_units"))
         header = ["method", *(f"{GROUPS[g]}: {HEADERS[family, c]}" for g, cs in groups.items() for c in cs), "wall (s)"]
         lines += [f"## {title}", ""]
         if family in INTROS:
@@ -641,6 +685,8 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "siit" in result:
         lines += _siit_section(result["siit"])
+    if "label_only" in result:
+        lines += _label_only_section(result["label_only"])
     if "cue" in result:
         truth = result["cue"]["truth"]
         lines += ["## Spurious cue: does the map find the cue model A reads and model B ignores", "",
@@ -669,9 +715,11 @@ PANELS = {
     "attribution": ("mass on true squares", {"compiled": ("compiled", "mass"), "untrained": ("untrained", "mass")}),
     "cue": ("cue mass (spurious-cue pair)", {"model A": ("cue", "mass_A"), "model B": ("cue", "mass_B")}),
     "probe": ("probe F1", {"site": ("compiled", "f1"), "shuffled labels": ("compiled", "f1_shuffled"),
-                           "untrained": ("compiled", "f1_untrained"), "board": ("compiled", "f1_board")}),
+                           "untrained": ("compiled", "f1_untrained"), "board": ("compiled", "f1_board"),
+                           "SIIT": ("siit", "f1"), "AlphaZero": ("label_only", "f1")}),
     "steering": ("steering at 1x", {"target rate": ("compiled", "target_x1"),
-                                    "collateral": ("compiled", "collateral_x1")}),
+                                    "collateral": ("compiled", "collateral_x1"), "SIIT target": ("siit", "target_x1"),
+                                    "AlphaZero target": ("label_only", "target_x1")}),
 }
 
 
