@@ -24,8 +24,10 @@ METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occl
 
 
 @pytest.fixture(scope="module")
-def result():
-    return leaderboard.leaderboard("quick", METHODS, log=lambda s: None)
+def result(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as env:  # the tier-5 agent is trained into a fresh cache, not the user's
+        env.setenv("RLJAXINTERP_CACHE", str(tmp_path_factory.mktemp("cache")))
+        return leaderboard.leaderboard("quick", METHODS, log=lambda s: None)
 
 
 def mean(result, method, tier, key):
@@ -202,3 +204,15 @@ def test_probes_and_steering_on_the_siit_networks(result):
     text = leaderboard.markdown(result)
     assert "## Probes: is the concept read from the site where it is computed" in text
     assert "SIIT: target rate at 1x" in text and "SIIT: weight on the concept's units" in text
+
+
+@pytest.mark.slow
+def test_the_alphazero_agent_is_scored_on_labels_only(result):
+    """Tier 5 has exact labels and no unit truth: probes decode the concepts, the difference of
+    means steers the agent far more often than a random direction, and there is no oracle."""
+    assert result["label_only"]["agents"][0]["cached"] is False  # trained into the fresh cache
+    assert mean(result, "ridge probe", "label_only", "f1") > 0.7
+    assert mean(result, "mean difference", "label_only", "target_x1") > mean(
+        result, "random direction", "label_only", "target_x1") + 0.3
+    assert result["rows"]["oracle (steering)"]["label_only"] == {}
+    assert "## AlphaZero agents (tier 5, labels only)" in leaderboard.markdown(result)

@@ -1,8 +1,8 @@
 """``rljaxinterp bench methods --out DIR [--tier quick|default] [--methods ...]``: score the
-registered interpretability methods against known truth (the compiled network, its
-faithfulness curves, the SIIT networks and the spurious-cue pair). ``rljaxinterp bench
-features --out DIR``: dictionary methods (SAEs, neurons, PCA, NMF) against the compiled
-network's planted units."""
+registered interpretability methods (circuit discovery, attribution, probes, steering)
+against known truth (the compiled network, its faithfulness curves, the SIIT networks, the
+spurious-cue pair) and exact labels (AlphaZero agents). ``rljaxinterp bench features --out
+DIR``: featurisers (SAEs, DAS, neurons, PCA, NMF) against the compiled network's planted units."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = kinds.add_parser("methods", help="the ground-truth leaderboard")
     p.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
     p.add_argument("--tier", default="quick",
-                   help="quick (3 seeds, 2 SIIT networks) or default (5 seeds, 10 SIIT networks; "
-                        "10 minutes measured on 2 CPU cores)")
+                   help="quick (3 seeds, 2 SIIT networks, 1 short AlphaZero agent) or default (5 seeds, 10 SIIT "
+                        "networks, 2 AlphaZero agents) (default: %(default)s)")
     p.add_argument("--methods", nargs="+", help="method names (default: every registered method)")
     p.set_defaults(run=run_methods)
-    f = kinds.add_parser("features", help="SAEs, neurons, PCA and NMF against the compiled network's planted units")
+    f = kinds.add_parser("features", help="SAEs, DAS, neurons, PCA and NMF against the compiled network's planted units")
     f.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
     f.add_argument("--tier", default="quick", choices=("quick", "default"),
                    help="quick (1 width, 3 sparsities per site) or default (2 widths, 6) (default: %(default)s)")
@@ -36,7 +36,8 @@ def run_methods(args: argparse.Namespace) -> int:
     folder = leaderboard.write(result, args.out)
     files = ", ".join(sorted(f.name for f in folder.iterdir() if f.name.startswith(("leaderboard.", "faithfulness."))))
     trained = [f"{part} {result[key]['wall_s']:.0f} s" for key, part in
-               (("siit", "SIIT networks trained and verified in"), ("cue", "spurious-cue pairs trained in"))
+               (("siit", "SIIT networks trained and verified in"), ("cue", "spurious-cue pairs trained in"),
+                ("label_only", "AlphaZero agents trained or read in"))
                if key in result]
     print(f"leaderboard written to {folder}/ ({files}) in {result['wall_s']:.0f} s"
           + (f" ({'; '.join(trained)})" if trained else ""))
