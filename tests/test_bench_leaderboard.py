@@ -159,7 +159,7 @@ def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(
     assert result["siit"]["wall_s"] >= TRAIN_S * n and row["wall_s"] < TRAIN_S
     assert row["siit"]["auroc"]["per_seed"] == [1.0] * n and row["siit_untrained"]["precision"]["mean"] == 1.0
     text = leaderboard.markdown(result)
-    assert "| SIIT: node AUROC | SIIT: precision at true size | untrained MLP: node AUROC |" in text
+    assert "| SIIT: node AUROC | SIIT: precision at true size | SIIT: CPR | SIIT: CMD | untrained MLP: node AUROC |" in text
     assert "## SIIT networks (tier 2)" in text and "| 128 | 1 | 0.5000 | 0.2500 | 0.1250 | 0.0625 | 0.7500 | 1000 |" in text
     assert (leaderboard.write(result, tmp_path / "lb") / "leaderboard.png").exists()
     without = {k: v for k, v in result.items() if k != "siit"}

@@ -479,7 +479,9 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         if method.family == "circuit":  # after the compiled network, so a bad method fails before any training
             for net in siit_networks():
                 key = jax.random.key(net.trained.seed)
-                per["siit"].append(score_circuit(method, net.trained.model, net.trained.params, net.task, key))
+                scores = score_circuit(method, net.trained.model, net.trained.params, net.task, key, curve=True)
+                scores.pop("curve")  # one length per width: the areas are kept, the curves are not averaged
+                per["siit"].append(scores)
                 per["siit_untrained"].append(score_circuit(method, net.trained.model, net.untrained, net.task, key))
         if method.family in CONCEPT_FAMILIES:
             for net in siit_networks():
@@ -655,7 +657,7 @@ def markdown(result: dict) -> str:
         if family in ("circuit", "attribution"):
             groups["untrained"] = cols[:3] if family == "attribution" else ("auroc", "precision")
         if family == "circuit" and "siit" in result:
-            groups.update(siit=("auroc", "precision"), siit_untrained=("auroc", "precision"))
+            groups.update(siit=cols, siit_untrained=("auroc", "precision"))
         if family in CONCEPT_FAMILIES:  # the other networks at 1x only, to keep the table readable
             keep = lambda c, *out: c not in ("f1_board", *out) and not c.endswith("x0.5")
             if "siit" in result:
@@ -667,9 +669,10 @@ def markdown(result: dict) -> str:
         if family in INTROS:
             lines += [INTROS[family], ""]
         if family == "circuit":
-            lines += [("CPR and CMD: areas under the faithfulness curve of the compiled network (units ranked by "
-                       "|score|, every circuit size, the rest mean-ablated); not computed on untrained networks, "
-                       "where mean-ablating everything barely moves the logit.")]
+            lines += [("CPR and CMD: areas under the faithfulness curve (units ranked by |score|, every circuit "
+                       "size, the rest mean-ablated) of the compiled network"
+                       + (" and of each SIIT network" if "siit" in result else "") + "; not computed on untrained "
+                       "networks, where mean-ablating everything barely moves the logit.")]
             if "siit" in result:
                 n = len(result["siit"]["networks"])
                 lines += ["", (f"*SIIT*: the {n} SIIT-trained MLPs of tier 2 (section below) on positions whose output is "
