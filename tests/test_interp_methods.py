@@ -59,6 +59,27 @@ def test_attribution_patching_approximates_a_relu_network(data, mlp):
     assert agreement(exact, approx, top_k=3)["correlation"] > 0.99
 
 
+def test_integrated_attribution_patching_is_complete_and_beats_the_gradient_on_a_relu_network(data, mlp):
+    model, params = mlp
+    clean, corrupted = data
+    sites = ["layer0.post"]
+    exact = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value, sites=sites)["layer0.post"]
+    one = attribution_patching(model, params, clean, corrupted, interp.metrics.value, sites=sites)
+    np.testing.assert_array_equal(  # steps=1 is the plain estimate
+        attribution_patching(model, params, clean, corrupted, interp.metrics.value, sites=sites, steps=1)["layer0.post"],
+        one["layer0.post"])
+    ig = attribution_patching(model, params, clean, corrupted, interp.metrics.value, sites=sites, steps=256)["layer0.post"]
+    # completeness: the estimates add up to the effect of patching the whole site at once
+    whole = interp.run_with_interventions(model, params, clean, interp.patch(
+        "layer0.post", interp.run_with_cache(model, params, corrupted, sites)[1]["layer0.post"]))
+    total = float((whole.value - model.apply({"params": params}, clean).value).mean())
+    assert float(ig.sum()) == pytest.approx(total, rel=1e-2, abs=1e-4)
+    err = lambda est: float(np.abs(np.asarray(est) - np.asarray(exact)).mean())
+    assert err(ig) < err(one["layer0.post"])
+    with pytest.raises(ValueError, match=r"steps=0 must be an integer >= 1"):
+        attribution_patching(model, params, clean, corrupted, interp.metrics.value, sites=sites, steps=0)
+
+
 def test_path_patching_through_the_only_receiver_equals_activation_patching(data, mlp):
     model, params = mlp
     clean, corrupted = data

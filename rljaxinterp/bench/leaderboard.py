@@ -145,12 +145,13 @@ def _ablation(kind):
     return run
 
 
-def _attribution_patching(model, params, obs, metric, data, key):
-    corrupted = obs[jax.random.permutation(key, obs.shape[0])]
-    # the gradient estimate per state: the metric is averaged inside, so pass one state's data each
-    est = interp.attribution_patching.attribution_patching(
-        model, params, obs, corrupted, lambda out: rule_logit(out, data), sites=hidden_sites(model))
-    return _per_unit(est)
+def _attribution_patching(steps: int):
+    def run(model, params, obs, metric, data, key):
+        corrupted = obs[jax.random.permutation(key, obs.shape[0])]
+        est = interp.attribution_patching.attribution_patching(
+            model, params, obs, corrupted, lambda out: rule_logit(out, data), sites=hidden_sites(model), steps=steps)
+        return _per_unit(est)
+    return run
 
 
 def _random_units(model, params, obs, metric, data, key):
@@ -189,7 +190,8 @@ def _register_builtin() -> None:
         ("activation patching (resample)", "circuit", _patching),
         ("zero ablation", "circuit", _ablation("zero")),
         ("mean ablation", "circuit", _ablation("mean")),
-        ("attribution patching", "circuit", _attribution_patching),
+        ("attribution patching", "circuit", _attribution_patching(1)),
+        ("attribution patching (IG)", "circuit", _attribution_patching(IG_STEPS)),
         ("random", "circuit", _random_units),
         ("gradient", "attribution", _gradient),
         ("gradient x input", "attribution", _grad_x_input),
