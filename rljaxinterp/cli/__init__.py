@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from collections.abc import MutableMapping
+from pathlib import Path
 
 # command -> (module under rljaxinterp.cli, one-line help shown by ``rljaxinterp --help``)
 COMMANDS = {
@@ -61,7 +64,22 @@ def help_of(command: str) -> str:
     return COMMANDS[command][1]
 
 
+def use_compile_cache(environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """Turn on JAX's persistent compilation cache for this run: a second run of the same config
+    loads its compiled programs instead of compiling them again (the same programs, so the same
+    results). JAX reads ``JAX_COMPILATION_CACHE_DIR`` when it is imported, so this runs first.
+    The folder is ``$RLJAXINTERP_CACHE/jax`` (default ``~/.cache/rljaxinterp/jax``);
+    ``RLJAXINTERP_COMPILE_CACHE`` names another folder or is ``off``; an explicit
+    ``JAX_COMPILATION_CACHE_DIR`` wins. Returns the folder in use, or None."""
+    choice = environ.get("RLJAXINTERP_COMPILE_CACHE", "")
+    if choice.lower() in ("off", "0", "false", "no"):
+        return None
+    root = Path(environ.get("RLJAXINTERP_CACHE", Path.home() / ".cache" / "rljaxinterp"))
+    return environ.setdefault("JAX_COMPILATION_CACHE_DIR", choice or str(root / "jax"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    use_compile_cache()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command or "").parse_args(argv)
