@@ -1,4 +1,5 @@
-"""Probes and steering directions scored against concepts the compiled network is known to hold.
+"""Probes and steering directions scored against concepts whose labels are exact and whose
+location is known (the compiled network, the SIIT MLPs) or not (AlphaZero agents, ``label_only``).
 
 The compiled tic-tac-toe network's ``rules.post`` site has one unit per (rule, square), and
 two of its rules are exact booleans of the board: ``win_sq{s}`` (the mover completes a line
@@ -17,8 +18,10 @@ before it, so both method families have an exact answer:
   (collateral). Every direction is scaled to the norm of the concept's difference of means,
   so methods differ only in where they point; a random direction of that norm is the control.
 
-Positions are every live reachable position, split per seed into training rows (the methods
-see only these) and held-out rows (every score is on these).
+The same concepts are the layer-1 nodes of the SIIT MLPs (a known block of units each), and
+an AlphaZero agent is scored on them with no unit-level truth. Positions are every live
+reachable position, split per seed into training rows (the methods see only these) and
+held-out rows (every score is on these).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class ConceptTask:
 
 @dataclasses.dataclass(frozen=True)
 class Network:
-    """A network whose units for every concept are known."""
+    """A network to score on the concepts, with the units that implement each when they are known."""
 
     model: Any
     params: Any
