@@ -7,8 +7,9 @@ A method is one function with a declared signature, registered under a family:
   how much each unit of each hidden site matters for ``metric`` (higher = more);
 * ``"attribution"``: ``fn(model, params, obs, metric, data, key) -> (states, 3, 3)`` maps,
   how much each square matters for each state's decision;
-* ``"probe"``: ``fn(x_train, y_train, x_test, key) -> (test states, concepts)`` bool
-  predictions of the rules-layer concepts from a site's activations (``concepts``);
+* ``"probe"``: ``fn(x_train, y_train, key) -> (weights (concepts, width), biases (concepts,))``,
+  a linear probe per concept (present where ``x @ w + b > 0``) learned from a site's
+  activations on the training rows (``concepts``);
 * ``"steering"``: ``fn(x_train, y_train, key) -> (concepts, width)`` one direction per
   concept, added to the site to make the network act on it (``concepts``).
 
@@ -26,7 +27,8 @@ the top-k units by |score|, mean-ablate the rest, for every k). Attribution meth
 scored on the spurious-cue pair (``spurious_cue``): the share of the map on the cue square
 for model A, which reads the cue, and for model B, which ignores it, and by the saliency
 sanity checks (model randomisation, board symmetry). Probe and steering methods are scored on
-the concepts of the compiled network's rules layer (``concepts``).
+the win/threat concepts of the compiled network's rules layer, the SIIT MLPs' layer-1 nodes and
+AlphaZero agents whose units are unknown (``concepts``, ``label_only``).
 """
 
 from __future__ import annotations
