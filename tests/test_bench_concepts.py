@@ -87,3 +87,11 @@ def test_saliency_checks_separate_a_faithful_map_from_a_random_one():
     # a map blind to the weights is identical on the randomised network
     assert rand["randomisation"] == 1.0 and occlusion["randomisation"] < 0.7
     assert check("oracle (attribution)") == {}
+
+
+def test_scores_that_do_not_apply_are_null_in_the_json():
+    import json
+
+    row = {"f1_board": float("nan"), "per_seed": [float("nan"), 0.5], "n": 3}
+    text = json.dumps(leaderboard._json_safe({"rows": {"oracle (probe)": row}}), allow_nan=False)
+    assert json.loads(text) == {"rows": {"oracle (probe)": {"f1_board": None, "per_seed": [None, 0.5], "n": 3}}}

@@ -777,6 +777,15 @@ def plot_faithfulness(result: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _json_safe(x):
+    """NaN (a score that does not apply, e.g. the oracle's board F1) as null: strict JSON."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return None if isinstance(x, float) and np.isnan(x) else x
+
+
 def write(result: dict, out: str | Path) -> Path:
     """``leaderboard.md``, ``leaderboard.json``, ``leaderboard.png`` and (with circuit
     methods) ``faithfulness.png`` in a fresh folder (``out``, or ``out-N`` when ``out``
@@ -790,5 +799,5 @@ def write(result: dict, out: str | Path) -> Path:
         plot_faithfulness(result, folder / "faithfulness.png")
         text += "\n![Faithfulness curves](faithfulness.png)\n"
     (folder / "leaderboard.md").write_text(text)
-    (folder / "leaderboard.json").write_text(json.dumps(result, indent=1))
+    (folder / "leaderboard.json").write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False))
     return folder
