@@ -27,6 +27,7 @@ held-out rows (every score is on these).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -250,19 +251,18 @@ def score_steering(name: str, fn: DirectionFn | None, net: Network, task: Concep
     return out
 
 
-def _steered_moves(model, params, obs, site, vectors, legal_argmax: bool = False):
+@functools.partial(jax.jit, static_argnames=("model", "site", "legal_argmax"))
+def _steered_moves(model, params, obs, site: str, vectors, legal_argmax: bool = False):
     """(scales * concepts + 1, states) argmax moves with each vector added at ``site`` (the
-    last row unedited), one compiled program; ``legal_argmax``: over the empty squares only."""
+    last row unedited); compiled once per network shape, whatever the parameters;
+    ``legal_argmax``: over the empty squares only."""
     flat = jnp.concatenate([vectors.reshape(-1, vectors.shape[-1]), jnp.zeros((1, vectors.shape[-1]))])
     occupied = obs.reshape(obs.shape[0], 9, -1).sum(-1) > 0
 
-    @jax.jit
-    def run(v):
-        def moves(u):
-            logits = interp.run_with_interventions(model, params, obs, [interp.add(site, u)]).logits
-            return jnp.argmax(jnp.where(occupied, -jnp.inf, logits) if legal_argmax else logits, -1)
-        return jax.lax.map(moves, v)
-    return run(flat)
+    def moves(u):
+        logits = interp.run_with_interventions(model, params, obs, [interp.add(site, u)]).logits
+        return jnp.argmax(jnp.where(occupied, -jnp.inf, logits) if legal_argmax else logits, -1)
+    return jax.lax.map(moves, flat)
 
 
 PROBES: dict[str, ProbeFn] = {f"{kind} probe": _probe(kind) for kind in interp.probes.KINDS}

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
+from rljaxinterp import user_cache
 from rljaxinterp.bench import concepts
 
 SITE = "layer1.post"  # the MLP's last hidden layer
@@ -27,8 +29,7 @@ TIERS = {"quick": {"seeds": (0,), "iterations": 100}, "default": {"seeds": (0, 1
 
 
 def cache_folder(seed: int, iterations: int) -> Path:
-    root = Path(os.environ.get("RLJAXINTERP_CACHE", Path.home() / ".cache" / "rljaxinterp"))
-    return root / "bench" / f"alphazero_tic_tac_toe-seed{seed}-it{iterations}"
+    return user_cache() / "bench" / f"alphazero_tic_tac_toe-seed{seed}-it{iterations}"
 
 
 def agent(seed: int, iterations: int, folder: str | os.PathLike | None = None) -> tuple[concepts.Network, dict]:
@@ -48,8 +49,7 @@ def agent(seed: int, iterations: int, folder: str | os.PathLike | None = None) -
         train(config, folder, progress=False)
     train_s = time.perf_counter() - t0
     run = load_run(folder)
-    obs = concepts.make_task(seed).obs[:1]
-    untrained = run.model.init(jax.random.key(1000 + seed), obs)["params"]
+    untrained = run.model.init(jax.random.key(1000 + seed), jnp.zeros((1, 3, 3, 2)))["params"]
     net = concepts.Network(run.model, run.params(), untrained, SITE, truth=None, legal_moves=True, legal_argmax=True)
     return net, {"folder": str(folder), "seed": seed, "iterations": iterations,
                  "train_s": train_s, "cached": cached}

@@ -318,14 +318,14 @@ def score_cue(method: Method, pair: spurious_cue.Pair, task: CueTask, key) -> di
     return out
 
 
-def score_attribution(method: Method, model, params, task: Task, key) -> dict[str, float]:
+def score_attribution(method: Method, model, params, task: Task, key, maps: np.ndarray | None = None) -> dict[str, float]:
     """Share of |attribution| on the squares the decision reads (a state with no attribution
     at all scores 0; their share is ``silent``), and square-level AUROC over the states whose
-    map is not constant."""
+    map is not constant. ``maps``: the method's maps on ``task``, when already computed."""
     n = task.obs.shape[0]
     if method.oracle:
         maps = task.squares.reshape(n, 3, 3).astype(float)
-    else:
+    elif maps is None:
         maps = _maps(method, model, params, task.obs, task.data, key)
     flat = maps.reshape(n, 9)
     usable = [i for i in range(n) if 0 < task.squares[i].sum() < 9 and np.ptp(flat[i]) > 0]
@@ -345,7 +345,8 @@ def _board_symmetries() -> tuple[np.ndarray, np.ndarray]:
     return perm, np.argsort(perm, axis=1)
 
 
-def score_attribution_checks(method: Method, model, params, random_params, task: Task, key) -> dict[str, float]:
+def score_attribution_checks(method: Method, model, params, random_params, task: Task, key,
+                             maps: np.ndarray | None = None) -> dict[str, float]:
     """The sanity checks of a saliency map (Adebayo et al. 2018) on the compiled network.
 
     ``randomisation``: mean over states of the Spearman correlation between the map of the
@@ -356,11 +357,12 @@ def score_attribution_checks(method: Method, model, params, random_params, task:
     the tie-break, is a per-square bias), so a faithful map must rotate with the board:
     ``metrics.symmetry_error`` between the map of every rotated or reflected position and the
     rotated map, pooled over the 7 non-identity symmetries. The oracle's map is the truth by
-    construction, so it has neither number."""
+    construction, so it has neither number. ``maps``: the method's maps on ``task``, when
+    already computed."""
     if method.oracle:
         return {}
     n = task.obs.shape[0]
-    maps = _maps(method, model, params, task.obs, task.data, key).reshape(n, 9)
+    maps = (_maps(method, model, params, task.obs, task.data, key) if maps is None else maps).reshape(n, 9)
     randomised = _maps(method, model, random_params, task.obs, task.data, key).reshape(n, 9)
     usable = (np.ptp(maps, 1) > 0) & (np.ptp(randomised, 1) > 0)
     rho = [metrics.spearman(maps[i], randomised[i]) for i in np.flatnonzero(usable)]
@@ -476,8 +478,10 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 per["compiled"].append(score_circuit(method, model, params, task, key, curve=True))
                 per["untrained"].append(score_circuit(method, model, random_params, task, key))
             else:
-                per["compiled"].append({**score_attribution(method, model, params, task, key),
-                                        **score_attribution_checks(method, model, params, random_params, task, key)})
+                maps = None if method.oracle else _maps(method, model, params, task.obs, task.data, key)
+                per["compiled"].append({**score_attribution(method, model, params, task, key, maps),
+                                        **score_attribution_checks(method, model, params, random_params, task, key,
+                                                                   maps)})
                 per["untrained"].append(score_attribution(method, model, random_params, task, key))
                 per["cue"].append(score_cue(method, *cue_pair(seed), key))
         if method.family == "circuit":  # after the compiled network, so a bad method fails before any training

@@ -12,7 +12,8 @@ import importlib
 import os
 import sys
 from collections.abc import MutableMapping
-from pathlib import Path
+
+from rljaxinterp import user_cache
 
 # command -> (module under rljaxinterp.cli, one-line help shown by ``rljaxinterp --help``)
 COMMANDS = {
@@ -74,8 +75,7 @@ def use_compile_cache(environ: MutableMapping[str, str] = os.environ) -> str | N
     choice = environ.get("RLJAXINTERP_COMPILE_CACHE", "")
     if choice.lower() in ("off", "0", "false", "no"):
         return None
-    root = Path(environ.get("RLJAXINTERP_CACHE", Path.home() / ".cache" / "rljaxinterp"))
-    return environ.setdefault("JAX_COMPILATION_CACHE_DIR", choice or str(root / "jax"))
+    return environ.setdefault("JAX_COMPILATION_CACHE_DIR", choice or str(user_cache(environ) / "jax"))
 
 
 def main(argv: list[str] | None = None) -> int:
