@@ -550,7 +550,6 @@ def verify(model: nn.Module, params: Params) -> dict:
     non-terminal positions whose rule move is minimax-optimal. Raises ``ValueError`` naming
     the first failing unit or position if (a) or (b) fails.
     """
-    from rljaxinterp.eval.minimax import solve
     from rljaxinterp.interp.cache import run_with_cache
 
     boards, obs, expected, reference = _reachable()
@@ -558,8 +557,15 @@ def verify(model: nn.Module, params: Params) -> dict:
         raise ValueError("the environment's observation no longer has plane 0 = mover, plane 1 = opponent")
     out, cache = run_with_cache(model, params, jnp.asarray(obs))
     units = _check_units(cache, boards, expected)
+    return {"positions": len(boards), **check_moves(np.asarray(out.logits), boards, reference, units)}
+
+
+def check_moves(logits: np.ndarray, boards: np.ndarray, reference, units: int) -> dict:
+    """Raise ``ValueError`` at the first non-terminal board whose legal argmax is not the rule
+    move; else the move and optimality counts of ``verify`` (shared by the compiled networks)."""
+    from rljaxinterp.eval.minimax import solve
+
     solution = solve()
-    logits = np.asarray(out.logits)
     counts = dict.fromkeys(RULES, 0)
     optimal = dict.fromkeys(RULES, 0)
     nonterminal = 0
@@ -576,7 +582,6 @@ def verify(model: nn.Module, params: Params) -> dict:
         counts[rule] += 1
         optimal[rule] += bool(solution.optimal[solution.row(row), move])
     return {
-        "positions": len(boards),
         "nonterminal": nonterminal,
         "units_checked": units,
         "moves_match": nonterminal,
