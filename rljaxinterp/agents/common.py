@@ -31,11 +31,20 @@ _COMPILED: collections.OrderedDict = collections.OrderedDict()
 COMPILED_KEEP = 64  # programs kept; the least recently used goes first
 
 
+def settings(config: Any) -> dict[str, Any]:
+    """``config.to_dict()`` without its labels (dataclass fields declared ``compare=False``,
+    e.g. ``AlphaZeroConfig.preset``): the part that determines what a run computes."""
+    fields = dataclasses.fields(config) if dataclasses.is_dataclass(config) else ()
+    labels = {f.name for f in fields if not f.compare}
+    return {k: v for k, v in config.to_dict().items() if k not in labels}
+
+
 def compiled(kind: str, config: Any, build: Callable[[], T], *extra: Any) -> T:
     """``build()`` once per (kind, config, extra) in a process, so training, resuming and
     reading a run of one config compile its programs once. ``config`` is keyed by its JSON
-    form (``to_dict``); ``extra`` holds anything else the programs depend on (devices)."""
-    key = (kind, json.dumps(config.to_dict(), sort_keys=True), *extra)
+    form without labels (``settings``); ``extra`` holds anything else the programs depend on
+    (devices)."""
+    key = (kind, json.dumps(settings(config), sort_keys=True), *extra)
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
     else:

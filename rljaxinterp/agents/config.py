@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 POLICIES = ("gumbel", "muzero")
+PRESETS = ("cpu", "accelerator")  # the presets of rljaxinterp.runs.presets, per backend
 
 
 LEGACY_DEFAULTS = {"symmetries": False, "restrict_pass": False}
@@ -29,6 +30,12 @@ class AlphaZeroConfig:
     (:mod:`rljaxinterp.agents.symmetry`; no-op for games without one, e.g. chess).
     ``restrict_pass`` (Go only) lets the agent pass only when it has no other legal move or
     its opponent has just passed; see ``Agent.legal_actions``.
+
+    ``preset`` labels the preset the config started from ("cpu" or "accelerator", set by
+    ``runs.default_config``; None if built directly or read from an older run folder). A
+    label, not a setting: equality, resume checks and compile caches ignore it, and
+    ``to_dict`` omits it when None, so older run folders and cached configs load and compare
+    as before.
     """
 
     env: str = "tic_tac_toe"
@@ -52,6 +59,7 @@ class AlphaZeroConfig:
     seed: int = 0
     checkpoint_every: int = 10
     iterations: int = 300
+    preset: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # JSON form is canonical (tuples -> lists), so a config read back compares equal.
@@ -95,11 +103,15 @@ class AlphaZeroConfig:
         need(is_num("final_learning_rate_fraction") and 0.0 <= self.final_learning_rate_fraction <= 1.0,
              "final_learning_rate_fraction", "need 0 <= value <= 1")
         need(self.seed < 2**31, "seed", "need 0 <= seed < 2**31")
+        need(self.preset is None or self.preset in PRESETS, "preset", f"allowed: None, {', '.join(PRESETS)}")
         need(self.replay_size >= self.games * self.unroll_length, "replay_size",
              f"need >= games * unroll_length = {self.games * self.unroll_length} (one iteration's positions)")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        if data["preset"] is None:
+            del data["preset"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlphaZeroConfig:

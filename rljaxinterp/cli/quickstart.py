@@ -30,7 +30,7 @@ STATE_CHUNK = 1024  # positions per jitted call: keeps activations cache-sized o
 def train_agent(folder: Path, seed: int = 0):
     """(model, params, description) of the default tic-tac-toe AlphaZero, trained (or resumed)
     into ``folder`` and checked exhaustively before it is interpreted."""
-    config = default_config("alphazero", "tic_tac_toe", seed=seed)
+    config = default_config("alphazero", "tic_tac_toe", preset="cpu", seed=seed)  # the README's agent
     train(config, folder)
     run = load_run(folder)
     params = run.params()

@@ -2,8 +2,10 @@
 
 Every registered agent kind (alphazero, ppo, dqn, ...) gets a sub-command whose flags are
 its config fields (``--num-envs 16``, ``--anneal-lr false``, ``--model-kwargs '{"hidden":
-[64, 64]}'``); unset flags keep the environment's preset. Running again on the same folder
-resumes.
+[64, 64]}'``); unset flags keep the environment's preset. ``--preset cpu|accelerator|auto``
+picks the preset table (auto: the accelerator one on a GPU/TPU backend); the choice is
+printed when training starts and AlphaZero records it in config.json. Running again on the
+same folder resumes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import typing
 
 from rljaxinterp.cli import help_of
 from rljaxinterp.runs import KINDS, default_config, load_run, train
+from rljaxinterp.runs.presets import CHOICES, resolve
 
 DEFAULT_ENV = {"alphazero": "tic_tac_toe"}  # other kinds: the config class's default env
 
@@ -43,16 +46,27 @@ def _default(field: dataclasses.Field):
 
 
 def presets_text(kind) -> str:
-    """Every env's preset, as ``--help`` shows it: the flags a preset sets beyond the defaults."""
+    """Every env's preset per backend, as ``--help`` shows it: the flags a preset sets beyond
+    the defaults."""
     def flags(preset) -> str:
         text = ", ".join(f"--{k.replace('_', '-')} {v if isinstance(v, str) else json.dumps(v)}" for k, v in preset.items())
         return text or "the defaults"
 
-    lines = ["presets (unset flags take these for the chosen --env):"]
-    lines += [f"  {env}: {flags(preset)}" for env, preset in kind.presets.items()]
-    if kind.fallback_preset:
-        lines.append(f"  any other env: {flags(kind.fallback_preset)}")
-    return "\n".join(lines) if len(lines) > 1 else ""
+    def table(presets, fallback) -> list[str]:
+        lines = [f"  {env}: {flags(preset)}" for env, preset in presets.items()]
+        return lines + ([f"  any other env: {flags(fallback)}"] if fallback else [])
+
+    cpu = table(kind.presets, kind.fallback_preset)
+    if not cpu:
+        return ""
+    if kind.accelerator_presets is None:
+        head = ("presets (unset flags take these for the chosen --env; the same for --preset cpu and "
+                "accelerator):")
+        return "\n".join([head, *cpu])
+    accelerator = table(kind.accelerator_presets, kind.accelerator_fallback)
+    head = ("presets (unset flags take these for the chosen --env and --preset; "
+            "--preset auto picks accelerator on a GPU/TPU backend, else cpu):")
+    return "\n".join([head, "--preset cpu:", *cpu, "--preset accelerator:", *accelerator])
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -66,9 +80,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         if env_field is not None:  # kinds without one (distill) take their env from another run
             env = DEFAULT_ENV.get(name, _default(env_field))
             p.add_argument("--env", default=env, help=f"environment (default: {env})")
+            p.add_argument("--preset", choices=CHOICES, default="auto",
+                           help="preset table: cpu, accelerator, or auto (accelerator on a GPU/TPU "
+                                "backend, else cpu; default: auto)")
         p.add_argument("--out", required=True, help="run folder (resumed if it holds the same config)")
         for field in dataclasses.fields(cls):
-            if field.name == "env":
+            if field.name in ("env", "preset"):
                 continue
             required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
             p.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=_flag_type(cls, field),
@@ -89,17 +106,37 @@ def config_from_args(args: argparse.Namespace):
     """The preset of ``args.env`` for ``args.kind`` with every given flag applied."""
     cls = KINDS[args.kind].config_cls
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-               if f.name != "env" and getattr(args, f.name) is not None}
+               if f.name not in ("env", "preset") and getattr(args, f.name, None) is not None}
     if not hasattr(args, "env"):
         return cls(**changes)
-    preset = default_config(args.kind, args.env)
+    preset = default_config(args.kind, args.env, getattr(args, "preset", "auto"))
     if "model" in changes and "model_kwargs" not in changes and changes["model"] != getattr(preset, "model", None):
         changes["model_kwargs"] = {}  # the preset's kwargs belong to another model kind
     return preset.replace(**changes) if hasattr(preset, "replace") else dataclasses.replace(preset, **changes)
 
 
+def preset_line(args: argparse.Namespace) -> str | None:
+    """The line printed as training starts: which preset, and why (None for kinds without presets)."""
+    if not hasattr(args, "env"):
+        return None
+    name = resolve(args.preset)
+    if args.preset == "auto":
+        import jax
+
+        why = f"auto: jax backend is {jax.default_backend()}"
+    else:
+        why = "chosen by --preset"
+    if KINDS[args.kind].accelerator_presets is None:
+        why += f"; {args.kind} has one preset table for every backend"
+    return f"preset: {name} ({why})"
+
+
 def run_train(args: argparse.Namespace) -> int:
-    train(config_from_args(args), args.out, progress=not args.quiet)
+    config = config_from_args(args)
+    line = preset_line(args)
+    if line:
+        print(line, flush=True)
+    train(config, args.out, progress=not args.quiet)
     print(f"run written to {args.out}")
     return 0
 

@@ -109,8 +109,9 @@ def tic_tac_toe_config(tier: str = "full", model: str = "conv", seed: int = 0, *
     from rljaxinterp.runs import default_config
 
     kwargs = (TTT_MODEL_KWARGS if tier == "full" else QUICK_MODEL_KWARGS)[model]
-    return default_config("alphazero", "tic_tac_toe", model=model, model_kwargs=kwargs, seed=seed,
-                          **{**TIERS[tier], **changes})
+    # preset="cpu": the findings were measured on these configs, on every backend
+    return default_config("alphazero", "tic_tac_toe", preset="cpu", model=model, model_kwargs=kwargs,
+                          seed=seed, **{**TIERS[tier], **changes})
 
 
 def tic_tac_toe_agents(base: str | Path, n: int = 3, tier: str = "full", model: str = "conv",
@@ -131,7 +132,8 @@ def connect_four_config(tier: str = "full", seed: int = 0, **changes: Any) -> An
         raise ValueError(f"tier={tier!r} is not allowed; use one of {tuple(C4_TIERS)}")
     from rljaxinterp.runs import default_config
 
-    return default_config("alphazero", "connect_four", seed=seed, **{**C4_TIERS[tier], **changes})
+    return default_config("alphazero", "connect_four", preset="cpu", seed=seed,  # pinned on every backend
+                          **{**C4_TIERS[tier], **changes})
 
 
 def connect_four_agents(base: str | Path, n: int = 3, tier: str = "full", log: Callable[[str], None] = print,

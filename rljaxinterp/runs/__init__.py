@@ -16,9 +16,13 @@ from rljaxinterp.runs.run import Run, load_run
 from rljaxinterp.runs.train import plot_learning_curve, read_config, train
 
 
-def default_config(kind: str, env: str, **changes):
-    """The preset config of agent ``kind`` ("alphazero", "ppo", "dqn", ...) for ``env``."""
-    return kind_named(kind).default_config(env, **changes)
+def default_config(kind: str, env: str, preset: str = "auto", **changes):
+    """The preset config of agent ``kind`` ("alphazero", "ppo", "dqn", ...) for ``env``.
+
+    ``preset``: "cpu", "accelerator", or "auto" (the accelerator one on a GPU/TPU backend);
+    see :mod:`rljaxinterp.runs.presets`. Any other name raises ``ValueError``.
+    """
+    return kind_named(kind).default_config(env, preset, **changes)
 
 
 __all__ = [

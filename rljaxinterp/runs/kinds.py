@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from rljaxinterp.runs.presets import resolve as resolve_preset
+
 
 class Trainer(Protocol):
     """One config's compiled training, as the run layer drives it."""
@@ -39,7 +41,10 @@ class Trainer(Protocol):
 class RunKind:
     """``curves``: (panel title, x field, metric fields) of learning_curve.png.
     ``extendable``: config fields that may change when a run is resumed, to lengthen it or
-    end it early (only kinds whose training does not depend on its length have any)."""
+    end it early (only kinds whose training does not depend on its length have any).
+    ``presets``/``fallback_preset`` are the "cpu" preset; ``accelerator_presets`` (and
+    ``accelerator_fallback``) the "accelerator" one, or None when the CPU values serve every
+    backend (see :mod:`rljaxinterp.runs.presets`)."""
 
     name: str
     config_cls: type
@@ -51,14 +56,28 @@ class RunKind:
     evaluate: Callable[..., Any] | None = None
     make_agent: Callable[[Any], Any] | None = None  # reading a run needs only the agent
     extendable: Sequence[str] = ()
+    accelerator_presets: Mapping[str, Mapping[str, Any]] | None = None
+    accelerator_fallback: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def agent(self, config: Any) -> Any:
         """The agent of ``config``, without building (or sharding) its training step."""
         return self.make_trainer(config).agent if self.make_agent is None else self.make_agent(config)
 
-    def default_config(self, env: str, **changes: Any) -> Any:
-        """The preset of ``env`` (or the kind's fallback), updated with ``changes``."""
-        return self.config_cls(env=env, **{**self.presets.get(env, self.fallback_preset), **changes})
+    def preset_table(self, preset: str = "auto") -> tuple[Mapping[str, Mapping[str, Any]], Mapping[str, Any]]:
+        """``(per-env values, fallback)`` of ``preset`` ("cpu", "accelerator" or "auto")."""
+        if resolve_preset(preset) == "accelerator" and self.accelerator_presets is not None:
+            return self.accelerator_presets, self.accelerator_fallback
+        return self.presets, self.fallback_preset
+
+    def default_config(self, env: str, preset: str = "auto", **changes: Any) -> Any:
+        """The ``preset`` of ``env`` (or the kind's fallback), updated with ``changes``. A config
+        class with a ``preset`` field (AlphaZero's) records the preset's name there."""
+        name = resolve_preset(preset)
+        table, fallback = self.preset_table(name)
+        values = {**table.get(env, fallback), **changes}
+        if any(f.name == "preset" for f in dataclasses.fields(self.config_cls)):
+            values["preset"] = name
+        return self.config_cls(env=env, **values)
 
 
 def abstract_state(agent: Any) -> Any:
@@ -241,7 +260,9 @@ def _register_builtin() -> None:
         "alphazero", AlphaZeroConfig, AlphaZeroTrainer, "iteration", presets.ALPHAZERO,
         curves=(("training loss", "iteration", ("loss", "policy_loss", "value_loss")),
                 ("self-play", "iteration", ("selfplay_draw_rate", "root_value"))),
-        fallback_preset=presets.ALPHAZERO_OTHER_GAMES, evaluate=_evaluate_games, make_agent=make_agent))
+        fallback_preset=presets.ALPHAZERO_OTHER_GAMES, evaluate=_evaluate_games, make_agent=make_agent,
+        accelerator_presets=presets.ALPHAZERO_ACCELERATOR,
+        accelerator_fallback=presets.ALPHAZERO_ACCELERATOR_OTHER_GAMES))
     # DQN takes one gradient step per update, so its metric rows average more updates.
     for name, cls, make, log_every, table in (("ppo", PPOConfig, make_ppo, 1, presets.PPO),
                                               ("dqn", DQNConfig, make_dqn, 100, presets.DQN)):

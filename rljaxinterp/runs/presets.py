@@ -1,7 +1,14 @@
-"""Per-environment starting configs of every agent kind, each measured by a benchmark on a
-2-core CPU.
+"""Per-environment starting configs of every agent kind, per backend.
 
-AlphaZero: tic-tac-toe (``benchmarks/alphazero_tictactoe.py``) becomes unbeatable with a
+Two presets: ``"cpu"`` (measured on a 2-core CPU) and ``"accelerator"`` (GPU/TPU);
+``preset="auto"`` picks by ``jax.default_backend()``. Only AlphaZero's differ: the right
+network size and self-play batch depend on the hardware by orders of magnitude. The chosen
+name is printed by ``rljaxinterp train`` and kept in ``AlphaZeroConfig.preset``, a label that
+equality and resume checks ignore and ``to_dict`` omits when unset: the least disruptive
+place, since run folders and cached configs from before load and compare unchanged. Configs
+whose results are quoted (the quickstart, ``findings`` agent sets) pin ``preset="cpu"``.
+
+CPU, AlphaZero: tic-tac-toe (``benchmarks/alphazero_tictactoe.py``) becomes unbeatable with a
 perfect move in every position; the other games (``benchmarks/alphazero_games.py``) beat the
 uniform-random player after a few minutes of training. An MLP over the flattened board is
 the default for othello, Go and chess: on CPU it runs many times more self-play per second
@@ -9,11 +16,52 @@ than the residual conv tower, and in a few minutes the amount of self-play matte
 than the inductive bias. Board-sized games keep replay buffers and checkpoint intervals
 modest, since every checkpoint holds the replay buffer.
 
-PPO and DQN: the CartPole presets solve it (``benchmarks/ppo_dqn.py``).
+Accelerator, AlphaZero: the pgx AlphaZero example (sotetsuk/pgx, ``examples/alphazero/
+train.py``; mctx's own examples are search demos without a trained network): a residual
+tower of 6 blocks x 128 channels, 1024 self-play games, 32 Gumbel-MuZero simulations,
+training batches of 4096, learning rate 1e-3 (our default), and as many training samples
+per iteration as new positions (pgx trains on each position once). pgx plays 256 moves per
+iteration; our games live across iterations, so 16 moves suffice and keep self-play close
+to the current network (16,384 positions = 4 batches of 4096). The replay holds pgx's
+262,144 positions (1024 x 256) where that stays small; Go (5.9 kB a position) keeps 65,536
+and chess (54 kB) one iteration's 16,384, since every checkpoint holds the buffer. Othello,
+Go and chess run pgx's 400 iterations' worth of positions (6,400 of ours), connect four 1,000
+and tic-tac-toe the default 300. Not measured on an accelerator here; the slow tests run one
+shrunk iteration of each on CPU.
+
+PPO and DQN: the CartPole presets solve it (``benchmarks/ppo_dqn.py``). They serve every
+backend: their networks are small, and more parallel environments on an accelerator would
+change what the algorithm learns per step (batch size, staleness), not only its speed, so a
+GPU variant would need its own measurement first.
 """
 
 from __future__ import annotations
 
+from rljaxinterp.agents.config import PRESETS
+
+CHOICES = ("auto", *PRESETS)
+ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")  # jax.default_backend() names
+
+
+def backend_preset(backend: str | None = None) -> str:
+    """``"accelerator"`` on a GPU or TPU backend, else ``"cpu"``."""
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    return "accelerator" if backend.lower() in ACCELERATOR_BACKENDS else "cpu"
+
+
+def resolve(preset: str = "auto") -> str:
+    """The preset ``preset`` names (``"auto"``: the backend's); ``ValueError`` for other names."""
+    if preset == "auto":
+        return backend_preset()
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(CHOICES)}")
+    return preset
+
+
+# -- CPU ---------------------------------------------------------------------------------------
 _CONV = dict(model="conv", model_kwargs={"channels": 32, "blocks": 2}, num_simulations=16, exploration=0.3,
              unroll_length=8, minibatch_size=128, updates_per_iteration=8, iterations=100)
 _MLP = dict(model="mlp", model_kwargs={"hidden": [256, 256]}, num_simulations=16, exploration=0.3,
@@ -30,6 +78,21 @@ ALPHAZERO: dict[str, dict] = {
     "chess": dict(_MLP, games=16, replay_size=2048, iterations=300),
 }
 ALPHAZERO_OTHER_GAMES = _CONV  # any other registered two-player game
+
+
+# -- accelerator -------------------------------------------------------------------------------
+_TOWER = dict(model="conv", model_kwargs={"channels": 128, "blocks": 6}, num_simulations=32, games=1024,
+              unroll_length=16, minibatch_size=4096, updates_per_iteration=4, replay_size=262144)
+ALPHAZERO_ACCELERATOR: dict[str, dict] = {
+    "tic_tac_toe": dict(_TOWER, replay_size=65536),  # keeps the default exploration 0.7, 300 iterations
+    "connect_four": dict(_TOWER, exploration=0.3, iterations=1000, checkpoint_every=100),
+    "othello": dict(_TOWER, exploration=0.3, iterations=6400, checkpoint_every=400),
+    "go_9x9": dict(_TOWER, exploration=0.3, restrict_pass=True, replay_size=65536, iterations=6400,
+                   checkpoint_every=400),
+    "chess": dict(_TOWER, exploration=0.3, replay_size=16384, iterations=6400, checkpoint_every=800),
+}
+ALPHAZERO_ACCELERATOR_OTHER_GAMES = dict(_TOWER, exploration=0.3, replay_size=65536, iterations=1000,
+                                         checkpoint_every=100)
 
 _MINATAR_PPO = dict(num_envs=64, num_steps=128, num_minibatches=8, lr=5e-4, total_timesteps=2_000_000,
                     model_kwargs={"channels": 16, "blocks": 1}, checkpoint_every=10)

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from rljaxinterp.agents.common import settings
 from rljaxinterp.runs import folder as files
 from rljaxinterp.runs.kinds import RunKind, abstract_state, kind_named, kind_of
 from rljaxinterp.runs.progress import Progress
@@ -48,7 +49,9 @@ def _claim(kind: RunKind, config: Any, folder: Path, total: int) -> str | None:
     if held.name != kind.name:
         raise files.RunFolderError(f"{folder} holds a run of kind {held.name!r}, not {kind.name!r}; "
                                    "use another folder")
-    existing, asked = existing_config.to_dict(), config.to_dict()
+    # Labels (AlphaZeroConfig.preset) take no part: a folder from before presets had names
+    # resumes under a config that carries one, and config.json keeps the folder's label.
+    existing, asked = settings(existing_config), settings(config)
     changed = sorted(k for k in asked if existing.get(k) != asked[k])
     if not changed or not set(changed) <= set(kind.extendable):
         files.claim(folder, kind.name, asked, existing)  # equal, or refused with the differences named
@@ -58,7 +61,7 @@ def _claim(kind: RunKind, config: Any, folder: Path, total: int) -> str | None:
         raise files.RunLengthError(f"{folder} has {done} {kind.step_name}s done; asked for {total} in all "
                                    f"({', '.join(f'{k}={asked[k]!r}' for k in changed)}): a run can only end at "
                                    "or after its last checkpoint")
-    files.write_config(folder, kind.name, asked)
+    files.write_config(folder, kind.name, {**existing_config.to_dict(), **asked})
     return "run length changed: " + ", ".join(f"{k} {existing.get(k)!r} -> {asked[k]!r}" for k in changed)
 
 
