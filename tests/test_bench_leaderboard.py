@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljaxinterp.bench import compiled_ttt, leaderboard, siit
+from rljaxinterp.bench import compiled_ttt, leaderboard, shuffled, siit
 
 METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occlusion", "random map",
            "oracle (attribution)", "ridge probe", "random probe", "mean difference", "random direction",
@@ -107,6 +107,38 @@ def test_siit_column_oracle_is_perfect_and_patching_beats_the_untrained_mlp(resu
 
 
 @pytest.mark.slow
+def test_shuffled_target_twins_are_controls_for_every_family(result):
+    """Tier 4: patching finds no win circuit in a network trained on shuffled targets; a probe
+    reads the concepts better from the SIIT network than from its twin; the gradient map of
+    a SIIT network is unrelated to its twin's (data randomisation), occlusion's much less so
+    (both nets leave empty squares at zero)."""
+    twins = [n["twin"] for n in result["siit"]["networks"]]
+    assert all(t["memorised"] > 0.95 and abs(t["rule_accuracy"] - t["chance"]) < 0.03 for t in twins)
+    # measured 0.530 on the twins against 0.715 on the SIIT networks (seeds 0, 1, width 128)
+    patched = mean(result, "activation patching (resample)", "siit_shuffled", "auroc")
+    assert abs(patched - 0.5) < 0.1 and patched < mean(result, "activation patching (resample)", "siit", "auroc") - 0.1
+    assert mean(result, "ridge probe", "siit", "gap_shuffled_net") > 0.05
+    # measured -0.001 (gradient, not in METHODS here) and 0.703 (occlusion)
+    assert mean(result, "occlusion", "siit", "data_randomisation") < 0.9
+    assert "shuffled-target twin" in leaderboard.markdown(result)
+
+
+@pytest.mark.slow
+def test_the_conv_variant_is_scored_per_square_and_channel(result):
+    """On the compiled conv network the truth is (square, channel) elements: the oracle is
+    perfect, patching finds the win path (measured 0.994), random is near chance, and a map
+    that reads only inputs and outputs (occlusion) is the same as on the compiled MLP."""
+    assert mean(result, "oracle (circuit)", "compiled_conv", "auroc") == 1.0
+    assert mean(result, "activation patching (resample)", "compiled_conv", "auroc") > 0.95
+    assert abs(mean(result, "random", "compiled_conv", "auroc") - 0.5) < 0.1
+    assert mean(result, "activation patching (resample)", "compiled_conv", "cpr") > mean(
+        result, "random", "compiled_conv", "cpr") + 0.5
+    occluded = result["rows"]["occlusion"]
+    assert occluded["compiled_conv"]["mass"]["per_seed"] == pytest.approx(occluded["compiled"]["mass"]["per_seed"])
+    assert "compiled conv: node AUROC" in leaderboard.markdown(result)
+
+
+@pytest.mark.slow
 def test_patching_circuit_is_faithful(result):
     assert mean(result, "activation patching (resample)", "compiled", "cpr") > mean(result, "random", "compiled", "cpr") + 0.5
     assert mean(result, "activation patching (resample)", "compiled", "cmd") < 0.25
@@ -148,7 +180,12 @@ def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(
                    "changed_share": 0.1, "max_logit_change": 1.0, "pairs": 10}
         return siit.Trained(width, seed, model, params, TRAIN_S), checked
 
+    def untrained_twin(width, seed):  # stands in for shuffled.train
+        trained, _ = untrained_siit(width, seed)
+        return shuffled.Twin(trained, shuffled.shuffled_targets(seed), memorised=0.25, rule_accuracy=0.125)
+
     monkeypatch.setattr(siit, "make_trained", untrained_siit)
+    monkeypatch.setattr(shuffled, "train", untrained_twin)
     monkeypatch.setattr(leaderboard, "time", clock)
     result = leaderboard.leaderboard("quick", ["oracle (circuit)"], log=lambda s: None)
     tier = siit.TIERS["quick"]
@@ -156,11 +193,12 @@ def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(
         (w, s) for w in tier["widths"] for s in tier["seeds"]]
     n = len(result["siit"]["networks"])
     row = result["rows"]["oracle (circuit)"]
-    assert result["siit"]["wall_s"] >= TRAIN_S * n and row["wall_s"] < TRAIN_S
+    assert result["siit"]["wall_s"] >= 2 * TRAIN_S * n and row["wall_s"] < TRAIN_S  # each network and its twin
     assert row["siit"]["auroc"]["per_seed"] == [1.0] * n and row["siit_untrained"]["precision"]["mean"] == 1.0
     text = leaderboard.markdown(result)
     assert "| SIIT: node AUROC | SIIT: precision at true size | SIIT: CPR | SIIT: CMD | untrained MLP: node AUROC |" in text
-    assert "## SIIT networks (tier 2)" in text and "| 128 | 1 | 0.5000 | 0.2500 | 0.1250 | 0.0625 | 0.7500 | 1000 |" in text
+    assert "## SIIT networks (tier 2)" in text and "| 128 | 1 | 0.5000 | 0.2500 | 0.1250 | 0.0625 | 0.7500 | 1000 | 0.250 | 0.125 (" in text
+    assert "| shuffled-target MLP: node AUROC | shuffled-target MLP: precision at true size |" in text
     assert (leaderboard.write(result, tmp_path / "lb") / "leaderboard.png").exists()
     without = {k: v for k, v in result.items() if k != "siit"}
     without["rows"] = {name: {k: v for k, v in r.items() if not k.startswith("siit")} for name, r in result["rows"].items()}

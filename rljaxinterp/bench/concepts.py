@@ -71,6 +71,7 @@ class Network:
     truth: np.ndarray | None  # (concepts, width) bool: the units that implement each concept (None: unknown)
     legal_moves: bool  # it never plays an occupied square, so "s occupied" is where a concept cannot apply
     legal_argmax: bool = False  # its move is the best *legal* move (an agent's raw policy, as in play)
+    shuffled: Any = None  # the same architecture trained on shuffled targets (tier 4), when there is one
 
 
 def make_task(seed: int) -> ConceptTask:
@@ -90,13 +91,14 @@ def compiled_network(model, params, untrained) -> Network:
     return Network(model, params, untrained, SITE, truth, legal_moves=True)
 
 
-def siit_network(model, params, untrained, width: int) -> Network:
-    """A SIIT MLP (``siit``): its ``layer1`` nodes are these concepts, in this order."""
+def siit_network(model, params, untrained, width: int, shuffled=None) -> Network:
+    """A SIIT MLP (``siit``): its ``layer1`` nodes are these concepts, in this order;
+    ``shuffled``: its shuffled-target twin's params (``bench.shuffled``)."""
     from rljaxinterp.bench import siit
 
     assert siit.NODES["layer1"] == CONCEPTS, "the SIIT graph's layer-1 nodes must be the concepts, in order"
     return Network(model, params, untrained, siit.SITES[1], siit.alignment(width)[siit.SITES[1]] > 0,
-                   legal_moves=False)
+                   legal_moves=False, shuffled=shuffled)
 
 
 def activations(model, params, obs, site: str) -> np.ndarray:
@@ -120,8 +122,9 @@ def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
 
 
 def score_probe(name: str, fn: ProbeFn | None, net: Network, task: ConceptTask, key, board: bool = True) -> dict:
-    """F1 at the concept's site, on shuffled labels, on the untrained network and (``board``)
-    on the raw input, and the share of the probe's weight on the concept's own units.
+    """F1 at the concept's site, on shuffled labels, on the untrained network, on the
+    shuffled-target network when the network has one and (``board``) on the raw input, and
+    the share of the probe's weight on the concept's own units.
 
     ``fn=None`` is the oracle, defined where each concept is one unit (the compiled network):
     it predicts the concept when that unit of the network it is given exceeds 0.5."""
@@ -129,6 +132,8 @@ def score_probe(name: str, fn: ProbeFn | None, net: Network, task: ConceptTask, 
     shuffled = y[np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1))).permutation(len(y))]
     features = {"site": activations(net.model, net.params, task.obs, net.site),
                 "untrained": activations(net.model, net.untrained, task.obs, net.site)}
+    if net.shuffled is not None:
+        features["shuffled_net"] = activations(net.model, net.shuffled, task.obs, net.site)
     if board:
         features["board"] = np.asarray(task.obs).reshape(len(y), -1)
     oracle = fn is None
@@ -154,6 +159,9 @@ def score_probe(name: str, fn: ProbeFn | None, net: Network, task: ConceptTask, 
 
     site_fit = fit("site", y)
     out = {"f1": f1("site", y, site_fit), "f1_shuffled": f1("site", shuffled), "f1_untrained": f1("untrained", y)}
+    if net.shuffled is not None:
+        out["f1_shuffled_net"] = f1("shuffled_net", y)
+        out["gap_shuffled_net"] = out["f1"] - out["f1_shuffled_net"]
     if board:
         out["f1_board"] = f1("board", y)
     out.update(selectivity=metrics.selectivity(out["f1"], out["f1_shuffled"]), gap=out["f1"] - out["f1_untrained"])

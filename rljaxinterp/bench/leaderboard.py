@@ -18,17 +18,18 @@ compares the method's answer with the compiled network's truth (``compiled_ttt``
 repeats it on untrained networks of the same shape (the control: a method that "finds" the
 circuit there is reading the architecture, not the mechanism). Circuit methods are also
 scored on the tier's SIIT networks (``siit``: trained MLPs whose win-path units are known),
-with an untrained MLP of the same width as their control; the networks are trained once per
-leaderboard, on first use, and that time is reported apart from every method's. The
-``random`` and ``oracle`` rows bound every column.
+with two controls of the same width: an untrained MLP and a twin trained on shuffled targets
+(``shuffled``); the networks are trained once per leaderboard, on first use, and that time
+is reported apart from every method's. The ``random`` and ``oracle`` rows bound every column.
 
-Circuit methods are also scored by their faithfulness curve on the compiled network (keep
-the top-k units by |score|, mean-ablate the rest, for every k). Attribution methods are also
-scored on the spurious-cue pair (``spurious_cue``): the share of the map on the cue square
-for model A, which reads the cue, and for model B, which ignores it, and by the saliency
-sanity checks (model randomisation, board symmetry). Probe and steering methods are scored on
-the win/threat concepts of the compiled network's rules layer, the SIIT MLPs' layer-1 nodes and
-AlphaZero agents whose units are unknown (``concepts``, ``label_only``).
+Circuit methods are also scored by their faithfulness curve on the compiled network and the
+SIIT networks (keep the top-k units by |score|, mean-ablate the rest, for every k).
+Attribution methods are also scored on the spurious-cue pair (``spurious_cue``): the share
+of the map on the cue square for model A, which reads the cue, and for model B, which
+ignores it, and by the saliency sanity checks (model randomisation and board symmetry on the
+compiled network, data randomisation on the SIIT networks). Probe and steering methods are
+scored on the win/threat concepts of the compiled network's rules layer, the SIIT MLPs'
+layer-1 nodes and AlphaZero agents whose units are unknown (``concepts``, ``label_only``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import numpy as np
 
 from rljaxinterp import interp
 from rljaxinterp.agents.symmetry import dihedral
-from rljaxinterp.bench import compiled_ttt, concepts, label_only, metrics, siit, spurious_cue
+from rljaxinterp.bench import compiled_conv, compiled_ttt, concepts, label_only, metrics, shuffled, siit, spurious_cue
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 
 FAMILIES = ("circuit", "attribution", "probe", "steering")
@@ -97,11 +98,15 @@ def rule_logit(out, data) -> jax.Array:
 
 def hidden_sites(model=None) -> list[str]:
     """The sites a circuit method scores: the compiled network's five hidden layers (also for
-    ``model=None``), or every ``layer{i}.post`` of an MLP (the SIIT networks of tier 2)."""
+    ``model=None``; the same five for its conv variant), or every ``layer{i}.post`` of an MLP
+    (the SIIT networks of tier 2)."""
     if model is None or isinstance(model, compiled_ttt.CompiledRules):
         return [f"{layer}.post" for layer in compiled_ttt.HIDDEN_SITES]
+    if isinstance(model, compiled_conv.CompiledConv):
+        return compiled_conv.hidden_sites()
     if not isinstance(getattr(model, "hidden", None), (tuple, list)):
-        raise TypeError(f"no hidden sites known for a {type(model).__name__}; allowed: CompiledRules or an MLP")
+        raise TypeError(f"no hidden sites known for a {type(model).__name__}; allowed: CompiledRules, CompiledConv "
+                        "or an MLP")
     return [f"layer{i}.post" for i in range(len(model.hidden))]
 
 
@@ -136,13 +141,13 @@ def _per_unit(effects) -> dict[str, np.ndarray]:
 def _patching(model, params, obs, metric, data, key):
     corrupted = obs[jax.random.permutation(key, obs.shape[0])]
     return _per_unit(interp.patching_sweep(model, params, obs, corrupted, metric, sites=hidden_sites(model),
-                                           granularity="unit", metric_data=data))
+                                           granularity="element", metric_data=data))
 
 
 def _ablation(kind):
     def run(model, params, obs, metric, data, key):
         values = interp.ablation.ablation_values(model, params, obs, kind, hidden_sites(model), key)
-        return _per_unit(interp.patching.sweep_sources(model, params, obs, values, metric, "unit",
+        return _per_unit(interp.patching.sweep_sources(model, params, obs, values, metric, "element",
                                                        metric_data=data))
     return run
 
@@ -214,15 +219,18 @@ _register_builtin()
 
 
 # -- scoring ------------------------------------------------------------------------------------
-def _check_units(method: Method, scores: Any, shapes: dict[str, tuple[int, ...]]) -> Mapping[str, np.ndarray]:
+def _check_units(method: Method, scores: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The method's scores per site, flattened: a unit is every scalar of a site's activation
+    (a conv site's (row, col, channel) elements), so the scores are shaped like the site or
+    already flat."""
     if not isinstance(scores, Mapping) or set(scores) != set(shapes):
         raise ValueError(f"method {method.name!r} must return {{site: scores}} for sites {list(shapes)}; "
                          f"got {type(scores).__name__} with keys {sorted(scores) if isinstance(scores, Mapping) else '-'}")
     for s, shape in shapes.items():
-        if np.shape(scores[s]) != shape:
+        if np.shape(scores[s]) not in (shape, (int(np.prod(shape)),)):
             raise ValueError(f"method {method.name!r} returned shape {np.shape(scores[s])} at site {s!r}; "
                              f"need {shape} (one score per unit)")
-    return scores
+    return {s: np.ravel(scores[s]) for s in shapes}
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -243,13 +251,14 @@ def faithfulness_curve(model, params, task: Task, scores: Mapping[str, np.ndarra
     m(empty) is the logit with every hidden unit at its mean, m(full) the unedited logit.
     """
     sites = hidden_sites(model)
+    shapes = interp.sites(model, task.obs[:1], params)
     sizes = [len(task.units[s]) for s in sites]
     n = sum(sizes)
     fractions = np.arange(n + 1) / n
     flat = np.concatenate([np.ravel(scores[s]) for s in sites])
     masks = metrics.ranked_circuits(flat, fractions, absolute=True).astype(np.float32)
     bounds = np.cumsum([0, *sizes])
-    keep = {s: jnp.asarray(masks[:, bounds[i]:bounds[i + 1]]) for i, s in enumerate(sites)}
+    keep = {s: jnp.asarray(masks[:, bounds[i]:bounds[i + 1]].reshape(-1, *shapes[s])) for i, s in enumerate(sites)}
     values = interp.ablation.ablation_values(model, params, task.obs, "mean", sites)
     m = np.asarray(_kept_metric(model, params, task.obs, task.data, values, keep), np.float64)
     f = metrics.faithfulness(m, m[0], m[-1])
@@ -362,18 +371,38 @@ def score_attribution_checks(method: Method, model, params, random_params, task:
     if method.oracle:
         return {}
     n = task.obs.shape[0]
-    maps = (_maps(method, model, params, task.obs, task.data, key) if maps is None else maps).reshape(n, 9)
-    randomised = _maps(method, model, random_params, task.obs, task.data, key).reshape(n, 9)
-    usable = (np.ptp(maps, 1) > 0) & (np.ptp(randomised, 1) > 0)
-    rho = [metrics.spearman(maps[i], randomised[i]) for i in np.flatnonzero(usable)]
+    maps = _maps(method, model, params, task.obs, task.data, key) if maps is None else maps
+    randomised = _maps(method, model, random_params, task.obs, task.data, key)
     perm, inverse = _board_symmetries()
     cells = task.obs.reshape(n, 9, -1)
     obs = jnp.concatenate([cells[:, p].reshape(task.obs.shape) for p in perm])
     moves = jnp.asarray(np.concatenate([inv[np.asarray(task.data["move"])] for inv in inverse]))
     turned = _maps(method, model, params, obs, {"move": moves}, key).reshape(-1, 9)
-    expected = np.concatenate([maps[:, p] for p in perm])
+    expected = np.concatenate([maps.reshape(n, 9)[:, p] for p in perm])
     symmetric = metrics.symmetry_error(turned, expected) if np.abs(expected).sum() > 0 else float("nan")
-    return {"randomisation": float(np.mean(rho)) if rho else float("nan"), "symmetry": symmetric}
+    return {"randomisation": map_rank_correlation(maps, randomised), "symmetry": symmetric}
+
+
+def map_rank_correlation(maps: np.ndarray, other: np.ndarray) -> float:
+    """Mean over states of the Spearman correlation of two networks' maps of the same state,
+    leaving out states where either map is constant (NaN when every state is)."""
+    a, b = maps.reshape(len(maps), -1), other.reshape(len(other), -1)
+    usable = (np.ptp(a, 1) > 0) & (np.ptp(b, 1) > 0)
+    rho = [metrics.spearman(a[i], b[i]) for i in np.flatnonzero(usable)]
+    return float(np.mean(rho)) if rho else float("nan")
+
+
+def score_data_randomisation(method: Method, net: SiitNetwork, key) -> dict[str, float]:
+    """Adebayo et al.'s data randomisation test on a SIIT network: the rank correlation of the
+    method's maps with its maps on the shuffled-target twin (tier 4), on the SIIT win task.
+    A map that explains what the network learned must differ from the map of a network that
+    learned nothing about the game, so lower is better."""
+    if method.oracle:
+        return {}
+    t, task = net.trained, net.task
+    maps = _maps(method, t.model, t.params, task.obs, task.data, key)
+    return {"data_randomisation": map_rank_correlation(
+        maps, _maps(method, t.model, net.twin.trained.params, task.obs, task.data, key))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,15 +411,17 @@ class SiitNetwork:
     checked: dict  # siit.verify's numbers
     task: Task  # positions whose output is a win; truth: the units aligned to the win path
     untrained: dict  # params of the same MLP at random weights (the control)
+    twin: shuffled.Twin  # the same MLP trained on shuffled targets (the tier-4 control)
 
 
 def make_siit_network(width: int, seed: int, positions: int) -> SiitNetwork:
     """Train and verify one SIIT network (``siit.make_trained``: raises if it misses the bars,
-    since a network that does not implement its graph has no known circuit) and its task."""
+    since a network that does not implement its graph has no known circuit), its task and its
+    shuffled-target twin."""
     trained, checked = siit.make_trained(width, seed)
     task = siit.win_task(width, positions, seed)
     untrained = trained.model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
-    return SiitNetwork(trained, checked, task, untrained)
+    return SiitNetwork(trained, checked, task, untrained, shuffled.train(width, seed))
 
 
 def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=print) -> dict:
@@ -405,6 +436,8 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     spec = TIERS[tier]
     t_total = time.perf_counter()
     model, params, _ = compiled_ttt.make_compiled()
+    conv_model, conv_params, _ = compiled_conv.make_compiled_conv()
+    conv_units = compiled_conv.win_units("element")
     seeds = range(spec["seeds"])
     tasks = [make_tasks(spec["positions"], seed) for seed in seeds]
     cue: dict[int, tuple[spurious_cue.Pair, CueTask]] = {}  # trained on first use (after the cheaper checks)
@@ -434,8 +467,11 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                     nets.append(make_siit_network(width, seed, spec["positions"]))
                     siit_wall += time.perf_counter() - t0
                     c = nets[-1].checked
+                    twin = nets[-1].twin
                     log(f"SIIT network width {width} seed {seed}: IIA {c['iia']:.4f}, strict ablation changes "
-                        f"the argmax on {c['argmax_changed']:.4f} of live positions ({time.perf_counter() - t0:.1f} s)")
+                        f"the argmax on {c['argmax_changed']:.4f} of live positions; its shuffled-target twin "
+                        f"memorised {twin.memorised:.3f}, follows the rules on {twin.rule_accuracy:.3f} "
+                        f"({time.perf_counter() - t0:.1f} s)")
         return nets
 
     agents: list[tuple[concepts.Network, dict]] = []  # tier 5, trained (or read from the cache) on first use
@@ -477,11 +513,17 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
             if method.family == "circuit":
                 per["compiled"].append(score_circuit(method, model, params, task, key, curve=True))
                 per["untrained"].append(score_circuit(method, model, random_params, task, key))
+                conv = score_circuit(method, conv_model, conv_params, dataclasses.replace(task, units=conv_units), key,
+                                     curve=True)
+                conv.pop("curve")  # the areas are kept; the curves plotted are the MLP's
+                per["compiled_conv"].append(conv)
             else:
-                maps = None if method.oracle else _maps(method, model, params, task.obs, task.data, key)
-                per["compiled"].append({**score_attribution(method, model, params, task, key, maps),
-                                        **score_attribution_checks(method, model, params, random_params, task, key,
-                                                                   maps)})
+                for group, (m, p, p_random) in {"compiled": (model, params, random_params), "compiled_conv": (
+                        conv_model, conv_params, conv_model.init(jax.random.key(1000 + seed), task.obs[:1])["params"])
+                                                }.items():
+                    maps = None if method.oracle else _maps(method, m, p, task.obs, task.data, key)
+                    per[group].append({**score_attribution(method, m, p, task, key, maps),
+                                       **score_attribution_checks(method, m, p, p_random, task, key, maps)})
                 per["untrained"].append(score_attribution(method, model, random_params, task, key))
                 per["cue"].append(score_cue(method, *cue_pair(seed), key))
         if method.family == "circuit":  # after the compiled network, so a bad method fails before any training
@@ -491,10 +533,18 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 scores.pop("curve")  # one length per width: the areas are kept, the curves are not averaged
                 per["siit"].append(scores)
                 per["siit_untrained"].append(score_circuit(method, net.trained.model, net.untrained, net.task, key))
+                per["siit_shuffled"].append(score_circuit(method, net.trained.model, net.twin.trained.params,
+                                                          net.task, key))
+        if method.family == "attribution":
+            for net in siit_networks():
+                scores = score_data_randomisation(method, net, jax.random.key(net.trained.seed))
+                if scores:
+                    per["siit"].append(scores)
         if method.family in CONCEPT_FAMILIES:
             for net in siit_networks():
                 t = net.trained
-                scores = _score_concepts(method, concepts.siit_network(t.model, t.params, net.untrained, t.width),
+                scores = _score_concepts(method, concepts.siit_network(t.model, t.params, net.untrained, t.width,
+                                                                       shuffled=net.twin.trained.params),
                                          concept_task(t.seed), jax.random.key(t.seed))
                 if scores:  # the probe oracle is undefined where a concept spans several units
                     per["siit"].append(scores)
@@ -518,7 +568,10 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         result["label_only"] = {"agents": [info for _, info in agents], "wall_s": agents_wall}
     if nets:
         result["siit"] = {"networks": [{"width": n.trained.width, "seed": n.trained.seed, "train_s": n.trained.train_s,
-                                        **n.checked} for n in nets],
+                                        **n.checked, "twin": {"memorised": n.twin.memorised,
+                                                              "rule_accuracy": n.twin.rule_accuracy,
+                                                              "chance": shuffled.chance_accuracy(n.trained.seed),
+                                                              "train_s": n.twin.trained.train_s}} for n in nets],
                           "positions": [int(n.task.obs.shape[0]) for n in nets], "wall_s": siit_wall}
     return result
 
@@ -526,8 +579,8 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
 CONCEPT_FAMILIES = ("probe", "steering")
 # the groups of columns each family fills besides "compiled"
 EXTRA_GROUPS: dict[str, Callable[[], dict[str, list]]] = {
-    "circuit": lambda: {"untrained": [], "siit": [], "siit_untrained": []},
-    "attribution": lambda: {"untrained": [], "cue": []},
+    "circuit": lambda: {"compiled_conv": [], "untrained": [], "siit": [], "siit_untrained": [], "siit_shuffled": []},
+    "attribution": lambda: {"compiled_conv": [], "untrained": [], "cue": [], "siit": []},
     "probe": lambda: {"siit": [], "label_only": []},
     "steering": lambda: {"siit": [], "label_only": []},
 }
@@ -556,7 +609,7 @@ def _aggregate(runs: list[dict]) -> dict:
 # -- output -----------------------------------------------------------------------------------------
 COLUMNS = {"circuit": ("auroc", "precision", "cpr", "cmd"),
            "attribution": ("mass", "auroc", "silent", "randomisation", "symmetry"),
-           "probe": ("f1", "selectivity", "gap", "f1_board", "weight_on_units"),
+           "probe": ("f1", "selectivity", "gap", "gap_shuffled_net", "f1_board", "weight_on_units"),
            "steering": ("target_x0.5", "off_target_x0.5", "collateral_x0.5", "target_x1", "off_target_x1",
                         "collateral_x1")}
 HEADERS = {("circuit", "auroc"): "node AUROC", ("circuit", "precision"): "precision at true size",
@@ -565,9 +618,12 @@ HEADERS = {("circuit", "auroc"): "node AUROC", ("circuit", "precision"): "precis
            ("attribution", "silent"): "states with no attribution",
            ("attribution", "randomisation"): "rank correlation with a randomised network (lower is better)",
            ("attribution", "symmetry"): "symmetry error (0: the map rotates with the board)",
+           ("attribution", "data_randomisation"): "rank correlation with the shuffled-target twin (lower is better)",
            ("probe", "f1"): "F1", ("probe", "f1_shuffled"): "F1 on shuffled labels",
            ("probe", "selectivity"): "selectivity", ("probe", "f1_untrained"): "F1 on an untrained network",
            ("probe", "gap"): "random-network gap", ("probe", "f1_board"): "F1 on the board",
+           ("probe", "f1_shuffled_net"): "F1 on the shuffled-target twin",
+           ("probe", "gap_shuffled_net"): "gap to the shuffled-target twin",
            ("probe", "weight_on_units"): "weight on the concept's units",
            **{("steering", f"{kind}_x{c:g}"): f"{kind.replace('_', '-')} rate at {c:g}x" for c in concepts.STEER_SCALES
               for kind in ("target", "off_target", "collateral")}}
@@ -576,11 +632,15 @@ TITLES = {"circuit": "Circuit discovery: which units take an immediate win",
           "probe": "Probes: is the concept read from the site where it is computed",
           "steering": "Steering: does adding the concept make the network act on it"}
 INTROS = {
-    "attribution": ("Rank correlation: Spearman correlation, per position, of the map with the map of the same "
+    "attribution": ("The two compiled networks compute the same function, so a map that reads only inputs and "
+                    "outputs (occlusion) is identical on both. "
+                    "Rank correlation: Spearman correlation, per position, of the map with the map of the same "
                     "architecture at random weights (Adebayo et al. 2018's model-randomisation test; a map that "
                     "explains the network changes with its weights). Symmetry error: the compiled network is "
                     "exactly equivariant under the 8 board symmetries, so the map of a rotated or reflected "
-                    "position must be the rotated map (0 when it is)."),
+                    "position must be the rotated map (0 when it is). *SIIT*: Adebayo et al.'s data "
+                    "randomisation test, the same rank correlation between the map of each SIIT network and the map "
+                    "of its shuffled-target twin (tier 4), on the SIIT win positions."),
     "probe": (f"The 18 concepts of the compiled network's `{concepts.SITE}` site (`win_sq{{s}}`: a win is "
               "available at s; `block_sq{s}`: the opponent threatens one), probed on every live position (75% to "
               "train, 25% held out, split per seed; l2 by cross-validation on the training rows). F1: mean over "
@@ -589,7 +649,9 @@ INTROS = {
               "board: the same probe on the raw input (a concept read there needs no network). The oracle reads "
               "the concept's own unit. *SIIT*: the same concepts are the layer-1 nodes of the SIIT MLPs (tier 2), "
               "each owning a block of `layer1.post` units; there the random-network gap is against the untrained "
-              "MLP, and the oracle is undefined (a concept spans several units). Weight on the concept's units: "
+              "MLP, the gap to the shuffled-target twin is F1 minus F1 at the same site of the same MLP trained "
+              "on shuffled targets (tier 4), and the oracle is undefined (a concept spans several units). Weight "
+              "on the concept's units: "
               "share of the probe's |w| on the units that implement the concept. *AlphaZero*: the label-only agents "
               "of tier 5 (section below) at their last hidden layer, against the same MLP untrained."),
     "steering": ("Each method's direction per concept, scaled to c times the norm of the concept's difference of "
@@ -615,8 +677,8 @@ def _table(header: list[str]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
 
-GROUPS = {"compiled": "compiled", "untrained": "untrained", "siit": "SIIT", "siit_untrained": "untrained MLP",
-          "label_only": "AlphaZero"}
+GROUPS = {"compiled": "compiled", "compiled_conv": "compiled conv", "untrained": "untrained", "siit": "SIIT", "siit_untrained": "untrained MLP",
+          "siit_shuffled": "shuffled-target MLP", "label_only": "AlphaZero"}
 
 
 def _siit_section(siit_result: dict) -> list[str]:
@@ -628,12 +690,19 @@ def _siit_section(siit_result: dict) -> list[str]:
               f"{', '.join(map(str, seeds))}), trained and verified once for this leaderboard in "
               f"{siit_result['wall_s']:.0f} s, which no method's wall column includes. Verification: IIA over "
               f"fresh (base, source, node) triples (bar {siit.MIN_IIA}) and the share of live positions whose "
-              f"argmax changes when every non-aligned unit is resample-ablated (bar {siit.MAX_STRICT_CHANGE})."), ""]
+              f"argmax changes when every non-aligned unit is resample-ablated (bar {siit.MAX_STRICT_CHANGE}). "
+              "Each has a shuffled-target twin (tier 4, `rljaxinterp/bench/shuffled.py`): the same MLP, width and "
+              "seed trained on the graph's outputs permuted across positions; *memorised*: share of positions "
+              "whose argmax is its shuffled target; *follows the rules*: share whose argmax is the graph's real "
+              "output, beside the chance level of a network that answers with the class frequencies."), ""]
     lines += _table(["width", "seed", "behaviour accuracy", "IIA", "IIA where the output changes", "lowest node IIA",
-                     "argmax changed by strict ablation", "training (s)"])
+                     "argmax changed by strict ablation", "training (s)", "twin: memorised",
+                     "twin: follows the rules (chance)"])
     for n in nets:
+        tw = n["twin"]
         lines.append(f"| {n['width']} | {n['seed']} | {n['accuracy']:.4f} | {n['iia']:.4f} | {n['iia_changed']:.4f} | "
-                     f"{n['iia_min_node']:.4f} | {n['argmax_changed']:.4f} | {n['train_s']:.0f} |")
+                     f"{n['iia_min_node']:.4f} | {n['argmax_changed']:.4f} | {n['train_s']:.0f} | "
+                     f"{tw['memorised']:.3f} | {tw['rule_accuracy']:.3f} ({tw['chance']:.3f}) |")
     return [*lines, ""]
 
 
@@ -654,7 +723,9 @@ def _label_only_section(label: dict) -> list[str]:
 def markdown(result: dict) -> str:
     intro = (f"{result['seeds']} seeds, {result['positions']} positions per task, {result['wall_s']:.0f} s in all. "
              "*compiled*: the hand-compiled tic-tac-toe rule network (`rljaxinterp/bench/compiled_ttt.py`, "
-             "verified on every reachable position); *untrained*: the same architecture with random weights "
+             "verified on every reachable position); *compiled conv*: the same strategy compiled into shared-kernel "
+             "convolutions (`rljaxinterp/bench/compiled_conv.py`, verified the same way), its units the (square, "
+             "channel) elements of each conv site; *untrained*: the same MLP architecture with random weights "
              "(a method that scores well there reads the architecture, not the mechanism). Cells: mean ± std "
              "over seeds. Metric definitions: `docs/BENCH_METRICS.md`.")
     lines = [f"# Interpretability methods against known truth ({result['tier']} tier)", "", intro, ""]
@@ -663,22 +734,26 @@ def markdown(result: dict) -> str:
         title, cols = TITLES[family], COLUMNS[family]
         groups = {"compiled": cols}
         if family in ("circuit", "attribution"):
+            groups["compiled_conv"] = cols
             groups["untrained"] = cols[:3] if family == "attribution" else ("auroc", "precision")
         if family == "circuit" and "siit" in result:
-            groups.update(siit=cols, siit_untrained=("auroc", "precision"))
+            groups.update(siit=cols, siit_untrained=("auroc", "precision"), siit_shuffled=("auroc", "precision"))
+        if family == "attribution" and "siit" in result:
+            groups["siit"] = ("data_randomisation",)
         if family in CONCEPT_FAMILIES:  # the other networks at 1x only, to keep the table readable
             keep = lambda c, *out: c not in ("f1_board", *out) and not c.endswith("x0.5")
+            groups["compiled"] = tuple(c for c in cols if c != "gap_shuffled_net")  # only SIIT networks have a twin
             if "siit" in result:
                 groups["siit"] = tuple(c for c in cols if keep(c, "collateral_x1"))
             if "label_only" in result:
-                groups["label_only"] = tuple(c for c in cols if keep(c, "weight_on_units"))
+                groups["label_only"] = tuple(c for c in cols if keep(c, "weight_on_units", "gap_shuffled_net"))
         header = ["method", *(f"{GROUPS[g]}: {HEADERS[family, c]}" for g, cs in groups.items() for c in cs), "wall (s)"]
         lines += [f"## {title}", ""]
         if family in INTROS:
             lines += [INTROS[family], ""]
         if family == "circuit":
             lines += [("CPR and CMD: areas under the faithfulness curve (units ranked by |score|, every circuit "
-                       "size, the rest mean-ablated) of the compiled network"
+                       "size, the rest mean-ablated) of the compiled networks"
                        + (" and of each SIIT network" if "siit" in result else "") + "; not computed on untrained "
                        "networks, where mean-ablating everything barely moves the logit.")]
             if "siit" in result:
@@ -686,7 +761,8 @@ def markdown(result: dict) -> str:
                 lines += ["", (f"*SIIT*: the {n} SIIT-trained MLPs of tier 2 (section below) on positions whose output is "
                            "a win (the win move's logit as the metric), the truth being the units aligned to the "
                            "win path (`two_own`, `empty`, `win` nodes); *untrained MLP*: the same MLP at random "
-                           f"weights, same truth. Cells over the {n} networks; wall excludes their training.")]
+                           "weights, same truth; *shuffled-target MLP*: the same MLP trained on shuffled targets "
+                           f"(tier 4), same truth. Cells over the {n} networks; wall excludes their training.")]
             lines.append("")
         lines += _table(header)
         for name, row in result["rows"].items():
@@ -722,7 +798,8 @@ def _stats(values) -> dict:
 # (family, bar label, how to read a row's stats) per panel of the summary figure
 PANELS = {
     "circuit": ("node AUROC", {"compiled": ("compiled", "auroc"), "untrained": ("untrained", "auroc"),
-                               "SIIT": ("siit", "auroc"), "untrained MLP": ("siit_untrained", "auroc")}),
+                               "SIIT": ("siit", "auroc"), "untrained MLP": ("siit_untrained", "auroc"),
+                               "shuffled-target MLP": ("siit_shuffled", "auroc")}),
     "attribution": ("mass on true squares", {"compiled": ("compiled", "mass"), "untrained": ("untrained", "mass")}),
     "cue": ("cue mass (spurious-cue pair)", {"model A": ("cue", "mass_A"), "model B": ("cue", "mass_B")}),
     "probe": ("probe F1", {"site": ("compiled", "f1"), "shuffled labels": ("compiled", "f1_shuffled"),
