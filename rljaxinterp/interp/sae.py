@@ -355,6 +355,18 @@ def _as_rows(site: str, x) -> np.ndarray | np.memmap:
     return x
 
 
+def _draw_rows(x, rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` training rows drawn uniformly with replacement, or by ``x.draw_rows`` where
+    the rows' holder samples better itself (``store.StoreRows``: a few chunks from disk)."""
+    if hasattr(x, "draw_rows"):
+        return np.asarray(x.draw_rows(rng, count), np.float32)
+    idx = rng.integers(0, x.shape[0], size=count)
+    order = np.argsort(idx, kind="stable")  # sorted reads are cheap on memory-mapped files
+    rows = np.empty((idx.size, x.shape[1]), np.float32)
+    rows[order] = np.asarray(x[idx[order]], np.float32)
+    return rows
+
+
 def _site_rng(seed: int, purpose: str, site: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(f"{purpose}|{site}".encode())])
 
@@ -387,7 +399,7 @@ def fit_saes(
     """Train one SAE per (site, kind, width, sparsity), all members of a kind in one program.
 
     ``activations``: site name -> ``(rows, d)`` array (NumPy, or ``np.load(..., mmap_mode="r")``
-    for rows on disk; see ``site_rows``). ``sparsities``: per member its kind's sparsity
+    for rows on disk; see ``site_rows``; or ``store.ActivationStore.rows(site)``). ``sparsities``: per member its kind's sparsity
     setting (``SPARSITY_MEANING``), one list for every kind or a dict by kind; None: the
     kind's ``DEFAULT_SPARSITIES``. Same config and seed, same result, bit for bit.
     """
@@ -474,10 +486,7 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
         batches = np.zeros((n, len(sites), config.batch_size, d_max), np.float32)
         for j, site in enumerate(sites):
             x = data[site]
-            idx = rngs[j].integers(0, x.shape[0], size=n * config.batch_size)
-            order = np.argsort(idx, kind="stable")  # sorted reads are cheap on memory-mapped files
-            rows = np.empty((idx.size, x.shape[1]), np.float32)
-            rows[order] = np.asarray(x[idx[order]], np.float32)
+            rows = _draw_rows(x, rngs[j], n * config.batch_size)
             batches[:, j, :, : x.shape[1]] = rows.reshape(n, config.batch_size, -1) / scales[j]
         carry, chunk_stats = run_chunk(carry, jnp.asarray(batches))
         curves.append(np.asarray(chunk_stats).mean(0))  # (members, 3)
