@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rljaxinterp import distributed
 from rljaxinterp.agents.alphazero import TrainState, make_agent, make_iteration
 from rljaxinterp.agents.common import compiled
 from rljaxinterp.agents.config import AlphaZeroConfig
@@ -40,8 +41,14 @@ def state_shardings(state: TrainState, mesh: Mesh) -> TrainState:
 
 
 def usable_devices(config: AlphaZeroConfig, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
-    """The most of ``devices`` (all by default) that split ``config.games`` evenly."""
+    """The most of ``devices`` (all by default) that split ``config.games`` evenly.
+
+    With several processes every device must take part (a process without a shard could not
+    join the program), so games that do not divide over them all are an error."""
     devices = list(devices or jax.devices())
+    if jax.process_count() > 1 and config.games % len(devices):
+        raise ValueError(f"AlphaZeroConfig.games={config.games} does not divide over the {len(devices)} devices "
+                         f"of {jax.process_count()} processes; choose games as a multiple of {len(devices)}")
     n = max(k for k in range(1, len(devices) + 1) if config.games % k == 0)
     return devices[:n]
 
@@ -74,6 +81,6 @@ def _sharded(config: AlphaZeroConfig, devices: tuple[jax.Device, ...]):
                         out_shardings=(shardings, replicated))
 
     def place(state: TrainState) -> TrainState:
-        return jax.device_put(state, shardings)
+        return distributed.put(state, shardings)
 
     return place, iteration

@@ -30,6 +30,7 @@ COMMANDS = {
     "train": ("train", "train an agent into a run folder (resumes if present)"),
     "eval": ("train", "evaluate a run folder's latest (or given) checkpoint"),
     "bench": ("bench", "benchmarks of interpretability methods against known truth"),
+    "launch": ("launch", "run a command as N local processes of one JAX program (jax.distributed)"),
 }
 GROUP_HOOKS = ("add_parser", "add_parsers")
 
@@ -82,8 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     use_compile_cache()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command != "launch":
+        join_processes()  # before the parser: building it may ask JAX for its backend
     args = build_parser(command or "").parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def join_processes() -> None:
+    """Join a multi-process program when the environment asks (``rljaxinterp launch``, or
+    ``RLJAXINTERP_DISTRIBUTED=auto`` under a cluster launcher); before any JAX work."""
+    from rljaxinterp.distributed import DistributedError, initialize_from_env
+
+    try:
+        initialize_from_env()
+    except DistributedError as err:
+        raise SystemExit(f"rljaxinterp: {err}") from None
 
 
 if __name__ == "__main__":

@@ -125,7 +125,12 @@ def open_analysis(args, out_name: str | None = None) -> Analysis:
 
 
 def write(a: Analysis, name: str, result: dict, summary: list[str]) -> None:
-    """``<name>.json`` (with the run, step and states) and ``summary.md``."""
+    """``<name>.json`` (with the run, step and states) and ``summary.md``; with several
+    processes (``rljaxinterp launch``) only process 0 writes."""
+    from rljaxinterp.distributed import is_primary
+
+    if not is_primary():
+        return
     head = {"run": str(a.run.folder), "env": a.env_name, "step": a.step, "states": a.meta}
     (a.out / f"{name}.json").write_text(json.dumps({**head, **result}, indent=1))
     source = a.meta["source"] + (f", {a.meta['distribution']} levels" if a.meta.get("distribution") else "")
@@ -187,6 +192,7 @@ def run_sweep(args) -> int:
     import numpy as np
 
     from rljaxinterp import interp
+    from rljaxinterp.distributed import is_primary
     from rljaxinterp.interp.ablation import ablation_sweep
     from rljaxinterp.interp.attribution_patching import attribution_patching
     from rljaxinterp.interp.plots import plot_effects_by_unit
@@ -219,6 +225,8 @@ def run_sweep(args) -> int:
            "| site | index | effect |", "|---|---|---|",
            *[f"| {k} | {i} | {float(effects[k].reshape(-1)[i]):+.4f} |" for _, k, i in top],
            "", "![effects](effects_by_unit.png)"])
+    if not is_primary():
+        return 0
     plot_effects_by_unit(effects, a.out / "effects_by_unit.png",
                          f"{args.method}: effect on {args.metric}, step {a.step}, {clean_obs.shape[0]} states")
     print(f"{args.method} sweep over {len(effects)} sites written to {a.out}/")

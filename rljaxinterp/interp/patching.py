@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rljaxinterp import distributed
 from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, select_sites, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
@@ -198,13 +199,15 @@ def pad_rows(x: jax.Array, rows: int) -> jax.Array:
 
 
 def shard_states(x: jax.Array) -> jax.Array:
-    """Spread the leading (state) axis over every device; a no-op on one device or when
-    the count does not divide evenly (then the states stay whole on the default device)."""
+    """Spread the leading (state) axis over every device of every process; a no-op on one
+    device or when the count does not divide evenly (then the states stay whole on the
+    default device, and each process computes them all). The sweeps pad their states to whole
+    shards first, so they always spread."""
     devices = jax.devices()
     if len(devices) == 1 or x.shape[0] % len(devices):
         return x
     mesh = jax.sharding.Mesh(np.asarray(devices), ("states",))
-    return jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("states")))
+    return distributed.put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("states")))
 
 
 def sweep_sources(
@@ -291,9 +294,10 @@ def sweep_sources(
             rows = slice(c * chunk_len, (c + 1) * chunk_len)
             data = jax.tree.map(lambda x, pad=pad, rows=rows: shard_states(pad(x)[rows]), metric_data)
             try:
-                parts.append(sweep(shard_states(pad(base_obs)[rows]), shard_states(value[rows]),
-                                   shard_states(valid[rows]), data,
-                                   None if state_mask is None else shard_states(state_mask[rows])))
+                # host_local: with several processes, every process gets the whole result
+                parts.append(distributed.host_local(sweep(
+                    shard_states(pad(base_obs)[rows]), shard_states(value[rows]), shard_states(valid[rows]), data,
+                    None if state_mask is None else shard_states(state_mask[rows]))))
             except (TypeError, ValueError) as err:
                 if "shapes" not in str(err) or (n_chunks == 1 and tile == n_total):
                     raise

@@ -159,8 +159,9 @@ def restore_checkpoint(manager: ocp.CheckpointManager, step: int, abstract_state
 
 
 def with_shardings(abstract: Any, shardings: Any | None = None) -> Any:
-    """``abstract`` (shapes and dtypes) with each leaf's target sharding (default: one device)."""
+    """``abstract`` (shapes and dtypes) with each leaf's target sharding (default: this
+    process's first device, so every process of a multi-process program reads a whole copy)."""
     if shardings is None:
-        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         shardings = jax.tree.map(lambda _: one, abstract)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from rljaxinterp import distributed
 from rljaxinterp.agents.common import settings
 from rljaxinterp.runs import folder as files
 from rljaxinterp.runs.kinds import RunKind, abstract_state, kind_named, kind_of
@@ -91,7 +92,14 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
     folder = Path(out_dir)
     kind = kind_of(config)
     trainer = kind.make_trainer(config, devices)
-    note = _claim(kind, config, folder, trainer.total)
+    # Several processes (rljaxinterp.distributed) train one run: process 0 claims the folder and
+    # writes config, metrics and curves; orbax writes and reads checkpoints collectively.
+    primary = distributed.is_primary()
+    if jax.process_count() > 1 and trainer.shardings is None:
+        raise ValueError(f"{kind.name} runs in one process; {jax.process_count()} processes were started "
+                         "(only alphazero shards its training over processes)")
+    note = distributed.on_primary(lambda: _claim(kind, config, folder, trainer.total), f"claiming {folder}")
+    progress = progress and primary
     manager = files.checkpoint_manager(folder)
     latest = manager.latest_step()
     if latest is None:
@@ -103,7 +111,9 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
         # The rows this checkpoint counted (older checkpoints did not count: rows up to its step).
         rows = rows[:meta["metric_rows"]] if "metric_rows" in meta else \
             [r for r in rows if r[kind.step_name] <= latest]
-    files.rewrite_metrics(folder, rows)  # rows after the last checkpoint are recomputed identically
+    if primary:
+        files.rewrite_metrics(folder, rows)  # rows after the last checkpoint are recomputed identically
+    distributed.barrier("rljaxinterp-train-start")  # every process has read the folder before it grows
 
     wall0 = time.perf_counter() - float(meta["wall_time"])
 
@@ -125,7 +135,7 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
     if len(devices_used) > 1:
         bar.note(f"self-play games sharded over {len(devices_used)} devices")
     chunks = 0
-    with open(folder / files.METRICS_FILE, "a") as metrics_file:
+    with open(folder / files.METRICS_FILE if primary else os.devnull, "a") as metrics_file:
         while done < total and (stop_after is None or chunks < stop_after):
             n = min(trainer.chunk, every - done % every, total - done)  # boundaries at multiples of `every`
             state, new_rows = trainer.advance(state, n)
@@ -141,7 +151,8 @@ def train(config: Any, out_dir: str | os.PathLike, *, progress: bool = True,
                                                  f"env_steps={_env_steps(state)} wall={wall:.1f}s {summary}")
             if done % every == 0 or done == total:
                 save(state, {**trainer.summary(new_rows), kind.step_name: done})
-                plot_learning_curve(folder)
+                if primary:
+                    plot_learning_curve(folder)
     bar.close()
     manager.close()
     return state

@@ -1,0 +1,217 @@
+"""Several processes as one JAX program (``rljaxinterp launch``, ``rljaxinterp.distributed``):
+2 local processes x 1 CPU device each, gloo collectives.
+
+Equality, as measured: a 2-process run computes what a 1-process run on 2 devices computes,
+bit for bit (the same partitioned program; a cross-device all-reduce over two shards adds
+two numbers, which is exact whichever comes first). Against 1 device the sweep's tile sums
+and AlphaZero's gradient reductions may associate differently, so there the bound is 1e-6
+(sweep) and the existing 1-vs-2-device AlphaZero tolerance (test_alphazero).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from rljaxinterp import distributed
+from rljaxinterp.cli.launch import free_port
+
+LAUNCH = [sys.executable, "-m", "rljaxinterp.cli", "launch", "--processes", "2", "--"]
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("RLJAXINTERP_") or k == "RLJAXINTERP_CACHE"}
+
+
+def launch(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(CLEAN_ENV, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([*LAUNCH, sys.executable, "-c", script, *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def single(script: str, *args: str, devices: int = 1) -> subprocess.CompletedProcess:
+    env = dict(CLEAN_ENV, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def rank_json(stdout: str, rank: int = 0) -> dict:
+    """The last JSON line printed by ``rank`` (launch prefixes every line with ``[rank] ``)."""
+    lines = [line[len(f"[{rank}] "):] for line in stdout.splitlines() if line.startswith(f"[{rank}] {{")]
+    assert lines, stdout[-3000:]
+    return json.loads(lines[-1])
+
+
+def test_launch_prefixes_ranks_stops_the_others_and_returns_the_first_failure():
+    """Rank 1 fails at once while rank 0 would sleep for a minute: launch stops rank 0 and
+    exits with rank 1's code."""
+    script = textwrap.dedent("""
+        import os, sys, time
+        rank = int(os.environ["RLJAXINTERP_PROCESS_ID"])
+        print(f"hello from {rank} of {os.environ['RLJAXINTERP_NUM_PROCESSES']}", flush=True)
+        if rank == 1:
+            sys.exit(3)
+        time.sleep(60)
+    """)
+    start = time.perf_counter()
+    done = launch(script, timeout=60)
+    assert time.perf_counter() - start < 30
+    assert done.returncode == 3, done.stderr
+    assert "[0] hello from 0 of 2" in done.stdout and "[1] hello from 1 of 2" in done.stdout
+    assert "exited with code 3" in done.stderr
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_coordinator_that_cannot_be_reached_is_a_clear_error(rank, tmp_path):
+    """No other process ever comes: an error naming the address and the timeout, exit 1, no hang."""
+    address = f"localhost:{free_port()}"
+    env = distributed.launch_environ(CLEAN_ENV, address, 2, rank, timeout=2)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "rljaxinterp.cli", "train", "alphazero", "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert time.perf_counter() - start < 30
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert address in done.stderr and "within 2 s" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+SMALL_SWEEP = textwrap.dedent("""
+    import json, sys
+    from rljaxinterp.distributed import initialize_from_env
+    initialize_from_env()
+    import jax, jax.numpy as jnp, numpy as np
+    from rljaxinterp import interp
+    from rljaxinterp.models import make_model
+
+    model = make_model("mlp", 9, (3, 3, 2), hidden=[8])
+    clean = jax.random.bernoulli(jax.random.key(1), 0.3, (25, 3, 3, 2)).astype(jnp.float32)  # 25: padded to 26
+    params = model.init(jax.random.key(0), clean)["params"]
+    effects = interp.patching_sweep(model, params, clean, clean[::-1], interp.metrics.value,
+                                    sites=["layer0.post"], granularity="unit")
+    print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
+                      "local": jax.local_device_count(),
+                      "effects": {k: np.asarray(v).tolist() for k, v in effects.items()}}))
+""")
+
+
+def test_two_process_sweep_equals_the_one_process_sweep():
+    """The cheapest 2-process case (fast suite): a small patching sweep with its states padded
+    to whole shards equals the same sweep in this process (1 device), on both ranks."""
+    done = launch(SMALL_SWEEP)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [rank_json(done.stdout, r) for r in (0, 1)]
+    assert [(r["processes"], r["devices"], r["local"]) for r in ranks] == [(2, 2, 1)] * 2
+    assert ranks[0]["effects"] == ranks[1]["effects"]
+
+    from rljaxinterp import interp
+    from rljaxinterp.models import make_model
+
+    model = make_model("mlp", 9, (3, 3, 2), hidden=[8])
+    clean = jax.random.bernoulli(jax.random.key(1), 0.3, (25, 3, 3, 2)).astype(np.float32)
+    params = model.init(jax.random.key(0), clean)["params"]
+    reference = interp.patching_sweep(model, params, clean, clean[::-1], interp.metrics.value,
+                                      sites=["layer0.post"], granularity="unit")
+    for site, values in reference.items():
+        np.testing.assert_allclose(ranks[0]["effects"][site], np.asarray(values), rtol=0, atol=1e-6, err_msg=site)
+
+
+FULL_SWEEP = textwrap.dedent("""
+    import json
+    from rljaxinterp.distributed import initialize_from_env, is_primary
+    initialize_from_env()
+    import jax, jax.numpy as jnp, numpy as np
+    from rljaxinterp import interp
+    from rljaxinterp.models import make_model
+
+    model = make_model("conv", 9, (3, 3, 2), channels=8, blocks=1, value_hidden=8)
+    clean = jax.random.bernoulli(jax.random.key(1), 0.3, (64, 3, 3, 2)).astype(jnp.float32)
+    params = model.init(jax.random.key(0), clean)["params"]
+    out = {}
+    for chunk in (None, 24):
+        effects = interp.patching_sweep(model, params, clean, clean[::-1], interp.metrics.value,
+                                        granularity="unit", sizing=interp.Sizing(states_per_call=chunk))
+        out[str(chunk)] = {k: np.asarray(v).tolist() for k, v in effects.items()}
+    if is_primary():
+        print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(), "effects": out}))
+""")
+
+
+@pytest.mark.slow
+def test_two_process_sweep_is_bit_identical_to_two_devices_in_one_process():
+    """Every site of a conv network, whole and in chunks of 24 states: 2 processes equal
+    1 process on 2 devices bit for bit, and 1 device to 1e-6."""
+    done = launch(FULL_SWEEP)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two_processes = rank_json(done.stdout)
+    two_devices = json.loads(single(FULL_SWEEP, devices=2).stdout.splitlines()[-1])
+    one_device = json.loads(single(FULL_SWEEP, devices=1).stdout.splitlines()[-1])
+    assert (two_processes["processes"], two_processes["devices"]) == (2, 2)
+    assert (two_devices["processes"], two_devices["devices"]) == (1, 2)
+    assert two_processes["effects"] == two_devices["effects"]  # bit-identical
+    for chunk, sites in one_device["effects"].items():
+        for site, values in sites.items():
+            np.testing.assert_allclose(two_processes["effects"][chunk][site], values, rtol=0, atol=1e-6,
+                                       err_msg=f"{chunk} {site}")
+
+
+TRAIN = textwrap.dedent("""
+    import json, sys
+    from rljaxinterp.distributed import initialize_from_env
+    initialize_from_env()
+    import jax
+    from rljaxinterp.agents import AlphaZeroConfig
+    from rljaxinterp.agents.parallel import usable_devices
+    from rljaxinterp.runs import train
+    cfg = AlphaZeroConfig.from_dict({config!r})
+    try:
+        usable_devices(cfg.replace(games=7))
+        print(json.dumps({{"error": None}}))
+    except ValueError as err:
+        print(json.dumps({{"error": str(err)}}))
+    for folder in sys.argv[1:]:
+        stop = folder.endswith("-half")
+        train(cfg, folder.removesuffix("-half"), progress=False, stop_after=2 if stop else None)
+""")
+
+
+@pytest.mark.slow
+def test_two_process_alphazero_training_is_bit_identical_to_two_devices_and_resumes_across_counts(tmp_path):
+    """A tiny tic-tac-toe run (4 iterations) trained by 2 processes ends with the params and
+    metrics of a 1-process 2-device run, bit for bit. A checkpoint written by 2 processes
+    resumes in 1 process, one written by 1 process resumes in 2, and both end identical.
+    Games that do not divide over the processes' devices are refused, naming both numbers."""
+    from rljaxinterp.agents import AlphaZeroConfig
+    from rljaxinterp.runs import load_run
+
+    cfg = AlphaZeroConfig(games=8, num_simulations=2, iterations=4, checkpoint_every=2, replay_size=256,
+                          minibatch_size=16, updates_per_iteration=2, model_kwargs={"hidden": [16]})
+    script = TRAIN.format(config=cfg.to_dict())
+    f = {name: str(tmp_path / name) for name in ("two_processes", "two_then_one", "one_then_two", "reference")}
+    done = launch(script, f["two_processes"], f["two_then_one"] + "-half")
+    assert done.returncode == 0, done.stderr[-3000:]
+    error = rank_json(done.stdout)["error"]
+    assert "games=7" in error and "2 devices of 2 processes" in error, error
+    assert load_run(f["two_then_one"]).steps == [0, 2]
+    single(script, f["reference"], f["two_then_one"], f["one_then_two"] + "-half", devices=2)
+    assert load_run(f["one_then_two"]).steps == [0, 2]
+    done = launch(script, f["one_then_two"])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    reference = load_run(f["reference"])
+    for name in ("two_processes", "two_then_one", "one_then_two"):
+        run = load_run(f[name])
+        assert run.steps == reference.steps == [0, 2, 4], name
+        for x, y in zip(jax.tree.leaves(run.params()), jax.tree.leaves(reference.params()), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+        assert without_wall_time(run.metrics()) == without_wall_time(reference.metrics()), name
+
+
+def without_wall_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
