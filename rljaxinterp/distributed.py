@@ -224,7 +224,7 @@ def on_primary(fn: Callable[[], T], what: str) -> T | None:
     if is_primary():
         try:
             result = fn()
-        except Exception as err:  # re-raised below, after the others know
+        except Exception as err:  # noqa: BLE001 -- re-raised below, after the others know
             error = err
     failed = bool(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
     if error is not None:

@@ -32,12 +32,13 @@ def launch(script: str, *args: str, timeout: float = 600) -> subprocess.Complete
     env = dict(CLEAN_ENV, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     return subprocess.run([*LAUNCH, sys.executable, "-c", script, *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def single(script: str, *args: str, devices: int = 1) -> subprocess.CompletedProcess:
     env = dict(CLEAN_ENV, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -75,7 +76,7 @@ def test_a_coordinator_that_cannot_be_reached_is_a_clear_error(rank, tmp_path):
     env = distributed.launch_environ(CLEAN_ENV, address, 2, rank, timeout=2)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "rljaxinterp.cli", "train", "alphazero", "--out", str(tmp_path / "run")],
-                          env=env, capture_output=True, text=True, timeout=60)
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
     assert time.perf_counter() - start < 30
     assert done.returncode == 1, done.stderr[-2000:]
     assert address in done.stderr and "within 2 s" in done.stderr
