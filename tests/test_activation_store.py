@@ -3,6 +3,8 @@ streamed probes and CKA equal the in-memory ones; a store is never overwritten a
 half-valid."""
 
 import os
+import re
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -69,7 +71,7 @@ def test_streamed_ridge_equals_the_in_memory_fit(net, written):
     streamed statistics are float64. Compared under x64 so both sides are double precision
     (the in-memory fit still keeps labels, hence means and biases, in float32); the default
     float32 in-memory fit agrees to about 1e-4 (its float32 Gram matrix and solve)."""
-    env, model, params = net
+    _, model, params = net
     store, obs, labels = written
     feats = probes.site_features(model, params, obs, SITES)
     streamed = st.ridge_probe(store, SITES, CONCEPTS, l2=1.0, batch_size=500)
@@ -87,7 +89,7 @@ def test_streamed_ridge_equals_the_in_memory_fit(net, written):
 
 
 def test_streamed_cka_equals_the_in_memory_cka(net, written, tmp_path):
-    env, model, params = net
+    _, model, params = net
     store, obs, _ = written
     feats = probes.site_features(model, params, obs, SITES)
     want = float(similarity.linear_cka(feats[SITES[0]], feats[SITES[1]]))
@@ -100,7 +102,7 @@ def test_streamed_cka_equals_the_in_memory_cka(net, written, tmp_path):
 
 
 def test_an_existing_store_is_never_overwritten(net, written):
-    env, model, params = net
+    _, model, params = net
     store, obs, _ = written
     before = sorted(os.listdir(store.path))
     with pytest.raises(FileExistsError, match="never overwritten"):
@@ -127,7 +129,7 @@ def test_a_failed_write_leaves_no_valid_looking_store(net, tmp_path):
 
 
 def test_bad_names_are_refused_with_the_allowed_ones(net, written, tmp_path):
-    env, model, params = net
+    _, model, params = net
     store, obs, _ = written
     with pytest.raises(KeyError, match="available sites: input, stem.pre") as err:
         st.write_store(tmp_path / "s", model, params, obs[:10], ["block9.resid_post"])
@@ -140,7 +142,7 @@ def test_bad_names_are_refused_with_the_allowed_ones(net, written, tmp_path):
 
 
 def test_saes_and_nmf_train_from_the_store(net, written):
-    env, model, params = net
+    _, model, params = net
     store, obs, _ = written
     rows = store.rows("block0.resid_post")
     memory = sae.site_rows(model, params, obs, ["block0.resid_post"])["block0.resid_post"]
@@ -160,16 +162,13 @@ def test_saes_and_nmf_train_from_the_store(net, written):
 
 
 def test_readme_example(net, tmp_path):
-    """The README's 'Activation store' example, as written there."""
+    """The README's 'Activation store' example runs as written (env, model, params from here)."""
     env, model, params = net
-    path = tmp_path / "c4-store"
-    key = jax.random.key(0)
-    n = 2000
-    from rljaxinterp.interp import store
-    SAE_CONFIG = sae.SAEConfig(steps=200)
-    source = store.random_play_batches(env, n, key, concepts=["height_col3"])        # (obs, labels) batches
-    acts = store.write_store(path, model, params, source, ["block0.resid_post"])      # chunked zarr on disk
-    scores = store.ridge_probe(acts, ["block0.resid_post"], ["height_col3"])         # X^T X, X^T y streamed
-    cka = store.linear_cka(acts, "block0.resid_post", "block0.resid_post")           # 1.0
-    grid = sae.fit_saes({"block0.resid_post": acts.rows("block0.resid_post")}, "topk", 32, [4], SAE_CONFIG)
-    assert len(acts) == n and scores.test.shape == (1, 1) and cka == pytest.approx(1.0) and len(grid) == 1
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Activation store"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    scope = {"env": env, "model": model, "params": params, "path": tmp_path / "c4-store", "key": jax.random.key(0),
+             "n": 2000}
+    exec(code, scope)  # noqa: S102 -- the README text is the code under test
+    assert len(scope["acts"]) == 2000 and scope["scores"].test.shape == (1, 1) and len(scope["grid"]) == 1
+    assert scope["cka"] == pytest.approx(1.0)

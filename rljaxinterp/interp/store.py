@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -113,8 +113,18 @@ def _items(source, labels) -> Iterator[tuple[np.ndarray, dict]]:
 
 
 @functools.lru_cache(maxsize=8)
-def _forward(model, sites: tuple[str, ...]):
+def _cached_forward(model, sites: tuple[str, ...]):
     return jax.jit(lambda p, o: run_with_cache(model, p, o, list(sites))[1])
+
+
+def _forward(model, sites: tuple[str, ...]):
+    """One compiled forward pass per (model, sites), reused across stores; a model with
+    unhashable fields (lists from a JSON config) compiles per store instead."""
+    try:
+        hash(model)
+    except TypeError:
+        return _cached_forward.__wrapped__(model, sites)
+    return _cached_forward(model, sites)
 
 
 def write_store(
@@ -220,7 +230,7 @@ def _write(tmp, forward, params, items, sites, info, example, per_call, chunk, c
     if buffered:
         run(np.concatenate(pending))
     counts = {name: c.close() for name, c in {**columns, **label_columns}.items()}
-    n = counts[sites[0]] if sites[0] in counts else 0
+    n = counts.get(sites[0], 0)
     if n == 0:
         raise ValueError("the source yielded no states; a store needs at least one")
     if any(v != n for v in counts.values()):
@@ -301,7 +311,8 @@ class ActivationStore:
     ) -> Iterator[Batch]:
         """Every row once, in batches of ``batch_size`` (the last may be smaller), in store
         order; with ``shuffle``, chunk order permuted and rows permuted within each window of
-        ``window`` chunks, both from ``seed``. ``sites``/``labels``: names (None: all)."""
+        ``window`` chunks, both from ``seed``. ``sites``/``labels``: names (None: all). Memory:
+        two windows (one being read ahead) and a batch."""
         site_names = self._names("sites", sites)
         label_names = self._names("labels", labels)
         if batch_size < 1:
@@ -313,7 +324,7 @@ class ActivationStore:
         if shuffle:
             starts = starts[rng.permutation(len(starts))]
         else:
-            window = max(window, -(-batch_size // chunk))  # contiguous: read as much as a batch at once
+            window = -(-batch_size // chunk)  # in order: read one batch's chunks at a time
         groups = [starts[i:i + window] for i in range(0, len(starts), window)]
 
         def issue(group):  # reads started now, so the next window loads while a batch is used
