@@ -185,3 +185,23 @@ def test_run_folder_resumes_bit_identically_and_loads(tmp_path, kind):
 
     with pytest.raises(runs.RunFolderError, match="different config"):
         runs.train(cfg.replace(seed=1), tmp_path / "part", progress=False)
+
+
+def test_ppo_with_separate_actor_and_critic_mlps():
+    """``separate_critic`` (rejax's and PureJaxRL's layout, for like-for-like timing): the policy
+    reads only the actor trunk, the value only the critic trunk, and PPO trains with it."""
+    config = ppo_lib.PPOConfig(num_envs=8, num_steps=128, total_timesteps=8 * 128 * 3,
+                               model_kwargs={"hidden": [32, 32], "separate_critic": True})
+    ppo = ppo_lib.make_ppo(config)
+    params = ppo.init_params(jax.random.PRNGKey(0))
+    assert set(params) == {"layer0", "layer1", "critic0", "critic1", "policy_head", "value_head"}
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, *ppo.env.observation_shape))
+    out = ppo.model.apply({"params": params}, obs)
+    zero = lambda names: {k: jax.tree.map(jnp.zeros_like, v) if k in names else v for k, v in params.items()}
+    no_critic = ppo.model.apply({"params": zero({"critic0", "critic1"})}, obs)
+    no_actor = ppo.model.apply({"params": zero({"layer0", "layer1"})}, obs)
+    assert _same(out.logits, no_critic.logits) and not _same(out.value, no_critic.value)
+    assert _same(out.value, no_actor.value) and not _same(out.logits, no_actor.logits)
+    state, metrics = jax.jit(ppo_lib.make_train(config))(jax.random.PRNGKey(2))
+    assert np.all(np.isfinite(np.asarray(metrics["loss_last_epoch"])))
+    assert not _same(state.params["critic0"], params["critic0"])
