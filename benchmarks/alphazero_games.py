@@ -27,24 +27,19 @@ def share(result: dict) -> str:
     return f"{wins}/{games} won, {losses} lost (first {result['first']}, second {result['second']})"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--env", default="connect_four")
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget (compilation included)")
-    p.add_argument("--games", type=int, default=50, help="evaluation games per seat")
-    p.add_argument("--opponents", default="random,pure_mcts", help="comma-separated: random, pure_mcts")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+def train_for(env_name: str, minutes: float, seed: int = 0, log=print) -> dict:
+    """Train the game's default config for ``minutes`` of wall time (compilation included),
+    logging every 5 iterations; returns the config, agent, final state and counts."""
     # a long nominal run: the budget ends training, the learning rate stays near its start
-    cfg = default_config("alphazero", args.env, seed=args.seed, iterations=100_000)
+    cfg = default_config("alphazero", env_name, seed=seed, iterations=100_000)
     agent = make_agent(cfg)
     greedy = jax.jit(agent.greedy_action)
-    has_pass = args.env.startswith("go_") or args.env == "othello"
+    has_pass = env_name.startswith("go_") or env_name == "othello"
     t0 = time.perf_counter()
     iteration = make_iteration(cfg)
     state = init_state(cfg)
     i, finished = 0, 0
-    while time.perf_counter() - t0 < 60 * args.minutes:
+    while time.perf_counter() - t0 < 60 * minutes:
         state, metrics = iteration(state, iteration_key(cfg, i))
         jax.block_until_ready(state.params)
         i += 1
@@ -56,23 +51,44 @@ def main() -> None:
                 legal = np.asarray(state.env_state.legal_action_mask)
                 passes = np.asarray(greedy(state.params, state.env_state)) == agent.env.num_actions - 1
                 line += f", greedy pass with other moves legal {float((passes & legal[:, :-1].any(axis=1)).mean()):.2f}"
-            print(line, flush=True)
-    train_s = time.perf_counter() - t0
-    env, key = agent.env, jax.random.PRNGKey(args.seed + 1)
+            log(line)
+    return {"config": cfg, "agent": agent, "state": state, "iterations": i, "finished": finished,
+            "train_s": time.perf_counter() - t0}
+
+
+def strength(trained: dict, opponents: list[str], games: int, seed: int = 0, log=print) -> dict:
+    """Raw network (greedy) and network with search against each opponent, ``games`` per seat."""
+    cfg, agent, params = trained["config"], trained["agent"], trained["state"].params
+    env, key = agent.env, jax.random.PRNGKey(seed + 1)
+    players = {"random": random_player(), "pure_mcts": pure_mcts_player(env, cfg.num_simulations)}
+    rows = {}
+    for pname, player in (("raw", greedy_player(agent, params)), ("search", search_player(agent, params))):
+        for oname in opponents:
+            key, k = jax.random.split(key)
+            result = play_match(env, player, players[oname], games, k)
+            rows[f"{pname}_vs_{oname}"] = result
+            log(f"{cfg.env}: {pname} network vs {oname}: {share(result)}")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--env", default="connect_four")
+    p.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget (compilation included)")
+    p.add_argument("--games", type=int, default=50, help="evaluation games per seat")
+    p.add_argument("--opponents", default="random,pure_mcts", help="comma-separated: random, pure_mcts")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    log = lambda line: print(line, flush=True)
+    trained = train_for(args.env, args.minutes, args.seed, log)
+    cfg, i, finished, train_s = trained["config"], trained["iterations"], trained["finished"], trained["train_s"]
     rows = {"env": args.env, "iterations": i, "train_s_incl_compile": round(train_s, 1),
             "selfplay_games_finished": finished, "simulations": cfg.num_simulations,
             "devices": jax.device_count(), "config": cfg.to_dict()}
     print(f"{args.env}: trained {i} iterations in {train_s:.0f} s (compilation included), "
           f"{finished} self-play games finished", flush=True)
-    opponents = {"random": random_player(), "pure_mcts": pure_mcts_player(env, cfg.num_simulations)}
-    for pname, player in (("raw", greedy_player(agent, state.params)), ("search", search_player(agent, state.params))):
-        for oname in args.opponents.split(","):
-            key, k = jax.random.split(key)
-            result = play_match(env, player, opponents[oname], args.games, k)
-            rows[f"{pname}_vs_{oname}"] = result
-            print(f"{args.env}: {pname} network vs {oname}: {share(result)}", flush=True)
+    rows |= strength(trained, args.opponents.split(","), args.games, args.seed, log)
     print(json.dumps(rows))
-
 
 if __name__ == "__main__":
     main()

@@ -31,13 +31,12 @@ from rljaxinterp.eval.matches import (
 from rljaxinterp.runs import default_config
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget after the default iterations")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--check-every", type=int, default=10)
-    args = p.parse_args()
-    cfg = default_config("alphazero", "tic_tac_toe", seed=args.seed)
+def train_and_check(seed: int = 0, check_every: int = 10, minutes: float = 3.0,
+                    stop_at: str | None = None) -> dict:
+    """Train with the exact checks and return everything ``main`` prints. ``stop_at`` names a
+    target (e.g. ``"unbeatable"``) to stop at as soon as it is met, skipping the closing
+    self-play timing and reports: what ``benchmarks/suite.py`` needs for time to unbeatable."""
+    cfg = default_config("alphazero", "tic_tac_toe", seed=seed)
     agent = make_agent(cfg)
     states = tic_tac_toe_states()
     values = jax.jit(lambda params: agent.masked_policy_value(params, states)[1])
@@ -59,7 +58,7 @@ def main() -> None:
         steady.append(time.perf_counter() - t)
         i += 1
         elapsed = time.perf_counter() - t0 - check_time
-        if i % args.check_every == 0 or i == cfg.iterations:
+        if i % check_every == 0 or i == cfg.iterations:
             c = time.perf_counter()
             moves = raw_moves(agent, state.params)
             losing_lines = sum(exhaustive(moves, seat)["loss"] for seat in (0, 1))
@@ -75,9 +74,16 @@ def main() -> None:
             if i == cfg.iterations:
                 report_at_default_end = tic_tac_toe_report(agent, state.params)
             check_time += time.perf_counter() - c
-            if i >= cfg.iterations and ("optimal_share_100" in first or elapsed > 60 * args.minutes):
+            if stop_at is not None and (stop_at in first or elapsed > 60 * minutes):
+                break
+            if i >= cfg.iterations and ("optimal_share_100" in first or elapsed > 60 * minutes):
                 break
     train_time = time.perf_counter() - t0 - check_time
+    result = {"config": cfg, "iterations": i, "train_time": train_time, "compile_and_first": compile_and_first,
+              "per_iteration": sum(steady) / max(len(steady), 1), "first": first, "checks": checks,
+              "report_at_default_end": report_at_default_end}
+    if stop_at is not None:
+        return result
 
     # Self-play alone, post-compilation.
     self_play = jax.jit(agent.self_play)
@@ -90,8 +96,19 @@ def main() -> None:
     jax.block_until_ready(out)
     sp_rate = reps * cfg.games * cfg.unroll_length / (time.perf_counter() - t)
 
-    final = tic_tac_toe_report(agent, state.params)
-    per_iter = sum(steady) / max(len(steady), 1)
+    return result | {"final": tic_tac_toe_report(agent, state.params), "self_play_rate": sp_rate}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget after the default iterations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check-every", type=int, default=10)
+    args = p.parse_args()
+    r = train_and_check(args.seed, args.check_every, args.minutes)
+    cfg, i, train_time, compile_and_first = r["config"], r["iterations"], r["train_time"], r["compile_and_first"]
+    per_iter, first, checks, final, sp_rate = r["per_iteration"], r["first"], r["checks"], r["final"], r["self_play_rate"]
+    report_at_default_end = r["report_at_default_end"]
     print(json.dumps({
         "config": cfg.to_dict(),
         "devices": jax.device_count(),

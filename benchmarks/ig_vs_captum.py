@@ -55,52 +55,11 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--x64-states", type=int, default=1000, help="states for the float64 comparison (0: skip)")
     args = parser.parse_args()
-
-    env = envs.make("connect_four")
-    obs = connect_four_states(args.states, jax.random.key(0))
-    if args.model == "conv":
-        model = make_model("conv", env.num_actions, env.observation_shape, channels=args.channels, blocks=args.blocks)
-        twin = TorchResTower(env.observation_shape, env.num_actions, args.channels, args.blocks)
-        label = f"ResTower {args.channels}x{args.blocks}"
-    else:
-        model = make_model("mlp", env.num_actions, env.observation_shape, hidden=(128, 128))
-        twin = TorchMLP(env.observation_shape, env.num_actions, (128, 128))
-        label = "MLP 2x128"
-    params = model.init(jax.random.key(1), obs[:1])["params"]
-    with torch.no_grad():
-        tmodel = twin.load_flax(params)
-    tmodel.eval()
-
-    def ours():
-        return jax.block_until_ready(integrated_gradients(model, params, obs, metrics.value, steps=args.steps,
-                                                          sizing=Sizing(states_per_call=args.chunk)))
-
-    t0 = time.perf_counter()
-    ours()
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    attr = np.asarray(ours())
-    jax_time = time.perf_counter() - t0
-
-    ig = IntegratedGradients(lambda x: tmodel(x)[1])
-    x = torch.from_numpy(np.asarray(obs))
-    torch_times = {}
-    for threads in args.torch_threads:
-        torch.set_num_threads(threads)
-        t0 = time.perf_counter()
-        ref = ig.attribute(x, baselines=torch.zeros_like(x), n_steps=args.steps, method="gausslegendre",
-                           internal_batch_size=args.captum_batch).detach().numpy()
-        torch_times[threads] = time.perf_counter() - t0
-    torch_time = min(torch_times.values())
-    diff = float(np.abs(attr - ref).max())
-    scale = float(np.abs(ref).max())
-    result = {"model": label, "states": args.states, "steps": args.steps, "jax_seconds": jax_time, "jax_first_call_seconds": first,
-              "torch_seconds": torch_time, "torch_seconds_by_threads": torch_times, "speedup": torch_time / jax_time,
-              "max_abs_diff": diff, "max_abs_attribution": scale,
-              "entries_over_1e-4": int((np.abs(attr - ref) > 1e-4).sum()), "entries": int(attr.size)}
-    result |= roofline(model, params, obs, args.states * args.steps, jax_time, torch_time)
-    if args.x64_states:
-        result |= float64_check(model, params, tmodel, obs[:args.x64_states], args.steps)
+    result = compare(args.model, args.states, args.steps, args.channels, args.blocks, args.chunk,
+                     args.captum_batch, args.torch_threads, args.x64_states)
+    label, first, jax_time, torch_time, torch_times, diff, scale = (result[k] for k in (
+        "model", "jax_first_call_seconds", "jax_seconds", "torch_seconds", "torch_seconds_by_threads",
+        "max_abs_diff", "max_abs_attribution"))
     print(f"integrated gradients, {label} on connect four, {args.states} states, "
           f"{args.steps} Gauss-Legendre points")
     print(f"  rljaxinterp : {jax_time:8.2f} s (first call incl. compile {first:.2f} s)")
@@ -118,6 +77,58 @@ def main() -> None:
               f"float32 rljaxinterp vs float64 captum {result['f32_ours_vs_f64']:.2e}, "
               f"float32 captum vs float64 captum {result['f32_captum_vs_f64']:.2e}")
     print(json.dumps(result))
+
+
+def compare(model_kind: str = "conv", states: int = 10_000, steps: int = 50, channels: int = 32, blocks: int = 2,
+            chunk: int | None = None, captum_batch: int = 4096, torch_threads=(2, 1), x64_states: int = 1000) -> dict:
+    """Ours against captum on identical weights: times, differences, the work bound and (with
+    ``x64_states``) the float64 check, as one result dict."""
+    env = envs.make("connect_four")
+    obs = connect_four_states(states, jax.random.key(0))
+    if model_kind == "conv":
+        model = make_model("conv", env.num_actions, env.observation_shape, channels=channels, blocks=blocks)
+        twin = TorchResTower(env.observation_shape, env.num_actions, channels, blocks)
+        label = f"ResTower {channels}x{blocks}"
+    else:
+        model = make_model("mlp", env.num_actions, env.observation_shape, hidden=(128, 128))
+        twin = TorchMLP(env.observation_shape, env.num_actions, (128, 128))
+        label = "MLP 2x128"
+    params = model.init(jax.random.key(1), obs[:1])["params"]
+    with torch.no_grad():
+        tmodel = twin.load_flax(params)
+    tmodel.eval()
+
+    def ours():
+        return jax.block_until_ready(integrated_gradients(model, params, obs, metrics.value, steps=steps,
+                                                          sizing=Sizing(states_per_call=chunk)))
+
+    t0 = time.perf_counter()
+    ours()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    attr = np.asarray(ours())
+    jax_time = time.perf_counter() - t0
+
+    ig = IntegratedGradients(lambda x: tmodel(x)[1])
+    x = torch.from_numpy(np.asarray(obs))
+    torch_times = {}
+    for threads in torch_threads:
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        ref = ig.attribute(x, baselines=torch.zeros_like(x), n_steps=steps, method="gausslegendre",
+                           internal_batch_size=captum_batch).detach().numpy()
+        torch_times[threads] = time.perf_counter() - t0
+    torch_time = min(torch_times.values())
+    diff = float(np.abs(attr - ref).max())
+    scale = float(np.abs(ref).max())
+    result = {"model": label, "states": states, "steps": steps, "jax_seconds": jax_time, "jax_first_call_seconds": first,
+              "torch_seconds": torch_time, "torch_seconds_by_threads": torch_times, "speedup": torch_time / jax_time,
+              "max_abs_diff": diff, "max_abs_attribution": scale,
+              "entries_over_1e-4": int((np.abs(attr - ref) > 1e-4).sum()), "entries": int(attr.size)}
+    result |= roofline(model, params, obs, states * steps, jax_time, torch_time)
+    if x64_states:
+        result |= float64_check(model, params, tmodel, obs[:x64_states], steps)
+    return result
 
 
 def roofline(model, params, obs, points: int, jax_time: float, torch_time: float) -> dict:

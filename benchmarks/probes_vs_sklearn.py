@@ -91,6 +91,72 @@ def sklearn_multitarget_ridge(features, concepts, train, test, l2):
         Ridge(alpha=l2).fit(scaler.transform(x[train]), y[train]).predict(scaler.transform(x[test]))
 
 
+def setup(checkpoints: int = 3, channels: int = 32, blocks: int = 2, test_fraction: float = 0.25) -> dict:
+    """Features of every site for ``checkpoints`` random parameter sets over the non-terminal
+    reachable tic-tac-toe positions, the concept library and the probes' train/test split."""
+    states, _ = envs.tic_tac_toe_reachable()
+    keep = np.flatnonzero(~np.asarray(states.terminated))
+    states = jax.tree.map(lambda x: x[keep], states)
+    obs = states.observation
+    concepts = {k: np.asarray(v) for k, v in concept_lib.compute("tic_tac_toe", states).items()}
+    n = obs.shape[0]
+    model = make_model("conv", 9, obs.shape[1:], channels=channels, blocks=blocks)
+    feats_fn = jax.jit(lambda p, o: site_features(model, p, o))
+    params = [model.init(jax.random.key(100 + i), obs[:1])["params"] for i in range(checkpoints)]
+    features = [jax.block_until_ready(feats_fn(p, obs)) for p in params]
+    key = jax.random.key(0)
+    train, test = probe_split(key, n, test_fraction)
+    return {"n": n, "concepts": concepts, "features": features, "key": key, "train": train, "test": test,
+                "checkpoints": checkpoints, "test_fraction": test_fraction}
+
+
+def compare(data: dict, kind: str, l2: float = 1.0, l1: float = 1e-3, max_iter: int = 1000) -> dict:
+    """One ``fit_probes`` call over all checkpoints (first, compiling call apart) against the
+    scikit-learn loop (and, for ridge, scikit-learn's multi-target ``Ridge``): one result row."""
+    concepts, features, key, train, test = (data[k] for k in ("concepts", "features", "key", "train", "test"))
+    n, n_sites, n_concepts = data["n"], len(features[0]), len(concepts)
+    stacked = {site: jnp.stack([f[site] for f in features]) for site in features[0]}
+    fit = lambda f: jax.block_until_ready(fit_probes(
+        f, concepts, kind=kind, key=key, test_fraction=data["test_fraction"], l2=l2, l1=l1))
+    # All checkpoints in one call: the first call compiles, later ones reuse the program.
+    t = time.perf_counter()
+    fit(stacked)
+    first_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ours = fit(stacked)
+    one_s = time.perf_counter() - t
+    # One call per checkpoint (as the training-dynamics layer does, to bound memory).
+    fit(features[0])
+    t = time.perf_counter()
+    for f in features:
+        fit(f)
+    per_s = time.perf_counter() - t
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t = time.perf_counter()
+        sk = [sklearn_probes(f, concepts, kind, train, test, l2, l1, max_iter) for f in features]
+        sk_s = time.perf_counter() - t
+    row = {"kind": kind, "states": n, "sites": n_sites, "concepts": n_concepts, "checkpoints": data["checkpoints"],
+               "first_call_s": first_s, "one_call_s": one_s, "per_checkpoint_calls_s": per_s, "sklearn_loop_s": sk_s,
+               "ratio": sk_s / one_s, "ratio_first_call": sk_s / first_s}
+    if kind == "ridge":
+        t = time.perf_counter()
+        for f in features:
+            sklearn_multitarget_ridge(f, concepts, train, test, l2)
+        row["sklearn_multitarget_ridge_s"] = time.perf_counter() - t
+
+    diffs = np.abs(np.asarray(ours.test) - np.stack(sk))
+    binary = np.asarray(ours.baseline) > 0  # baseline is majority accuracy for binary, 0 for R^2
+    worst = np.unravel_index(np.argmax(diffs), diffs.shape)
+    row |= {"max_abs_score_diff": float(diffs.max()), "mean_abs_score_diff": float(diffs.mean()),
+                "max_abs_accuracy_diff": float(diffs[:, :, binary].max()) if binary.any() else None,
+                "max_abs_r2_diff": float(diffs[:, :, ~binary].max()) if (~binary).any() else None,
+                "worst": {"checkpoint": int(worst[0]), "site": ours.sites[worst[1]], "concept": ours.concepts[worst[2]]},
+                "target_ratio": 10.0}
+    return row
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", type=int, default=3)
@@ -103,68 +169,22 @@ def main():
     parser.add_argument("--max-iter", type=int, default=1000, help="LogisticRegression max_iter")
     args = parser.parse_args()
 
-    states, _ = envs.tic_tac_toe_reachable()
-    keep = np.flatnonzero(~np.asarray(states.terminated))
-    states = jax.tree.map(lambda x: x[keep], states)
-    obs = states.observation
-    concepts = {k: np.asarray(v) for k, v in concept_lib.compute("tic_tac_toe", states).items()}
-    n = obs.shape[0]
-    model = make_model("conv", 9, obs.shape[1:], channels=args.channels, blocks=args.blocks)
-    feats_fn = jax.jit(lambda p, o: site_features(model, p, o))
-    checkpoints = [model.init(jax.random.key(100 + i), obs[:1])["params"] for i in range(args.checkpoints)]
-    features = [jax.block_until_ready(feats_fn(p, obs)) for p in checkpoints]
-    n_sites, n_concepts = len(features[0]), len(concepts)
-    key = jax.random.key(0)
-    train, test = probe_split(key, n, args.test_fraction)
-    print(f"{n} non-terminal positions, {n_sites} sites (widths up to "
+    data = setup(args.checkpoints, args.channels, args.blocks, args.test_fraction)
+    features, n_concepts = data["features"], len(data["concepts"])
+    n_sites = len(features[0])
+    print(f"{data['n']} non-terminal positions, {n_sites} sites (widths up to "
           f"{max(f.shape[1] for f in features[0].values())}) x {n_concepts} concepts x {args.checkpoints} "
-          f"checkpoints = {n_sites * n_concepts * args.checkpoints} probes per kind; train {len(train)}, "
-          f"test {len(test)}")
+          f"checkpoints = {n_sites * n_concepts * args.checkpoints} probes per kind; train {len(data['train'])}, "
+          f"test {len(data['test'])}")
 
     rows = []
     print(f"{'kind':9s} {'first call s':>12s} {'one call s':>10s} {'per ckpt s':>10s} {'sklearn s':>9s} "
           f"{'ratio':>7s} {'max|dscore|':>11s} {'mean|dscore|':>12s}")
-    stacked = {site: jnp.stack([f[site] for f in features]) for site in features[0]}
     for kind in args.kinds:
-        fit = lambda f, kind=kind: jax.block_until_ready(fit_probes(
-            f, concepts, kind=kind, key=key, test_fraction=args.test_fraction, l2=args.l2, l1=args.l1))
-        # All checkpoints in one call: the first call compiles, later ones reuse the program.
-        t = time.perf_counter()
-        fit(stacked)
-        first_s = time.perf_counter() - t
-        t = time.perf_counter()
-        ours = fit(stacked)
-        one_s = time.perf_counter() - t
-        # One call per checkpoint (as the training-dynamics layer does, to bound memory).
-        fit(features[0])
-        t = time.perf_counter()
-        for f in features:
-            fit(f)
-        per_s = time.perf_counter() - t
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            t = time.perf_counter()
-            sk = [sklearn_probes(f, concepts, kind, train, test, args.l2, args.l1, args.max_iter) for f in features]
-            sk_s = time.perf_counter() - t
-        row = dict(kind=kind, states=n, sites=n_sites, concepts=n_concepts, checkpoints=args.checkpoints,
-                   first_call_s=first_s, one_call_s=one_s, per_checkpoint_calls_s=per_s, sklearn_loop_s=sk_s,
-                   ratio=sk_s / one_s, ratio_first_call=sk_s / first_s)
-        if kind == "ridge":
-            t = time.perf_counter()
-            for f in features:
-                sklearn_multitarget_ridge(f, concepts, train, test, args.l2)
-            row["sklearn_multitarget_ridge_s"] = time.perf_counter() - t
-
-        diffs = np.abs(np.asarray(ours.test) - np.stack(sk))
-        binary = np.asarray(ours.baseline) > 0  # baseline is majority accuracy for binary, 0 for R^2
-        worst = np.unravel_index(np.argmax(diffs), diffs.shape)
-        row |= dict(max_abs_score_diff=float(diffs.max()), mean_abs_score_diff=float(diffs.mean()),
-                    max_abs_accuracy_diff=float(diffs[:, :, binary].max()) if binary.any() else None,
-                    max_abs_r2_diff=float(diffs[:, :, ~binary].max()) if (~binary).any() else None,
-                    worst=dict(checkpoint=int(worst[0]), site=ours.sites[worst[1]], concept=ours.concepts[worst[2]]),
-                    target_ratio=10.0)
+        row = compare(data, kind, args.l2, args.l1, args.max_iter)
         rows.append(row)
+        first_s, one_s, per_s, sk_s = row["first_call_s"], row["one_call_s"], row["per_checkpoint_calls_s"], \
+            row["sklearn_loop_s"]
         print(f"{kind:9s} {first_s:12.2f} {one_s:10.2f} {per_s:10.2f} {sk_s:9.2f} {row['ratio']:6.1f}x "
               f"{row['max_abs_score_diff']:11.2e} {row['mean_abs_score_diff']:12.2e}"
               + (f"   (sklearn multi-target Ridge, one fit per site: {row['sklearn_multitarget_ridge_s']:.2f} s)"
@@ -172,7 +192,6 @@ def main():
         print(f"          max |accuracy diff| {row['max_abs_accuracy_diff']}, max |R^2 diff| "
               f"{row['max_abs_r2_diff']}, worst at {row['worst']}")
     print(json.dumps(rows))
-
 
 if __name__ == "__main__":
     main()
