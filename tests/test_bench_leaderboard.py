@@ -254,3 +254,8 @@ def test_the_alphazero_agent_is_scored_on_labels_only(result):
         result, "random direction", "label_only", "target_x1") + 0.3
     assert result["rows"]["oracle (steering)"]["label_only"] == {}
     assert "## AlphaZero agents (tier 5, labels only)" in leaderboard.markdown(result)
+    # connect four (measured at 30 iterations: ridge F1 0.643, random probe 0.057)
+    assert [a["game"] for a in result["label_only"]["agents"]] == ["tic_tac_toe", "connect_four"]
+    assert mean(result, "ridge probe", "label_only_c4", "f1") > mean(result, "random probe", "label_only_c4", "f1") + 0.3
+    assert result["rows"]["oracle (steering)"]["label_only_c4"] == {}
+    assert "AlphaZero connect four: F1" in leaderboard.markdown(result)

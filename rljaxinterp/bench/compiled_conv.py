@@ -294,11 +294,7 @@ _LAYERS = {
 
 def compiled_params() -> Params:
     """The hand-set weights, as the ``params`` collection of ``CompiledConv``."""
-    out = {}
-    for name, build in _LAYERS.items():
-        kernel, bias = build()
-        out[name] = {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}
-    return out
+    return ct.params_from(_LAYERS)
 
 
 # --- concepts and truth --------------------------------------------------------------------

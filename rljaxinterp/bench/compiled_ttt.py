@@ -327,13 +327,18 @@ _LAYERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
-def compiled_params() -> Params:
-    """The hand-set weights, as the ``params`` collection of ``CompiledRules``."""
+def params_from(layers: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]]) -> Params:
+    """A ``params`` collection from ``{layer: build() -> (kernel, bias)}``, in float32."""
     out = {}
-    for name, build in _LAYERS.items():
+    for name, build in layers.items():
         kernel, bias = build()
         out[name] = {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}
     return out
+
+
+def compiled_params() -> Params:
+    """The hand-set weights, as the ``params`` collection of ``CompiledRules``."""
+    return params_from(_LAYERS)
 
 
 # --- numpy reference -------------------------------------------------------------------

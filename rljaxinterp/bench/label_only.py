@@ -1,11 +1,12 @@
 """Tier 5 of the zoo: agents trained the ordinary way, whose mechanism nobody knows but whose
 game labels are exact.
 
-AlphaZero on tic-tac-toe (the library's own config: a 128x128 MLP trained by Gumbel MuZero
-self-play through mctx). Nothing says which of its units compute what, so only concept-level
-scores apply: the probes and steering directions of ``concepts`` at its last hidden layer,
-judged by the same rules-derived labels as on the compiled network, with no oracle and no
-unit-level column. Its move is its best legal move, as in play.
+AlphaZero on tic-tac-toe (the library's default config: a 128x128 MLP trained by Gumbel
+MuZero self-play through mctx) and on connect four (the library's CPU preset: a residual conv
+tower, 32 channels x 2 blocks). Nothing says which of their units compute what, so only
+concept-level scores apply: the probes and steering directions of ``concepts`` at the last
+layer before the heads, judged by the game's own labels (``concepts.make_task``), with no
+oracle and no unit-level column. Their move is their best legal move, as in play.
 
 Agents are trained once into run folders under a user cache (``RLJAXINTERP_CACHE``, default
 ``~/.cache/rljaxinterp``) and reused by every later leaderboard; the config fixes the
@@ -24,32 +25,48 @@ import jax.numpy as jnp
 from rljaxinterp import user_cache
 from rljaxinterp.bench import concepts
 
-SITE = "layer1.post"  # the MLP's last hidden layer
-TIERS = {"quick": {"seeds": (0,), "iterations": 100}, "default": {"seeds": (0, 1), "iterations": 300}}
+# the last layer before the policy and value heads
+SITES = {"tic_tac_toe": "layer1.post", "connect_four": "block1.resid_post"}
+OBSERVATION = {"tic_tac_toe": (3, 3, 2), "connect_four": (6, 7, 2)}
+TIERS = {"quick": {"tic_tac_toe": {"seeds": (0,), "iterations": 100},
+                   "connect_four": {"seeds": (0,), "iterations": 30}},
+         "default": {"tic_tac_toe": {"seeds": (0, 1), "iterations": 300},
+                     "connect_four": {"seeds": (0, 1), "iterations": 150}}}
 
 
-def cache_folder(seed: int, iterations: int) -> Path:
-    return user_cache() / "bench" / f"alphazero_tic_tac_toe-seed{seed}-it{iterations}"
+def cache_folder(game: str, seed: int, iterations: int) -> Path:
+    return user_cache() / "bench" / f"alphazero_{game}-seed{seed}-it{iterations}"
 
 
-def agent(seed: int, iterations: int, folder: str | os.PathLike | None = None) -> tuple[concepts.Network, dict]:
-    """The trained agent as a ``concepts.Network`` (its untrained control: the same MLP at
-    random weights) and ``{"folder", "train_s", "cached"}``; trains (or finishes) the run when
-    the folder does not hold it yet."""
-    from rljaxinterp.agents.config import AlphaZeroConfig
+def config(game: str, seed: int, iterations: int):
+    """The library's CPU preset of ``game`` (pinned on every backend, so a cached agent is
+    the same agent everywhere)."""
+    from rljaxinterp.runs import default_config
+
+    if game not in SITES:
+        raise ValueError(f"game {game!r} is not allowed; use one of {tuple(SITES)}")
+    return default_config("alphazero", game, preset="cpu", seed=seed, iterations=iterations)
+
+
+def agent(game: str, seed: int, iterations: int, folder: str | os.PathLike | None = None
+          ) -> tuple[concepts.Network, dict]:
+    """The trained agent as a ``concepts.Network`` (its untrained control: the same network
+    at random weights) and ``{"game", "folder", "seed", "iterations", "train_s", "cached"}``;
+    trains (or finishes) the run when the folder does not hold it yet."""
     from rljaxinterp.runs import folder as files
     from rljaxinterp.runs import load_run
     from rljaxinterp.runs.train import read_config, train
 
-    folder = Path(folder or cache_folder(seed, iterations))
-    config = AlphaZeroConfig(seed=seed, iterations=iterations)
+    cfg = config(game, seed, iterations)
+    folder = Path(folder or cache_folder(game, seed, iterations))
     t0 = time.perf_counter()
-    cached = files.latest_step(folder) == iterations and read_config(folder)[1] == config
+    cached = files.latest_step(folder) == iterations and read_config(folder)[1] == cfg
     if not cached:  # train() also refuses a folder that holds another run
-        train(config, folder, progress=False)
+        train(cfg, folder, progress=False)
     train_s = time.perf_counter() - t0
     run = load_run(folder)
-    untrained = run.model.init(jax.random.key(1000 + seed), jnp.zeros((1, 3, 3, 2)))["params"]
-    net = concepts.Network(run.model, run.params(), untrained, SITE, truth=None, legal_moves=True, legal_argmax=True)
-    return net, {"folder": str(folder), "seed": seed, "iterations": iterations,
+    untrained = run.model.init(jax.random.key(1000 + seed), jnp.zeros((1, *OBSERVATION[game])))["params"]
+    net = concepts.Network(run.model, run.params(), untrained, SITES[game], truth=None, legal_moves=True,
+                           legal_argmax=True)
+    return net, {"game": game, "folder": str(folder), "seed": seed, "iterations": iterations,
                  "train_s": train_s, "cached": cached}

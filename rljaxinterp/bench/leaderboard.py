@@ -11,7 +11,9 @@ A method is one function with a declared signature, registered under a family:
   a linear probe per concept (present where ``x @ w + b > 0``) learned from a site's
   activations on the training rows (``concepts``);
 * ``"steering"``: ``fn(x_train, y_train, key) -> (concepts, width)`` one direction per
-  concept, added to the site to make the network act on it (``concepts``).
+  concept, added to the site to make the network act on it (``concepts``); a method that
+  needs to run the network (DAS) declares a fourth parameter ``counterfactuals``
+  (``concepts.Counterfactuals``).
 
 ``metric(out, data)`` is the logit of the move the rules choose, per state. Every task
 compares the method's answer with the compiled network's truth (``compiled_ttt``) and
@@ -49,7 +51,16 @@ import numpy as np
 
 from rljaxinterp import interp
 from rljaxinterp.agents.symmetry import dihedral
-from rljaxinterp.bench import compiled_conv, compiled_ttt, concepts, label_only, metrics, shuffled, siit, spurious_cue
+from rljaxinterp.bench import (
+    compiled_conv,
+    compiled_ttt,
+    concepts,
+    label_only,
+    metrics,
+    shuffled,
+    siit,
+    spurious_cue,
+)
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
 
 FAMILIES = ("circuit", "attribution", "probe", "steering")
@@ -480,22 +491,23 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     def label_only_agents() -> list[tuple[concepts.Network, dict]]:
         nonlocal agents_wall
         if not agents:
-            spec5 = label_only.TIERS[tier]
-            for seed in spec5["seeds"]:
-                t0 = time.perf_counter()
-                agents.append(label_only.agent(seed, spec5["iterations"]))
-                agents_wall += time.perf_counter() - t0
-                info = agents[-1][1]
-                log(f"AlphaZero tic-tac-toe agent seed {seed} ({spec5['iterations']} iterations): "
-                    f"{'read from' if info['cached'] else 'trained into'} {info['folder']} ({time.perf_counter() - t0:.1f} s)")
+            for game, spec5 in label_only.TIERS[tier].items():
+                for seed in spec5["seeds"]:
+                    t0 = time.perf_counter()
+                    agents.append(label_only.agent(game, seed, spec5["iterations"]))
+                    agents_wall += time.perf_counter() - t0
+                    info = agents[-1][1]
+                    log(f"AlphaZero {game} agent seed {seed} ({spec5['iterations']} iterations): "
+                        f"{'read from' if info['cached'] else 'trained into'} {info['folder']} "
+                        f"({time.perf_counter() - t0:.1f} s)")
         return agents
 
-    concept_tasks: dict[int, concepts.ConceptTask] = {}
+    concept_tasks: dict[tuple[int, str], concepts.ConceptTask] = {}
 
-    def concept_task(seed: int) -> concepts.ConceptTask:
-        if seed not in concept_tasks:
-            concept_tasks[seed] = concepts.make_task(seed)
-        return concept_tasks[seed]
+    def concept_task(seed: int, game: str = "tic_tac_toe") -> concepts.ConceptTask:
+        if (seed, game) not in concept_tasks:
+            concept_tasks[seed, game] = concepts.make_task(seed, game)
+        return concept_tasks[seed, game]
 
     rows = {}
     for name in names:
@@ -549,9 +561,10 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 if scores:  # the probe oracle is undefined where a concept spans several units
                     per["siit"].append(scores)
             for net, info in label_only_agents():
-                scores = _score_concepts(method, net, concept_task(info["seed"]), jax.random.key(info["seed"]))
+                scores = _score_concepts(method, net, concept_task(info["seed"], info["game"]),
+                                         jax.random.key(info["seed"]))
                 if scores:  # no oracle where the units are unknown
-                    per["label_only"].append(scores)
+                    per[LABEL_ONLY_GROUPS[info["game"]]].append(scores)
         # training the cue pairs and the SIIT networks is not the method's
         wall = (time.perf_counter() - t0 - (cue_wall - cue_before) - (siit_wall - siit_before)
                 - (agents_wall - agents_before))
@@ -581,9 +594,10 @@ CONCEPT_FAMILIES = ("probe", "steering")
 EXTRA_GROUPS: dict[str, Callable[[], dict[str, list]]] = {
     "circuit": lambda: {"compiled_conv": [], "untrained": [], "siit": [], "siit_untrained": [], "siit_shuffled": []},
     "attribution": lambda: {"compiled_conv": [], "untrained": [], "cue": [], "siit": []},
-    "probe": lambda: {"siit": [], "label_only": []},
-    "steering": lambda: {"siit": [], "label_only": []},
+    "probe": lambda: {"siit": [], "label_only": [], "label_only_c4": []},
+    "steering": lambda: {"siit": [], "label_only": [], "label_only_c4": []},
 }
+LABEL_ONLY_GROUPS = {"tic_tac_toe": "label_only", "connect_four": "label_only_c4"}
 
 
 def _score_concepts(method: Method, net: concepts.Network, task: concepts.ConceptTask, key) -> dict:
@@ -653,7 +667,8 @@ INTROS = {
               "on shuffled targets (tier 4), and the oracle is undefined (a concept spans several units). Weight "
               "on the concept's units: "
               "share of the probe's |w| on the units that implement the concept. *AlphaZero*: the label-only agents "
-              "of tier 5 (section below) at their last hidden layer, against the same MLP untrained."),
+              "of tier 5 (section below) at their last hidden layer, against the same network untrained; *AlphaZero "
+              "connect four*: the same for connect four's 14 concepts (`win_col{c}`, `block_col{c}`)."),
     "steering": ("Each method's direction per concept, scaled to c times the norm of the concept's difference of "
                  "means, is added to `" + concepts.SITE + "` on the held-out positions. Target rate: share of "
                  "positions where the concept predicts a new move (its square s empty, no higher rule anywhere, "
@@ -663,7 +678,11 @@ INTROS = {
                  "means restricted to the concept's own units; the random direction has the same norm. *SIIT*: the "
                  "same at the SIIT MLPs' `layer1.post`, without the collateral rate (their causal model itself "
                  "plays an intervened win on an occupied square, so no change is not the right answer there). "
-                 "*AlphaZero*: the label-only agents of tier 5 (section below), their best legal move."),
+                 "*AlphaZero*: the label-only agents of tier 5 (section below), their best legal move; connect "
+                 "four's concepts call for a column, which a full column cannot take (collateral). The DAS "
+                 "direction is learned, per concept, so that swapping a quiet position's component along it for "
+                 "that of a position where the concept holds makes the network play the concept's move "
+                 "(distributed alignment search; it is the one method here that runs the network)."),
 }
 CUE_COLUMNS = {"mass_A": "cue mass on A", "mass_B": "cue mass on B", "gap": "A - B",
                "separates": f"seeds with A - B > {CUE_MARGIN}"}
@@ -678,7 +697,7 @@ def _table(header: list[str]) -> list[str]:
 
 
 GROUPS = {"compiled": "compiled", "compiled_conv": "compiled conv", "untrained": "untrained", "siit": "SIIT", "siit_untrained": "untrained MLP",
-          "siit_shuffled": "shuffled-target MLP", "label_only": "AlphaZero"}
+          "siit_shuffled": "shuffled-target MLP", "label_only": "AlphaZero", "label_only_c4": "AlphaZero connect four"}
 
 
 def _siit_section(siit_result: dict) -> list[str]:
@@ -707,17 +726,18 @@ def _siit_section(siit_result: dict) -> list[str]:
 
 
 def _label_only_section(label: dict) -> list[str]:
-    agents = label["agents"]
-    its = sorted({a["iterations"] for a in agents})
-    how = ", ".join("read" if a["cached"] else f"trained in {a['train_s']:.0f} s" for a in agents)
-    return ["## AlphaZero agents (tier 5, labels only)", "",
-            (f"{len(agents)} AlphaZero tic-tac-toe agent{'s' if len(agents) > 1 else ''} (`rljaxinterp/bench/label_only.py`: the library's default "
-             f"config, seeds {', '.join(str(a['seed']) for a in agents)}, {', '.join(map(str, its))} iterations), "
-             f"probed and steered at `{label_only.SITE}`; their units are unknown, so they have no oracle and no "
-             f"weight-on-units column, and their move is the best legal one. Trained once into a user cache and "
-             f"reused: {label['wall_s']:.0f} s here "
-             f"({how}), in no "
-             "method's wall column."), ""]
+    lines = ["## AlphaZero agents (tier 5, labels only)", "",
+             ("Agents trained by the library's own AlphaZero (`rljaxinterp/bench/label_only.py`: each game's CPU "
+              "preset), probed and steered at the last layer before their heads; their units are unknown, so they "
+              "have no oracle and no weight-on-units column, and their move is the best legal one. Connect-four "
+              f"concepts (`win_col{{c}}`, `block_col{{c}}`) on {concepts.C4_POSITIONS} distinct positions of random "
+              "play per seed. Trained once into a user cache and reused: "
+              f"{label['wall_s']:.0f} s here, in no method's wall column."), ""]
+    lines += _table(["game", "seed", "iterations", "site", "training (s)"])
+    for a in label["agents"]:
+        how = "read from the cache" if a["cached"] else f"{a['train_s']:.0f}"
+        lines.append(f"| {a['game']} | {a['seed']} | {a['iterations']} | `{label_only.SITES[a['game']]}` | {how} |")
+    return [*lines, ""]
 
 
 def markdown(result: dict) -> str:
@@ -746,7 +766,8 @@ def markdown(result: dict) -> str:
             if "siit" in result:
                 groups["siit"] = tuple(c for c in cols if keep(c, "collateral_x1"))
             if "label_only" in result:
-                groups["label_only"] = tuple(c for c in cols if keep(c, "weight_on_units", "gap_shuffled_net"))
+                for group in LABEL_ONLY_GROUPS.values():
+                    groups[group] = tuple(c for c in cols if keep(c, "weight_on_units", "gap_shuffled_net"))
         header = ["method", *(f"{GROUPS[g]}: {HEADERS[family, c]}" for g, cs in groups.items() for c in cs), "wall (s)"]
         lines += [f"## {title}", ""]
         if family in INTROS:

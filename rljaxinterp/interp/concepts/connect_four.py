@@ -25,7 +25,7 @@ def heights(state):
     return (game_state(state).board.reshape(*game_state(state).board.shape[:-1], 6, 7) >= 0).sum(-2)
 
 
-def _wins_after_drop(own, empty, h):
+def wins_after_drop(own, empty, h):
     """Per column: dropping a piece there completes four in a row, (states, 7)."""
     cols = jnp.arange(7)
     landing = (5 - h) * 7 + cols  # (states, 7); invalid where the column is full
@@ -35,12 +35,12 @@ def _wins_after_drop(own, empty, h):
 
 def immediate_win(state):
     own, _, empty = planes(state)
-    return _wins_after_drop(own, empty, heights(state)).any(-1) & ~state.terminated
+    return wins_after_drop(own, empty, heights(state)).any(-1) & ~state.terminated
 
 
 def opponent_immediate_win(state):
     _, opp, empty = planes(state)
-    return _wins_after_drop(opp, empty, heights(state)).any(-1) & ~state.terminated
+    return wins_after_drop(opp, empty, heights(state)).any(-1) & ~state.terminated
 
 
 def open_threes(which: int):
