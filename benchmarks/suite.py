@@ -299,6 +299,14 @@ def rejax_python(flag: str | None) -> Path | None:
     return py if ok else None
 
 
+def rejax_versions(py: Path) -> str:
+    """The rejax venv's versions of what the comparison depends on, as one line."""
+    code = ("import importlib.metadata as m\n"
+            "print(', '.join(f'{n} {m.version(n)}' for n in ('rejax', 'gymnax', 'jax', 'jaxlib', 'flax', 'optax')))")
+    out = subprocess.run([py, "-c", code], capture_output=True, text=True, check=False)
+    return out.stdout.strip() if out.returncode == 0 else "versions unknown"
+
+
 def fig_ppo(size: dict, ctx: dict, log) -> dict:
     import ppo_vs_rejax
 
@@ -393,7 +401,8 @@ def markdown(report: dict) -> str:
               f"{', '.join(f'{x:.1f}' for x in env['load_average'])})"),
              f"- versions: {versions}",
              f"- rejax: {report.get('rejax') or 'not installed'}",
-             f"- total wall time: {report['total_s']:.0f} s", "",
+             (f"- total wall time: {report['total_s']:.0f} s (load average at the end "
+              f"{', '.join(f'{x:.1f}' for x in report.get('load_average_end', []))})"), "",
              "| figure | result | size | wall s |", "|---|---|---|---|"]
     for name, fig in report["figures"].items():
         result = fig.get("result") or fig["status"]
@@ -432,7 +441,7 @@ def run_suite(out: Path, mode: str = "full", only=FIGURES, rejax: str | None = N
     size = SIZES[mode]
     py = rejax_python(rejax)
     report = {"mode": mode, "sizes": size, "environment": backend_info(), "figures": {},
-              "rejax": str(py) if py else None, "total_s": 0.0}
+              "rejax": f"{py} ({rejax_versions(py)})" if py else None, "total_s": 0.0}
     env = report["environment"]
     log(f"suite ({mode}) on {env['backend']}: {', '.join(env['devices'])}; jax {env['versions'].get('jax')}; "
         f"writing to {out}")
@@ -449,8 +458,10 @@ def run_suite(out: Path, mode: str = "full", only=FIGURES, rejax: str | None = N
             fig = {"status": "error", "result": f"error: {type(e).__name__}: {e}".splitlines()[0],
                    "traceback": traceback.format_exc()}
         fig["wall_s"] = time.perf_counter() - t0
+        fig["load_average_after"] = list(os.getloadavg())  # other jobs on the machine inflate the times
         report["figures"][name] = fig
         report["total_s"] = time.perf_counter() - t_all
+        report["load_average_end"] = fig["load_average_after"]
         write(report, out)
         log(f"[{name}] {fig['wall_s']:.0f} s: {fig.get('result', fig['status'])}")
     return report
