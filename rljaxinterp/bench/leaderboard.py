@@ -530,9 +530,10 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 conv.pop("curve")  # the areas are kept; the curves plotted are the MLP's
                 per["compiled_conv"].append(conv)
             else:
-                for group, (m, p, p_random) in {"compiled": (model, params, random_params), "compiled_conv": (
-                        conv_model, conv_params, conv_model.init(jax.random.key(1000 + seed), task.obs[:1])["params"])
-                                                }.items():
+                conv_random = conv_model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
+                networks = {"compiled": (model, params, random_params),
+                            "compiled_conv": (conv_model, conv_params, conv_random)}
+                for group, (m, p, p_random) in networks.items():
                     maps = None if method.oracle else _maps(method, m, p, task.obs, task.data, key)
                     per[group].append({**score_attribution(method, m, p, task, key, maps),
                                        **score_attribution_checks(method, m, p, p_random, task, key, maps)})
