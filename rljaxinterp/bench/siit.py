@@ -35,6 +35,18 @@ units and ten logits. Node ``j`` of high-level layer ``k`` is aligned to the fix
   base's high-level output, which it must not change (weight 0.4),
 
 as in InterpBench (Gupta et al. 2024). ``verify`` measures the result on fresh pairs.
+
+``arch="restower"`` trains the same graph into ``models.conv.ResTower`` (the AlphaZero
+agents' residual conv tower, two blocks of ``channels`` channels): the low-level sites are
+``block0.resid_post`` and ``block1.resid_post``, shaped ``(3, 3, channels)``, and a unit is
+one (row, col, channel) element, flattened in ``np.ravel`` order. Every node owns
+``channels // 4`` consecutive channels at one square (consecutive flattened elements):
+``empty[s]`` channel slot 0 and ``two_own[l]`` / ``two_opp[l]`` slots 1 / 2 at a square of
+line ``l`` (``LINE_SQUARE``, distinct squares) in block 0; ``win[s]`` / ``block[s]`` slots
+0 / 1 at square ``s`` in block 1. Square-local nodes suit the shared kernels, and the policy
+head, a 1x1 conv to two channels per square before its dense layer, then has exactly one
+channel per square for each of ``win[s]`` and ``block[s]``. Everything else (the high-level
+graph, the losses, the bars) is the MLP's; the MLP is the default of every function.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ import optax
 from rljaxinterp import interp
 from rljaxinterp.bench import metrics
 from rljaxinterp.eval.minimax import LINES
+from rljaxinterp.models.conv import ResTower
 from rljaxinterp.models.mlp import MLP
 
 NODES: dict[str, tuple[str, ...]] = {
@@ -59,13 +72,25 @@ NODES: dict[str, tuple[str, ...]] = {
     "layer1": (*(f"win_sq{s}" for s in range(9)), *(f"block_sq{s}" for s in range(9))),
 }
 LAYERS: tuple[str, ...] = tuple(NODES)
+# the MLP's sites; also the keys of the high-level graph's node masks for every architecture
 SITES: tuple[str, ...] = tuple(f"{layer}.post" for layer in LAYERS)
+ARCHS: tuple[str, ...] = ("mlp", "restower")
+ARCH_SITES: dict[str, tuple[str, ...]] = {"mlp": SITES, "restower": ("block0.resid_post", "block1.resid_post")}
 NONE_CLASS = 9  # "no win and no block": a lower rule of the strategy decides
 N_CLASSES = 10
 WIDTHS: tuple[int, ...] = (128, 160)
 TIERS = {"quick": {"seeds": (0, 1), "widths": (128,)}, "default": {"seeds": (0, 1, 2, 3, 4), "widths": WIDTHS}}
 LOSS_WEIGHTS = {"behaviour": 1.0, "iit": 1.0, "strict": 0.4}
 STEPS, BATCH, LR = 4000, 512, 1e-2
+# ResTower: width means channels. 16 channels pass the bars at the MLP's budget (seeds 0, 1; about
+# 14 minutes of CPU time each on 2 shared cores, docs/BENCH.md tier 2); 8 at 2,000 steps did not
+RESTOWER_CHANNELS: tuple[int, ...] = (16,)
+RESTOWER_TIERS = {"quick": {"seeds": (0,), "widths": (16,)},
+                  "default": {"seeds": (0, 1), "widths": RESTOWER_CHANNELS}}
+RESTOWER_STEPS, RESTOWER_LR = 4000, 1e-2
+HYPERS = {"mlp": {"steps": STEPS, "lr": LR}, "restower": {"steps": RESTOWER_STEPS, "lr": RESTOWER_LR}}
+# ResTower: the square holding line l's two_own / two_opp nodes, on the line and all distinct
+LINE_SQUARE: tuple[int, ...] = (1, 5, 7, 3, 4, 8, 0, 2)
 CHANGING_SHARE = 0.5  # share of training triples whose node is drawn among those that change the output
 # verify: IIA over random (base, source, node) triples, and the share of live positions whose
 # argmax class changes when every non-aligned unit is resample-ablated
@@ -83,8 +108,43 @@ def units_per_node(width: int) -> int:
     return width // 32
 
 
-def alignment(width: int) -> dict[str, np.ndarray]:
-    """``site -> (nodes, width)`` 0/1: which units of the site implement each node."""
+def channels_per_node(channels: int) -> int:
+    """ResTower channels per node at its square: ``channels // 4`` (4 at 16 channels), so block
+    0's three slots leave a quarter of every square's channels free, block 1's two slots half."""
+    if channels < 8 or channels % 4:
+        raise ValueError(f"channels {channels} is not allowed; use a multiple of 4 that is at least 8 "
+                         f"(e.g. {RESTOWER_CHANNELS})")
+    return channels // 4
+
+
+def sites(arch: str = "mlp") -> tuple[str, ...]:
+    """The two low-level sites aligned to the graph's layers 0 and 1."""
+    if arch not in ARCH_SITES:
+        raise ValueError(f"arch {arch!r} is not allowed; use one of {ARCHS}")
+    return ARCH_SITES[arch]
+
+
+def arch_of(model) -> str:
+    """``"mlp"`` or ``"restower"``, from the model's class (the losses need no extra argument)."""
+    if isinstance(model, MLP):
+        return "mlp"
+    if isinstance(model, ResTower):
+        return "restower"
+    raise ValueError(f"no SIIT alignment for {type(model).__name__}; use make_model(width, arch) with arch in {ARCHS}")
+
+
+def _check_arch(model, arch: str) -> None:
+    sites(arch)
+    if arch_of(model) != arch:
+        raise ValueError(f"arch {arch!r} does not match the model, a {type(model).__name__}")
+
+
+def alignment(width: int, arch: str = "mlp") -> dict[str, np.ndarray]:
+    """``site -> (nodes, units)`` 0/1: which units of the site implement each node (for the
+    ResTower, units are the site's (row, col, channel) elements flattened in ``np.ravel`` order)."""
+    sites(arch)  # raises on an unknown arch
+    if arch == "restower":
+        return _restower_alignment(width)
     k = units_per_node(width)
     out = {}
     for layer, site in zip(LAYERS, SITES, strict=True):
@@ -95,7 +155,27 @@ def alignment(width: int) -> dict[str, np.ndarray]:
     return out
 
 
-def make_model(width: int) -> MLP:
+def _restower_alignment(channels: int) -> dict[str, np.ndarray]:
+    """Each node owns ``channels_per_node`` channels of one slot at one square (module docstring)."""
+    k = channels_per_node(channels)
+
+    def owns(square: int, slot: int) -> np.ndarray:
+        row = np.zeros(9 * channels, np.float32)
+        row[square * channels + slot * k:square * channels + (slot + 1) * k] = 1.0
+        return row
+
+    layer0 = [owns(LINE_SQUARE[l], 1) for l in range(8)] + [owns(LINE_SQUARE[l], 2) for l in range(8)]
+    layer0 += [owns(s, 0) for s in range(9)]
+    layer1 = [owns(s, 0) for s in range(9)] + [owns(s, 1) for s in range(9)]
+    return dict(zip(sites("restower"), (np.stack(layer0), np.stack(layer1)), strict=True))
+
+
+def make_model(width: int, arch: str = "mlp") -> MLP | ResTower:
+    """The MLP (two hidden layers of ``width`` units) or the two-block ResTower of ``width`` channels."""
+    sites(arch)  # raises on an unknown arch
+    if arch == "restower":
+        channels_per_node(width)
+        return ResTower(num_actions=N_CLASSES, channels=width, blocks=2)
     units_per_node(width)
     return MLP(num_actions=N_CLASSES, obs_ndim=3, hidden=(width, width))
 
@@ -191,20 +271,23 @@ def sample_nodes(key, base, source) -> jax.Array:
 
 # -- the low-level model under interventions ----------------------------------------------------------
 def _run_patched(model, params, base, source_cache, unit_masks) -> jax.Array:
-    edits = [interp.patch(s, source_cache[s], unit_masks[s]) for s in SITES]
+    """Patch ``unit_masks`` (flat ``(n, units)`` per low-level site, reshaped here to the site's
+    shape, e.g. ``(n, 3, 3, channels)``) from the source run into the base run."""
+    edits = [interp.patch(s, source_cache[s], m.reshape(source_cache[s].shape)) for s, m in unit_masks.items()]
     return interp.run_with_interventions(model, params, base, edits).logits
 
 
 def _source_cache(model, params, source) -> dict[str, jax.Array]:
-    return interp.run_with_cache(model, params, source, list(SITES))[1]
+    return interp.run_with_cache(model, params, source, list(sites(arch_of(model))))[1]
 
 
 def _unit_masks(node_mask: dict[str, jax.Array], align: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {s: node_mask[s] @ jnp.asarray(align[s]) for s in SITES}
+    """Node masks (keyed by ``SITES``, the graph's layers) to unit masks (keyed by ``align``'s sites)."""
+    return {s: node_mask[h] @ jnp.asarray(align[s]) for h, s in zip(SITES, align, strict=True)}
 
 
 def _free_masks(align: dict[str, np.ndarray], n: int) -> dict[str, jax.Array]:
-    return {s: jnp.broadcast_to(1.0 - jnp.asarray(align[s]).sum(0), (n, align[s].shape[1])) for s in SITES}
+    return {s: jnp.broadcast_to(1.0 - jnp.asarray(align[s]).sum(0), (n, align[s].shape[1])) for s in align}
 
 
 def _ce(logits, target) -> jax.Array:
@@ -223,22 +306,25 @@ def losses(model, params, base, source, node, align) -> dict[str, jax.Array]:
 
 @dataclasses.dataclass(frozen=True)
 class Trained:
-    width: int
+    width: int  # units per hidden layer (MLP) or channels (ResTower)
     seed: int
-    model: MLP
+    model: MLP | ResTower
     params: dict
     train_s: float  # wall clock, compilation included
+    arch: str = "mlp"
 
 
-def train(width: int, seed: int, steps: int = STEPS) -> Trained:
+def train(width: int, seed: int, steps: int | None = None, arch: str = "mlp") -> Trained:
     """SIIT from ``seed``: Adam on behaviour + IIT + strict (weights ``LOSS_WEIGHTS``), minibatches
     of ``BATCH`` (base, source, node) triples drawn from the live positions; the whole run is one
-    jitted scan, so it is deterministic given the seed."""
-    model, align = make_model(width), alignment(width)
+    jitted scan, so it is deterministic given the seed. ``steps`` and the learning rate default
+    to the architecture's ``HYPERS``."""
+    model, align = make_model(width, arch), alignment(width, arch)
+    steps = HYPERS[arch]["steps"] if steps is None else steps
     obs = jnp.asarray(live_obs())
     init_key, data_key = jax.random.split(jax.random.key(seed))
     params = model.init(init_key, obs[:1])["params"]
-    opt = optax.adam(LR)
+    opt = optax.adam(HYPERS[arch]["lr"])
 
     def total(p, base, source, node):
         parts = losses(model, p, base, source, node, align)
@@ -257,28 +343,30 @@ def train(width: int, seed: int, steps: int = STEPS) -> Trained:
     t0 = time.perf_counter()
     run = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), jax.random.split(data_key, steps))[0][0])
     params = jax.block_until_ready(run(params))
-    return Trained(width, seed, model, params, time.perf_counter() - t0)
+    return Trained(width, seed, model, params, time.perf_counter() - t0, arch)
 
 
 # -- verification -------------------------------------------------------------------------------------
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _iia_batch(model, params, base, source, node, width):
-    align = alignment(width)
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def _iia_batch(model, params, base, source, node, width, arch):
+    align = alignment(width, arch)
     masks = node_masks(node)
     logits = _run_patched(model, params, base, _source_cache(model, params, source), _unit_masks(masks, align))
     return jnp.argmax(logits, -1), high_level(base, source, masks), high_level(base)
 
 
-def interchange_accuracy(model, params, width: int, pairs: int = VERIFY_PAIRS, seed: int = 0) -> dict:
+def interchange_accuracy(model, params, width: int, pairs: int = VERIFY_PAIRS, seed: int = 0,
+                         arch: str = "mlp") -> dict:
     """IIA over ``pairs`` random (base, source, node) triples of live positions (node uniform
     over all 43): overall, on the triples where the intervention changes the high-level output
     (``iia_changed``; plain IIA's floor is the share where it does not), and the lowest per node."""
+    _check_arch(model, arch)
     obs = live_obs()
     rng = np.random.default_rng(seed)
     base, source = rng.integers(0, len(obs), pairs), rng.integers(0, len(obs), pairs)
     node = rng.integers(0, n_nodes(), pairs)
     got, want, plain = (np.asarray(a) for a in _iia_batch(model, params, jnp.asarray(obs[base]),
-                                                            jnp.asarray(obs[source]), jnp.asarray(node), width))
+                                                            jnp.asarray(obs[source]), jnp.asarray(node), width, arch))
     changed = want != plain
     per_node = [metrics.interchange_intervention_accuracy(got[node == j], want[node == j])
                 for j in range(n_nodes()) if np.any(node == j)]
@@ -287,24 +375,25 @@ def interchange_accuracy(model, params, width: int, pairs: int = VERIFY_PAIRS, s
             "changed_share": float(changed.mean()), "iia_min_node": float(min(per_node)), "pairs": pairs}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _ablated_batch(model, params, obs, perm, width):
-    align = alignment(width)
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _ablated_batch(model, params, obs, perm, width, arch):
+    align = alignment(width, arch)
     cache = _source_cache(model, params, obs[perm])
     ablated = _run_patched(model, params, obs, cache, _free_masks(align, obs.shape[0]))
     plain = model.apply({"params": params}, obs).logits
     return jnp.argmax(ablated, -1), jnp.argmax(plain, -1), jnp.abs(ablated - plain).max(-1)
 
 
-def strict_ablation(model, params, width: int, resamples: int = 4, seed: int = 0) -> dict:
+def strict_ablation(model, params, width: int, resamples: int = 4, seed: int = 0, arch: str = "mlp") -> dict:
     """Resample-ablate every non-aligned unit of both layers (each live position gets another
     live position's activations there, ``resamples`` draws): the share of (position, draw)
     whose argmax class changes, and the mean largest |logit change|."""
+    _check_arch(model, arch)
     obs = jnp.asarray(live_obs())
     rng = np.random.default_rng(seed)
     changed, logit = [], []
     for _ in range(resamples):
-        got, plain, delta = _ablated_batch(model, params, obs, jnp.asarray(rng.permutation(obs.shape[0])), width)
+        got, plain, delta = _ablated_batch(model, params, obs, jnp.asarray(rng.permutation(obs.shape[0])), width, arch)
         changed.append(np.asarray(got != plain)), logit.append(np.asarray(delta))
     return {"argmax_changed": float(np.mean(changed)), "max_logit_change": float(np.mean(logit))}
 
@@ -315,27 +404,31 @@ def behaviour_accuracy(model, params) -> float:
     return float(np.mean(got == np.asarray(high_level(obs))))
 
 
-def verify(model, params, width: int) -> dict:
+def verify(model, params, width: int, arch: str = "mlp") -> dict:
     """Measure the trained network against its graph; raise ``ValueError`` with the numbers
     unless IIA >= ``MIN_IIA`` and resample-ablating every non-aligned unit changes the argmax
     class on at most ``MAX_STRICT_CHANGE`` of live positions."""
-    out = {"accuracy": behaviour_accuracy(model, params), **interchange_accuracy(model, params, width),
-           **strict_ablation(model, params, width)}
+    out = {"accuracy": behaviour_accuracy(model, params), **interchange_accuracy(model, params, width, arch=arch),
+           **strict_ablation(model, params, width, arch=arch)}
     if out["iia"] < MIN_IIA or out["argmax_changed"] > MAX_STRICT_CHANGE:
         raise ValueError(
-            f"the SIIT network (width {width}) does not implement its graph: IIA {out['iia']:.4f} over "
+            f"the SIIT network ({arch}, width {width}) does not implement its graph: IIA {out['iia']:.4f} over "
             f"{out['pairs']} pairs (need >= {MIN_IIA}; {out['iia_changed']:.4f} where the output changes), "
             f"resample-ablating the non-aligned units changes the argmax on {out['argmax_changed']:.4f} of live "
             f"positions (need <= {MAX_STRICT_CHANGE}); behaviour accuracy {out['accuracy']:.4f}")
     return out
 
 
-@functools.cache
-def make_trained(width: int, seed: int) -> tuple[Trained, dict]:
+def make_trained(width: int, seed: int, arch: str = "mlp") -> tuple[Trained, dict]:
     """A trained and verified SIIT network and its ``verify`` numbers, cached in memory so the
-    tests and the scoring train each (width, seed) once."""
-    trained = train(width, seed)
-    return trained, verify(trained.model, trained.params, width)
+    tests and the scoring train each (width, seed, arch) once."""
+    return _make_trained(width, seed, arch)
+
+
+@functools.cache
+def _make_trained(width: int, seed: int, arch: str) -> tuple[Trained, dict]:
+    trained = train(width, seed, arch=arch)
+    return trained, verify(trained.model, trained.params, width, arch)
 
 
 # -- scoring circuit methods on the SIIT networks ---------------------------------------------------------
@@ -344,17 +437,18 @@ def make_trained(width: int, seed: int) -> tuple[Trained, dict]:
 WIN_PATH = ("two_own_", "empty_", "win_")
 
 
-def win_units(width: int) -> dict[str, np.ndarray]:
-    """``site -> (width,)`` bool: the units aligned to the nodes on the win path."""
-    align = alignment(width)
+def win_units(width: int, arch: str = "mlp") -> dict[str, np.ndarray]:
+    """``site -> (units,)`` bool: the units aligned to the nodes on the win path (ResTower: the
+    site's elements flattened in ``np.ravel`` order)."""
+    align = alignment(width, arch)
     out = {}
-    for layer, site in zip(LAYERS, SITES, strict=True):
+    for layer, site in zip(LAYERS, sites(arch), strict=True):
         on_path = np.array([name.startswith(WIN_PATH) for name in NODES[layer]])
         out[site] = align[site][on_path].sum(0) > 0
     return out
 
 
-def win_task(width: int, positions: int, seed: int):
+def win_task(width: int, positions: int, seed: int, arch: str = "mlp"):
     """``positions`` live positions whose high-level output is a win (drawn with ``seed``), the
     win move as the metric's data, and the win-path units as the circuit truth."""
     from rljaxinterp.bench.leaderboard import Task
@@ -364,7 +458,7 @@ def win_task(width: int, positions: int, seed: int):
     pool = np.flatnonzero(h1[:, :9].any(-1))
     chosen = np.sort(np.random.default_rng(seed).choice(pool, min(positions, len(pool)), replace=False))
     moves = np.asarray(high_level(obs[chosen]))
-    return Task(jnp.asarray(obs[chosen]), {"move": jnp.asarray(moves)}, win_units(width), np.zeros((len(chosen), 9), bool))
+    return Task(jnp.asarray(obs[chosen]), {"move": jnp.asarray(moves)}, win_units(width, arch), np.zeros((len(chosen), 9), bool))
 
 
 def score_circuit_methods(methods, tier: str = "quick", positions: int = 128, log=print) -> dict:
