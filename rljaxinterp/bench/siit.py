@@ -83,7 +83,7 @@ TIERS = {"quick": {"seeds": (0, 1), "widths": (128,)}, "default": {"seeds": (0, 
 LOSS_WEIGHTS = {"behaviour": 1.0, "iit": 1.0, "strict": 0.4}
 STEPS, BATCH, LR = 4000, 512, 1e-2
 # ResTower: width means channels. 16 channels pass the bars at the MLP's budget (seeds 0, 1; about
-# 14 minutes of CPU time each on 2 shared cores, docs/BENCH.md tier 2); 8 at 2,000 steps did not
+# 14 minutes of CPU time each on 2 shared cores, docs/BENCH.md tier 2); 8 did not (IIA 0.93)
 RESTOWER_CHANNELS: tuple[int, ...] = (16,)
 RESTOWER_TIERS = {"quick": {"seeds": (0,), "widths": (16,)},
                   "default": {"seeds": (0, 1), "widths": RESTOWER_CHANNELS}}
