@@ -126,3 +126,17 @@ def test_restower_siit_training_learns_the_graph():
     assert iia["iia_changed"] > 0.4
     task = siit.win_task(CHANNELS, 32, 0, arch=ARCH)
     assert set(task.units) == set(siit.sites(ARCH)) and task.obs.shape == (32, 3, 3, 2)
+
+def test_circuit_methods_score_a_tower_on_its_aligned_elements(untrained):
+    """The leaderboard's circuit scorer runs on a ResTower at its two aligned sites, the truth
+    being the win path's elements (oracle perfect, on an untrained tower: the wiring only)."""
+    from rljaxinterp.bench import leaderboard
+
+    model, params = untrained
+    assert leaderboard.hidden_sites(model) == list(siit.sites(ARCH))
+    task = siit.win_task(CHANNELS, 16, 0, arch=ARCH)
+    key = jax.random.key(0)
+    oracle = leaderboard.score_circuit(leaderboard.METHODS["oracle (circuit)"], model, params, task, key)
+    assert oracle == {"auroc": 1.0, "precision": 1.0}
+    patched = leaderboard.score_circuit(leaderboard.METHODS["activation patching (resample)"], model, params, task, key)
+    assert 0.0 <= patched["auroc"] <= 1.0

@@ -62,6 +62,7 @@ from rljaxinterp.bench import (
     spurious_cue,
 )
 from rljaxinterp.envs.boards import tic_tac_toe_reachable
+from rljaxinterp.models.conv import ResTower
 
 FAMILIES = ("circuit", "attribution", "probe", "steering")
 TIERS = {"quick": {"seeds": 3, "positions": 128}, "default": {"seeds": 5, "positions": 1024}}
@@ -115,9 +116,11 @@ def hidden_sites(model=None) -> list[str]:
         return [f"{layer}.post" for layer in compiled_ttt.HIDDEN_SITES]
     if isinstance(model, compiled_conv.CompiledConv):
         return compiled_conv.hidden_sites()
+    if isinstance(model, ResTower):  # a SIIT tower: the two residual-stream sites its graph is aligned to
+        return list(siit.sites("restower"))
     if not isinstance(getattr(model, "hidden", None), (tuple, list)):
-        raise TypeError(f"no hidden sites known for a {type(model).__name__}; allowed: CompiledRules, CompiledConv "
-                        "or an MLP")
+        raise TypeError(f"no hidden sites known for a {type(model).__name__}; allowed: CompiledRules, CompiledConv, "
+                        "an MLP or a SIIT ResTower")
     return [f"layer{i}.post" for i in range(len(model.hidden))]
 
 

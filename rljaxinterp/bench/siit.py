@@ -461,28 +461,31 @@ def win_task(width: int, positions: int, seed: int, arch: str = "mlp"):
     return Task(jnp.asarray(obs[chosen]), {"move": jnp.asarray(moves)}, win_units(width, arch), np.zeros((len(chosen), 9), bool))
 
 
-def score_circuit_methods(methods, tier: str = "quick", positions: int = 128, log=print) -> dict:
+def score_circuit_methods(methods, tier: str = "quick", positions: int = 128, log=print, arch: str = "mlp") -> dict:
     """Node AUROC and precision at the true size of the leaderboard's circuit methods on every
     SIIT network of ``tier`` (truth: the units aligned to the win path, ``win_units``), and on an
-    untrained MLP of the same width (the control). Returns ``{method: {"siit": [...],
-    "untrained": [...]}}``, one score dict per (width, seed), and the networks' verify numbers."""
+    untrained network of the same architecture and width (the control). Returns ``{method:
+    {"siit": [...], "untrained": [...]}}``, one score dict per (width, seed), and the networks'
+    verify numbers. ``arch="restower"`` scores the ResTower networks of ``RESTOWER_TIERS``,
+    which the leaderboard leaves out (one costs about 14 CPU-minutes to train here)."""
     from rljaxinterp.bench import leaderboard
 
-    if tier not in TIERS:
-        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(TIERS)}")
+    tiers = RESTOWER_TIERS if sites(arch) == ARCH_SITES["restower"] else TIERS
+    if tier not in tiers:
+        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(tiers)}")
     unknown = [m for m in methods if m not in leaderboard.METHODS]
     wrong = [m for m in methods if m in leaderboard.METHODS and leaderboard.METHODS[m].family != "circuit"]
     if unknown or wrong:
         raise ValueError(f"method(s) {unknown + wrong} are not registered circuit methods; circuit methods: "
                          f"{', '.join(n for n, m in leaderboard.METHODS.items() if m.family == 'circuit')}")
-    spec = TIERS[tier]
+    spec = tiers[tier]
     rows = {m: {"siit": [], "untrained": []} for m in methods}
     networks = []
     for width in spec["widths"]:
         for seed in spec["seeds"]:
-            trained, checked = make_trained(width, seed)
+            trained, checked = make_trained(width, seed, arch=arch)
             networks.append({"width": width, "seed": seed, "train_s": trained.train_s, **checked})
-            task = win_task(width, positions, seed)
+            task = win_task(width, positions, seed, arch=arch)
             untrained = trained.model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
             for name in methods:
                 method, key = leaderboard.METHODS[name], jax.random.key(seed)
