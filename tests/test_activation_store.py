@@ -141,6 +141,7 @@ def test_bad_names_are_refused_with_the_allowed_ones(net, written, tmp_path):
         st.ridge_probe(store, SITES, ["centre"])
 
 
+@pytest.mark.slow
 def test_saes_and_nmf_train_from_the_store(net, written):
     _, model, params = net
     store, obs, _ = written
@@ -161,6 +162,7 @@ def test_saes_and_nmf_train_from_the_store(net, written):
     assert streamed.relative_error < full + 0.03, (streamed.relative_error, full)
 
 
+@pytest.mark.slow
 def test_readme_example(net, tmp_path):
     """The README's 'Activation store' example runs as written (env, model, params from here)."""
     env, model, params = net

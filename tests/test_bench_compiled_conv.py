@@ -37,6 +37,7 @@ def _nonzero(cache, site: str) -> set[str]:
     return {names[i] for i in np.flatnonzero(np.ravel(np.asarray(cache[site][0])))}
 
 
+@pytest.mark.slow
 def test_params_fit_the_module():
     init = cc.CompiledConv().init(jax.random.key(0), jnp.zeros((1, 3, 3, 2)))["params"]
     assert jax.tree.map(jnp.shape, init) == jax.tree.map(jnp.shape, cc.compiled_params())
@@ -112,6 +113,7 @@ def test_patching_a_site_with_its_own_activation_changes_nothing(compiled, live)
         assert np.array_equal(np.asarray(patched.value), np.asarray(out.value)), site
 
 
+@pytest.mark.slow
 def test_patching_sweep_layout_matches_truth(compiled, live):
     model, params, truth = compiled
     boards, obs, moves = live

@@ -26,6 +26,7 @@ def test_the_twin_memorises_and_follows_the_rules_only_by_chance(twin):
     assert abs(twin.rule_accuracy - shuffled.chance_accuracy(0)) < 0.03
 
 
+@pytest.mark.slow
 def test_training_is_deterministic(twin):
     again = shuffled.train(128, 0, steps=2000)
     same = jax.tree.map(np.array_equal, twin.trained.params, again.trained.params)

@@ -76,6 +76,7 @@ def test_sites_have_the_board_shape_and_patching_follows_ravel_order(untrained):
     assert np.flatnonzero(owned)[0] == 4 * CHANNELS  # square 4 = (row 1, col 1), channel slot 0
 
 
+@pytest.mark.slow
 def test_losses_are_finite_and_untrained_tower_fails_verify(untrained):
     model, params = untrained
     obs = jnp.asarray(siit.live_obs()[::70][:64])
@@ -127,6 +128,7 @@ def test_restower_siit_training_learns_the_graph():
     task = siit.win_task(CHANNELS, 32, 0, arch=ARCH)
     assert set(task.units) == set(siit.sites(ARCH)) and task.obs.shape == (32, 3, 3, 2)
 
+@pytest.mark.slow
 def test_circuit_methods_score_a_tower_on_its_aligned_elements(untrained):
     """The leaderboard's circuit scorer runs on a ResTower at its two aligned sites, the truth
     being the win path's elements (oracle perfect, on an untrained tower: the wiring only)."""
