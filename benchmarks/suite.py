@@ -11,9 +11,10 @@ the scripts measure) at a size chosen to keep the whole suite under 30 minutes o
   with JAX's persistent compilation cache on (as the CLI has it, ``use_compile_cache``) in a
   fresh temporary folder: the first run finds it empty (cold), the second finds the first's
   programs (warm).
-* ``connect_four``: the connect-four default config trained for a fixed wall-time budget, then
-  the raw network and the network with search against a uniform-random player and pure MCTS
-  (``alphazero_games``).
+* ``connect_four``: the connect-four default config trained for a fixed wall-time budget (10
+  minutes on the full size), the raw network playing pure MCTS with 200 simulations every minute
+  of training (the curve, ``connect_four_curve.png``), then the raw network and the network with
+  search against a uniform-random player and pure MCTS (``alphazero_games``).
 * ``patching``: a unit-level patching sweep against PyTorch forward hooks (``patching_vs_torch``).
 * ``probes``: every site x concept x checkpoint in one ``fit_probes`` call against
   scikit-learn's multi-target ``Ridge`` (one fit per site) and against a per-probe loop
@@ -60,7 +61,8 @@ PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "flax", "optax", "mctx", "pgx"
 SIZES = {
     "full": {
         "ttt_minutes": 3.0, "ttt_check_every": 10,
-        "c4_minutes": 4.0, "c4_games": 20, "c4_opponents": ["random", "pure_mcts"],
+        "c4_minutes": 10.0, "c4_games": 50, "c4_opponents": ["random", "pure_mcts"], "c4_mcts_simulations": 200,
+        "c4_curve_every_s": 60.0, "c4_curve_games": 20,
         "patching": [("conv", 200), ("conv", 1000), ("mlp", 200), ("mlp", 10_000)],
         "probe_checkpoints": 3, "probe_kinds": ["ridge", "logistic"],
         "ig": [("mlp", 10_000), ("conv", 2_000)],
@@ -70,7 +72,8 @@ SIZES = {
     },
     "quick": {
         "ttt_minutes": 0.5, "ttt_check_every": 10,
-        "c4_minutes": 0.5, "c4_games": 2, "c4_opponents": ["random"],
+        "c4_minutes": 0.5, "c4_games": 2, "c4_opponents": ["random"], "c4_mcts_simulations": 16,
+        "c4_curve_every_s": 15.0, "c4_curve_games": 2,
         "patching": [("mlp", 200)],
         "probe_checkpoints": 1, "probe_kinds": ["ridge"],
         "ig": [("mlp", 500)],
@@ -193,20 +196,33 @@ def fig_ttt(size: dict, ctx: dict, log) -> dict:
 def fig_connect_four(size: dict, ctx: dict, log) -> dict:
     import alphazero_games
 
-    trained = alphazero_games.train_for("connect_four", size["c4_minutes"], 0, lambda s: log("  " + s))
-    rows = alphazero_games.strength(trained, size["c4_opponents"], size["c4_games"], 0, lambda s: log("  " + s))
-    cfg = trained["config"]
+    from rljaxinterp.reporting import plot_curves
+
+    sims = size["c4_mcts_simulations"]
+    curve = {"every_s": size["c4_curve_every_s"], "simulations": sims, "games": size["c4_curve_games"]}
+    trained = alphazero_games.train_for("connect_four", size["c4_minutes"], 0, lambda s: log("  " + s), curve)
+    rows = alphazero_games.strength(trained, size["c4_opponents"], size["c4_games"], 0, lambda s: log("  " + s),
+                                    sims)
+    cfg, points = trained["config"], trained["curve"]
+    figure = plot_curves([{"training minutes": p["train_s"] / 60, f"raw network's win rate vs pure MCTS-{sims}":
+                           p["win_rate"]} for p in points],
+                         [("connect four, raw network (greedy) vs pure MCTS", "training minutes",
+                           [f"raw network's win rate vs pure MCTS-{sims}"])], ctx["out"] / "connect_four_curve.png")
 
     def wl(r):
         return (f"{sum(x['win'] for x in r.values())}/{sum(sum(x.values()) for x in r.values())} won, "
                 f"{sum(x['loss'] for x in r.values())} lost")
     parts = [f"{k.replace('_vs_', ' vs ').replace('pure_mcts', 'pure MCTS')}: {wl(v)}" for k, v in rows.items()]
-    return {"result": f"{trained['iterations']} iterations; " + "; ".join(parts),
+    curve_text = ", ".join(f"{p['train_s'] / 60:.1f} min {p['win_rate']:.2f}" for p in points)
+    return {"result": (f"{trained['iterations']} iterations; " + "; ".join(parts)
+                       + f"; raw vs pure MCTS over training ({size['c4_curve_games']} games per seat): {curve_text}"),
             "size": (f"preset {cfg.preset}, {cfg.model} {dict(cfg.model_kwargs)}, {cfg.games} games x "
-                     f"{cfg.num_simulations} simulations; {size['c4_minutes']:g} min of training incl. compile; "
-                     f"{size['c4_games']} games per seat; pure MCTS at {cfg.num_simulations} simulations"),
+                     f"{cfg.num_simulations} simulations; {size['c4_minutes']:g} min of training incl. compile "
+                     f"(the clock stops for curve points); {size['c4_games']} games per seat; pure MCTS at "
+                     f"{sims} simulations (uniform prior, zero value)"),
             "data": {"iterations": trained["iterations"], "train_s": trained["train_s"],
-                     "selfplay_games_finished": trained["finished"], "matches": rows}}
+                     "selfplay_games_finished": trained["finished"], "matches": rows, "curve": points,
+                     "figure": str(figure)}}
 
 
 def fig_patching(size: dict, ctx: dict, log) -> dict:
@@ -381,7 +397,7 @@ def fig_sae(size: dict, ctx: dict, log) -> dict:
 RUNNERS = {"ttt": fig_ttt, "connect_four": fig_connect_four, "patching": fig_patching, "probes": fig_probes,
            "ig": fig_ig, "ppo": fig_ppo, "sae": fig_sae}
 TITLES = {"ttt": "AlphaZero tic-tac-toe: training time to an unbeatable raw network",
-          "connect_four": "AlphaZero connect four: strength after a fixed budget",
+          "connect_four": "AlphaZero connect four: raw network vs pure MCTS over a fixed training budget",
           "patching": "patching sweep vs PyTorch hook loop",
           "probes": "probes vs scikit-learn (multi-target Ridge; per-probe loop)",
           "ig": "integrated gradients vs captum",

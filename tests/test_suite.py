@@ -99,3 +99,8 @@ def test_quick_suite_end_to_end(tmp_path):
     ttt = report["figures"]["ttt"]["data"]
     assert ttt["warm"]["compile_and_first_s"] < ttt["cold"]["compile_and_first_s"]
     assert "rejax not installed" in report["figures"]["ppo"]["result"]
+    c4 = report["figures"]["connect_four"]["data"]  # the curve: points during training and one at the end
+    steps = [p["iteration"] for p in c4["curve"]]
+    assert steps and steps == sorted(steps) and steps[-1] == c4["iterations"]
+    assert c4["curve"][-1]["train_s"] == c4["train_s"] and all(0 <= p["win_rate"] <= 1 for p in c4["curve"])
+    assert (tmp_path / "suite" / "connect_four_curve.png").stat().st_size > 0
