@@ -12,23 +12,26 @@ recovered at cosine >= ``RECOVERED``. Rotating the data and rotating the network
 for this question: the rotated network computes the same outputs from the rotated site.
 Unlike the unsupervised methods, DAS is told each unit's counterfactual moves (what swapping the
 unit does) and learns one direction per unit from them: the localisation that MIB (Mueller et
-al. 2025) scores, where DAS beat SAEs.
+al. 2025) scores, where DAS beat SAEs. ``feature_recovery_seeds`` repeats all of it over seeds
+(by default 5: each a new rotation, SAE and DAS seed) and reports mean ± std per site and method.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rljaxinterp.bench.compiled_ttt import CompiledRules, _reachable, make_compiled
-from rljaxinterp.bench.metrics import best_cosine
+from rljaxinterp.bench.metrics import best_cosine, mean_std, over_seeds
 
 SITES = ("lines.post", "rules.post", "choice.post")
 RECOVERED = 0.9
+SEEDS = (0, 1, 2, 3, 4)  # issue #14's control for the featuriser row: 5 rotations, SAE and DAS seeds
 DAS_PAIR_SEED = 1000  # DAS trains on pairs drawn with seed + 1000; interchange_accuracy evaluates on seed 0
 TIERS = {"quick": {"steps": 1500, "widths": (2,), "topk": (4, 8), "relu": (1.0,), "das_steps": 300},
          "default": {"steps": 3000, "widths": (2, 4), "topk": (4, 8, 16), "relu": (0.3, 1.0, 3.0), "das_steps": 1000}}
@@ -209,11 +212,9 @@ def feature_recovery(tier: str = "quick", seed: int = 0, progress: bool = False)
     and DAS's units without training signal."""
     from rljaxinterp.interp import sae
 
-    if tier not in TIERS:
-        raise ValueError(f"tier={tier!r} is not allowed; use one of {tuple(TIERS)}")
-    settings = TIERS[tier]
+    settings = TIERS[_check_tier(tier)]
     start = time.time()
-    sites = planted_sites(seed)
+    sites = planted_sites(seed, SITES)
     result = {"tier": tier, "seed": seed, "sites": {}, "recovered_at": RECOVERED}
     for site, scores in baselines(sites).items():
         result["sites"][site] = {"units": len(sites[site]["planted"]), "d": sites[site]["x"].shape[1],
@@ -243,18 +244,119 @@ def feature_recovery(tier: str = "quick", seed: int = 0, progress: bool = False)
     return result
 
 
+def _check_tier(tier: str) -> str:
+    if tier not in TIERS:
+        raise ValueError(f"tier={tier!r} is not allowed; use one of {tuple(TIERS)}")
+    return tier
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    """Distinct integer seeds, at least one: a repeated seed would shrink the reported std."""
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError(f"seeds={seeds!r} is empty; give at least one integer seed, e.g. {SEEDS}")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))]
+    if bad:
+        raise ValueError(f"seeds={seeds!r} holds {bad!r}; seeds must be integers, e.g. {SEEDS}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds={seeds!r} repeats a seed; give distinct integers, e.g. {SEEDS}")
+    return tuple(int(s) for s in seeds)
+
+
+def feature_recovery_seeds(tier: str = "quick", seeds=SEEDS, progress: bool = False, log=print) -> dict:
+    """``feature_recovery`` at every seed (each one a new rotation, SAE and DAS seed) and its
+    scores aggregated over them (``aggregate``): one seed's ranking of the methods can be the
+    rotation's luck. With ``progress``, logs each seed's wall time as it finishes."""
+    tier, seeds = _check_tier(tier), _check_seeds(seeds)
+    runs = []
+    for i, seed in enumerate(seeds):
+        run = feature_recovery(tier, seed, progress=progress)
+        runs.append(run)
+        if progress:
+            log(f"seed {seed} ({i + 1}/{len(seeds)}) done in {run['wall_s']:.0f} s "
+                f"({run['sae_seconds']:.0f} s SAEs, {run['das_seconds']:.0f} s DAS)")
+    return aggregate(runs)
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Per site and method, mean, std and per-seed values (``metrics.over_seeds``) of every
+    score of single-seed ``feature_recovery`` results of one tier; the runs themselves are kept
+    under ``per_seed``. Refuses runs that do not score the same sites, units and methods, since a
+    mean over different things would read as a mean over seeds."""
+    if not runs:
+        raise ValueError("runs is empty; aggregate needs at least one feature_recovery result")
+    first = runs[0]
+    for run in runs[1:]:
+        if run["tier"] != first["tier"]:
+            raise ValueError(f"runs mix tiers {first['tier']!r} and {run['tier']!r}; aggregate one tier at a time")
+        if set(run["sites"]) != set(first["sites"]):
+            raise ValueError(f"seed {run['seed']} scores sites {sorted(run['sites'])}, seed {first['seed']} "
+                             f"{sorted(first['sites'])}; aggregate runs of the same sites")
+        for site, s in first["sites"].items():
+            other = run["sites"][site]
+            if other["units"] != s["units"] or set(other["methods"]) != set(s["methods"]):
+                raise ValueError(f"seed {run['seed']} scores site {site!r} with other units or methods than seed "
+                                 f"{first['seed']}: {other['units']} units, {sorted(other['methods'])} against "
+                                 f"{s['units']}, {sorted(s['methods'])}")
+    sites = {site: {"units": s["units"], "d": s["d"],
+                    "methods": {m: over_seeds([r["sites"][site]["methods"][m] for r in runs]) for m in s["methods"]}}
+             for site, s in first["sites"].items()}
+    totals = {k: float(sum(r[k] for r in runs)) for k in ("wall_s", "sae_seconds", "das_seconds")}
+    return {"tier": first["tier"], "seeds": [r["seed"] for r in runs], "recovered_at": first["recovered_at"],
+            "sites": sites, **totals, "per_seed": runs}
+
+
 def table(result: dict) -> list[str]:
-    """Markdown: one row per method, per site its mean best cosine, recovered share and IIA."""
+    """Markdown: one row per method, per site its mean best cosine, recovered share and IIA
+    (``mean ± std`` over seeds, under a line naming them, for an ``aggregate`` result)."""
     sites = list(result["sites"])
     methods = list(dict.fromkeys(m for s in sites for m in result["sites"][s]["methods"]))
     head = "| method | " + " | ".join(f"{s} ({result['sites'][s]['units']} units)" for s in sites) + " |"
     lines = [head, "|---|" + "---|" * len(sites)]
+    cell = _seeds_cell if "seeds" in result else _cell
     for m in methods:
-        cells = []
-        for s in sites:
-            r = result["sites"][s]["methods"].get(m)
-            extra = f", FVE {r['fve']:.3f}, L0 {r['l0']:.1f}" if r and "fve" in r else ""
-            iia = f", IIA {r['iia']:.2f}" if r and "iia" in r else ""
-            cells.append("—" if r is None else f"{r['mean_best_cosine']:.3f} ({100 * r['recovered']:.0f}%{iia}{extra})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return lines
+        lines.append(f"| {m} | " + " | ".join(cell(result["sites"][s]["methods"].get(m)) for s in sites) + " |")
+    if "seeds" not in result:
+        return lines
+    seeds = result["seeds"]
+    header = (f"Mean ± std (population std) over {len(seeds)} seeds ({', '.join(map(str, seeds))}), tier "
+              f"{result['tier']}: mean best cosine (recovered share at cosine >= {result['recovered_at']:g}, IIA, "
+              "and for SAEs FVE and L0).")
+    return [header, "", *lines]
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "—"
+    extra = f", FVE {r['fve']:.3f}, L0 {r['l0']:.1f}" if "fve" in r else ""
+    iia = f", IIA {r['iia']:.2f}" if "iia" in r else ""
+    return f"{r['mean_best_cosine']:.3f} ({100 * r['recovered']:.0f}%{iia}{extra})"
+
+
+def _seeds_cell(r: dict | None) -> str:
+    if r is None:
+        return "—"
+    parts = [f"{mean_std(r['recovered'], 0, 100)}%"]
+    parts += [f"IIA {mean_std(r['iia'], 2)}"] if "iia" in r else []
+    parts += [f"FVE {mean_std(r['fve'], 3)}", f"L0 {mean_std(r['l0'], 1)}"] if "fve" in r else []
+    return f"{mean_std(r['mean_best_cosine'])} ({', '.join(parts)})"
+
+
+def cosine_bars(result: dict) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
+    """``(methods, means, stds)`` of the mean best cosine, ``means`` and ``stds`` keyed by site,
+    from an ``aggregate`` result: the bars and error bars of ``plot``."""
+    sites = result["sites"]
+    methods = list(dict.fromkeys(m for s in sites.values() for m in s["methods"]))
+    stat = lambda site, m, k: sites[site]["methods"].get(m, {}).get("mean_best_cosine", {}).get(k, float("nan"))
+    return (methods, {s: [stat(s, m, "mean") for m in methods] for s in sites},
+            {s: [stat(s, m, "std") for m in methods] for s in sites})
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Bar chart of the mean best cosine per method and site, std over seeds as error bars."""
+    from rljaxinterp.reporting import bar_chart
+
+    methods, means, stds = cosine_bars(result)
+    seeds = result["seeds"]
+    return bar_chart(path, methods, means, f"Planted directions, tier {result['tier']}: mean ± std, {len(seeds)} seeds",
+                     "mean best |cosine|", errors=stds)

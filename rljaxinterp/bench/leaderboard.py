@@ -611,17 +611,7 @@ def _score_concepts(method: Method, net: concepts.Network, task: concepts.Concep
     return concepts.score_steering(method.name, fn, net, task, key)
 
 
-def _aggregate(runs: list[dict]) -> dict:
-    """Mean, std and per-seed values of each score (a curve: elementwise over seeds)."""
-    out = {}
-    if not runs:
-        return out
-    for k in runs[0]:
-        v = np.array([r[k] for r in runs], np.float64)
-        mean, std = v.mean(0), v.std(0)
-        out[k] = {"mean": mean.tolist() if v.ndim > 1 else float(mean), "std": std.tolist() if v.ndim > 1 else float(std),
-                  "per_seed": [r[k] for r in runs]}
-    return out
+_aggregate = metrics.over_seeds  # shared with bench/feature_recovery.py
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -692,8 +682,7 @@ CUE_COLUMNS = {"mass_A": "cue mass on A", "mass_B": "cue mass on B", "gap": "A -
                "separates": f"seeds with A - B > {CUE_MARGIN}"}
 
 
-def _cell(stats: dict | None) -> str:
-    return "–" if stats is None or np.isnan(stats["mean"]) else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+_cell = metrics.mean_std  # shared with bench/feature_recovery.py
 
 
 def _table(header: list[str]) -> list[str]:

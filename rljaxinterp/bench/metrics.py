@@ -238,3 +238,27 @@ def best_cosine(found: ArrayLike, planted: ArrayLike) -> np.ndarray:
         raise ValueError("a direction has zero norm: its cosine is undefined")
     cos = (pd / pn[:, None]) @ (fd / fn[:, None]).T
     return np.abs(cos).max(axis=1)
+
+
+# -- over seeds ------------------------------------------------------------------------------
+def over_seeds(runs: list[dict]) -> dict:
+    """Mean, std and per-seed values of each score of the first run (a curve: elementwise over
+    seeds), so every bench table reports its seed spread the same way. std is the population std
+    (ddof 0): with 3-5 seeds it describes these seeds, it is not an estimate of the spread."""
+    out = {}
+    if not runs:
+        return out
+    for k in runs[0]:
+        v = np.array([r[k] for r in runs], np.float64)
+        mean, std = v.mean(0), v.std(0)
+        out[k] = {"mean": mean.tolist() if v.ndim > 1 else float(mean), "std": std.tolist() if v.ndim > 1 else float(std),
+                  "per_seed": [r[k] for r in runs]}
+    return out
+
+
+def mean_std(stats: dict | None, digits: int = 3, scale: float = 1.0) -> str:
+    """``mean ± std`` of an ``over_seeds`` entry (times ``scale``, e.g. 100 for a percentage);
+    a dash when it is missing or NaN, so a broken cell reads as missing, not as a number."""
+    if stats is None or np.isnan(stats["mean"]):
+        return "–"
+    return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"

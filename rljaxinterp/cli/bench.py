@@ -2,7 +2,8 @@
 registered interpretability methods (circuit discovery, attribution, probes, steering)
 against known truth (the compiled network, its faithfulness curves, the SIIT networks, the
 spurious-cue pair) and exact labels (AlphaZero agents). ``rljaxinterp bench features --out
-DIR``: featurisers (SAEs, DAS, neurons, PCA, NMF) against the compiled network's planted units."""
+DIR [--tier quick|default] [--seeds 0 1 2 3 4]``: featurisers (SAEs, DAS, neurons, PCA, NMF)
+against the compiled network's planted units, mean ± std over the seeds."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
     f.add_argument("--tier", default="quick", choices=("quick", "default"),
                    help="quick (1 width, 3 sparsities per site) or default (2 widths, 6) (default: %(default)s)")
-    f.add_argument("--seed", type=int, default=0, help="rotation and SAE seed (default: %(default)s)")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                   help="rotation, SAE and DAS seeds; the tables report mean ± std over them (default: 0 1 2 3 4)")
     f.set_defaults(run=run_features)
 
 
@@ -47,14 +49,16 @@ def run_methods(args: argparse.Namespace) -> int:
 def run_features(args: argparse.Namespace) -> int:
     import json
 
-    from rljaxinterp.bench.feature_recovery import feature_recovery, table
+    from rljaxinterp.bench.feature_recovery import feature_recovery_seeds, plot, table
     from rljaxinterp.reporting import fresh_folder
 
-    result = feature_recovery(args.tier, args.seed, progress=True)
+    result = feature_recovery_seeds(args.tier, args.seeds, progress=True, log=lambda s: print(s, flush=True))
     folder = fresh_folder(args.out, "features.json")
     (folder / "features.json").write_text(json.dumps(result, indent=1))
     lines = table(result)
     (folder / "features.md").write_text("\n".join(lines) + "\n")
+    plot(result, folder / "features.png")
     print("\n".join(lines))
-    print(f"written to {folder}/ in {result['wall_s']:.0f} s ({result['sae_seconds']:.0f} s training SAEs)")
+    print(f"written to {folder}/ (features.json, features.md, features.png) in {result['wall_s']:.0f} s "
+          f"({len(result['seeds'])} seeds, {result['sae_seconds']:.0f} s training SAEs)")
     return 0

@@ -93,15 +93,18 @@ def plot_curves(rows: list[dict], panels: Sequence[tuple[str, str, Sequence[str]
     return save_figure(fig, out)
 
 
-def bar_chart(path: Path, labels: Sequence[str], series: dict[str, Sequence[float]], title: str, ylabel: str) -> Path:
-    """Grouped bars: one group per label, one bar per series."""
+def bar_chart(path: Path, labels: Sequence[str], series: dict[str, Sequence[float]], title: str, ylabel: str,
+              errors: dict[str, Sequence[float]] | None = None) -> Path:
+    """Grouped bars: one group per label, one bar per series; ``errors`` (keyed like ``series``)
+    draws error bars, e.g. the std over seeds."""
     import numpy as np
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(labels)), 3.6))
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
+        yerr = None if errors is None else errors[name]
+        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name, yerr=yerr, capsize=0 if yerr is None else 2)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=60, ha="right", fontsize=8)
     ax.set_title(title), ax.set_ylabel(ylabel), ax.legend()
     return save_figure(fig, path)
