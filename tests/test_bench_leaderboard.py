@@ -200,6 +200,9 @@ def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(
     assert "## SIIT networks (tier 2)" in text and "| 128 | 1 | 0.5000 | 0.2500 | 0.1250 | 0.0625 | 0.7500 | 1000 | 0.250 | 0.125 (" in text
     assert "| shuffled-target MLP: node AUROC | shuffled-target MLP: precision at true size |" in text
     assert (leaderboard.write(result, tmp_path / "lb") / "leaderboard.png").exists()
+    # a circuit method brings the edge table (bench/edges.py), its time in its own wall column
+    assert result["edges"]["rows"]["oracle (edges)"]["auroc"]["per_seed"] == [1.0] * leaderboard.TIERS["quick"]["seeds"]
+    assert "## Edges, compiled MLP" in text and result["edges"]["wall_s"] < TRAIN_S
     without = {k: v for k, v in result.items() if k != "siit"}
     without["rows"] = {name: {k: v for k, v in r.items() if not k.startswith("siit")} for name, r in result["rows"].items()}
     assert "SIIT" not in leaderboard.markdown(without)

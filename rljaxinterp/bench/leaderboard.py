@@ -25,7 +25,9 @@ with two controls of the same width: an untrained MLP and a twin trained on shuf
 is reported apart from every method's. The ``random`` and ``oracle`` rows bound every column.
 
 Circuit methods are also scored by their faithfulness curve on the compiled network and the
-SIIT networks (keep the top-k units by |score|, mean-ablate the rest, for every k).
+SIIT networks (keep the top-k units by |score|, mean-ablate the rest, for every k), and, when
+any circuit method is scored, the edge-level table on the compiled MLP (``edges``: exact edge
+patching, edge attribution patching and baselines against the win circuit's edges).
 Attribution methods are also scored on the spurious-cue pair (``spurious_cue``): the share
 of the map on the cue square for model A, which reads the cue, and for model B, which
 ignores it, and by the saliency sanity checks (model randomisation and board symmetry on the
@@ -55,6 +57,7 @@ from rljaxinterp.bench import (
     compiled_conv,
     compiled_ttt,
     concepts,
+    edges,
     label_only,
     metrics,
     shuffled,
@@ -575,8 +578,12 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
         summary = {t: {k: round(v["mean"], 3) for k, v in rows[name][t].items() if k != "curve"} for t in per}
         log(f"{name}: {json.dumps(summary)} ({wall:.1f} s)")
+    edge_result = (score_edge_section([tasks[seed]["circuit"] for seed in seeds], spec["positions"])
+                   if any(METHODS[n].family == "circuit" for n in names) else None)
     result = {"tier": tier, "seeds": spec["seeds"], "positions": spec["positions"], "rows": rows,
               "wall_s": time.perf_counter() - t_total}
+    if edge_result is not None:
+        result["edges"] = edge_result
     if cue:
         result["cue"] = {"truth": {label: [cue[seed][0].dependence[kind]["moved"] for seed in seeds]
                                    for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True)},
@@ -591,6 +598,16 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                                                               "train_s": n.twin.trained.train_s}} for n in nets],
                           "positions": [int(n.task.obs.shape[0]) for n in nets], "wall_s": siit_wall}
     return result
+
+
+def score_edge_section(tasks: Sequence[Task], positions: int) -> dict:
+    """The edge-level circuit table (``edges``): every edge method on each seed's circuit
+    task of the compiled MLP, mean ± std over seeds; a method's wall is summed over seeds."""
+    t0 = time.perf_counter()
+    runs = [edges.score_edges(seed, positions, task=task) for seed, task in enumerate(tasks)]
+    truth = edges.flat(edges.edge_truth(compiled_ttt.compiled_params()))
+    return {"rows": {m: _aggregate([r[m] for r in runs]) for m in runs[0]},
+            "truth_edges": int(truth.sum()), "candidates": int(truth.size), "wall_s": time.perf_counter() - t0}
 
 
 CONCEPT_FAMILIES = ("probe", "steering")
@@ -733,6 +750,27 @@ def _label_only_section(label: dict) -> list[str]:
     return [*lines, ""]
 
 
+EDGE_COLUMNS = {"auroc": "edge AUROC", "precision": "precision at true size",
+                "auroc_wired": "edge AUROC among nonzero-weight edges"}
+
+
+def edges_section(edge_result: dict) -> list[str]:
+    """The "Edges, compiled MLP" table of ``score_edge_section``'s result, as markdown lines."""
+    lines = ["## Edges, compiled MLP", "",
+             (f"The circuit task at edge level (`rljaxinterp/bench/edges.py`): {edge_result['truth_edges']} true "
+              f"edges among {edge_result['candidates']} candidates (every kernel entry of the compiled MLP's Dense "
+              "layers on the way to the logits, zero or not). A true edge has a nonzero weight and both ends on "
+              "the win path, the board and the logits counting as its ends (not the input -> logit legality "
+              "skip). Edges ranked by |score|; most candidates have zero weight, so the last column ranks only "
+              "the nonzero-weight ones, where the weight-magnitude row shows what sparsity alone gives. "
+              f"The section took {edge_result['wall_s']:.1f} s (compilation included)."), ""]
+    lines += _table(["method", *EDGE_COLUMNS.values(), "wall (s)"])
+    for name, row in edge_result["rows"].items():
+        cells = [_cell(row.get(c)) for c in EDGE_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['wall_s']['per_seed']):.1f} |")
+    return [*lines, ""]
+
+
 def markdown(result: dict) -> str:
     intro = (f"{result['seeds']} seeds, {result['positions']} positions per task, {result['wall_s']:.0f} s in all. "
              "*compiled*: the hand-compiled tic-tac-toe rule network (`rljaxinterp/bench/compiled_ttt.py`, "
@@ -784,6 +822,8 @@ def markdown(result: dict) -> str:
                 cells = [_cell(row[g].get(c)) if g in row else "–" for g, cs in groups.items() for c in cs]
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['wall_s']:.1f} |")
         lines.append("")
+    if "edges" in result:
+        lines += edges_section(result["edges"])
     if "siit" in result:
         lines += _siit_section(result["siit"])
     if "label_only" in result:
