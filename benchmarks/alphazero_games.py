@@ -49,9 +49,9 @@ def train_for(env_name: str, minutes: float, seed: int = 0, log=print, curve: di
         opponent = pure_mcts_player(agent.env, curve["simulations"])
         key = jax.random.PRNGKey(seed + 2)
 
-    def curve_point():
+    def curve_point(train_s: float):
         nonlocal paused, key
-        p0, train_s = time.perf_counter(), clock()
+        p0 = time.perf_counter()
         key, k = jax.random.split(key)
         result = play_match(agent.env, greedy_player(agent, state.params), opponent, curve["games"], k)
         wins, games = sum(r["win"] for r in result.values()), sum(sum(r.values()) for r in result.values())
@@ -66,7 +66,7 @@ def train_for(env_name: str, minutes: float, seed: int = 0, log=print, curve: di
         i += 1
         finished += int(metrics["games_finished"])
         if curve and clock() >= curve["every_s"] * (len(points) + 1) and clock() < 60 * minutes:
-            curve_point()
+            curve_point(clock())
         if i % 5 == 0:
             line = (f"iteration {i}: {clock():.0f} s, loss {float(metrics['loss']):.3f} "
                     f"(value {float(metrics['value_loss']):.3f}), self-play games finished {finished}")
@@ -77,7 +77,7 @@ def train_for(env_name: str, minutes: float, seed: int = 0, log=print, curve: di
             log(line)
     train_s = clock()
     if curve:
-        curve_point()
+        curve_point(train_s)
     return {"config": cfg, "agent": agent, "state": state, "iterations": i, "finished": finished,
             "train_s": train_s, "curve": points}
 
