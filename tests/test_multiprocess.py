@@ -50,19 +50,25 @@ def rank_json(stdout: str, rank: int = 0) -> dict:
     return json.loads(lines[-1])
 
 
-def test_launch_prefixes_ranks_stops_the_others_and_returns_the_first_failure():
-    """Rank 1 fails at once while rank 0 would sleep for a minute: launch stops rank 0 and
-    exits with rank 1's code."""
+def test_launch_prefixes_ranks_stops_the_others_and_returns_the_first_failure(tmp_path):
+    """Rank 1 fails (once rank 0 has said hello, so the check of both prefixes is not a race
+    between interpreter start-ups) while rank 0 would sleep for a minute: launch stops rank 0
+    and exits with rank 1's code."""
     script = textwrap.dedent("""
-        import os, sys, time
+        import os, pathlib, sys, time
         rank = int(os.environ["RLJAXINTERP_PROCESS_ID"])
+        said = pathlib.Path(sys.argv[1])
         print(f"hello from {rank} of {os.environ['RLJAXINTERP_NUM_PROCESSES']}", flush=True)
         if rank == 1:
+            deadline = time.time() + 20
+            while not said.exists() and time.time() < deadline:
+                time.sleep(0.05)
             sys.exit(3)
+        said.touch()
         time.sleep(60)
     """)
     start = time.perf_counter()
-    done = launch(script, timeout=60)
+    done = launch(script, str(tmp_path / "rank0_said_hello"), timeout=60)
     assert time.perf_counter() - start < 30
     assert done.returncode == 3, done.stderr
     assert "[0] hello from 0 of 2" in done.stdout and "[1] hello from 1 of 2" in done.stdout
