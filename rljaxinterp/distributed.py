@@ -9,7 +9,8 @@ cluster detection (SLURM, Open MPI, Cloud TPU pods, ...). Every ``rljaxinterp`` 
 does not even import JAX.
 
 After that, ``jax.devices()`` lists every process's devices. The code that shards (AlphaZero
-self-play, patching sweeps) builds its meshes over them, every process runs the same program
+self-play, patching sweeps, activation caching for probes and SAEs, SAE training) builds its
+meshes over them, every process runs the same program
 on its own shards, only process 0 writes files (:func:`is_primary`), and orbax writes
 checkpoints collectively. This module imports no other rljaxinterp module.
 """

@@ -246,6 +246,7 @@ def run_probe(args) -> int:
     import numpy as np
 
     from rljaxinterp import interp
+    from rljaxinterp.distributed import is_primary
     from rljaxinterp.interp import concepts
     from rljaxinterp.interp.dynamics import plot_probe_table
     from rljaxinterp.interp.probes import fit_probes, leaked_rows, probe_split, site_features
@@ -301,7 +302,7 @@ def run_probe(args) -> int:
                     f"{fmt(r['untrained_best'])} |")
     figures = []
     for kind, names in (("binary", binary), ("real", [c for c in scores.concepts if c not in binary])):
-        if not names:
+        if not names or not is_primary():  # with several processes, process 0 draws and writes
             continue
         cols = [scores.concepts.index(c) for c in names]
         if kind == "binary":
@@ -327,7 +328,8 @@ def run_probe(args) -> int:
         "shuffled labels | untrained net |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
         *(f"![{f}]({f})" for f in figures),
         *([f"Constant on these states, not probed: {', '.join(constant)}."] if constant else [])])
-    print(f"probes for {len(scores.concepts)} concepts x {len(scores.sites)} sites written to {a.out}/")
+    if is_primary():
+        print(f"probes for {len(scores.concepts)} concepts x {len(scores.sites)} sites written to {a.out}/")
     return 0
 
 

@@ -14,6 +14,7 @@ from rljaxinterp.cli import help_of
 def run_sae(args) -> int:
     from rljaxinterp import interp
     from rljaxinterp.cli.interp import open_analysis
+    from rljaxinterp.distributed import is_primary
     from rljaxinterp.interp import concepts as library
     from rljaxinterp.interp import sae
     from rljaxinterp.reporting.sae import sae_report, write_dashboard
@@ -37,6 +38,8 @@ def run_sae(args) -> int:
     print(f"SAEs on {', '.join(sites)} of {args.run_dir} (step {step}), {obs.shape[0]} states")
     report = sae_report(run.model, params, obs, concepts, sites, args.kinds, args.widths, sparsities, config,
                         legal_mask=getattr(states, "legal_action_mask", None))
+    if not is_primary():  # several processes (`rljaxinterp launch`): each trained the same grid; process 0 writes
+        return 0
     write_dashboard(report, out, {"run": str(args.run_dir), "step": step, "states": int(obs.shape[0]),
                                   "sites": sites, "kinds": args.kinds, "widths": args.widths,
                                   "config": dataclasses.asdict(config),

@@ -44,7 +44,7 @@ MODULES = (
     "ablation", "attribution", "behaviour", "attribution_patching", "cache", "concepts", "counterfactuals", "dynamics",
     "factorisation", "feature_concepts",
     "interventions", "lookahead", "metrics", "param_edits", "patching", "path_patching", "plots", "probes",
-    "results", "sae", "search", "similarity", "steering", "store",
+    "results", "sae", "search", "shards", "similarity", "steering", "store",
 )
 
 

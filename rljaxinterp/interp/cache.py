@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 from flax import traverse_util
 
+from rljaxinterp.interp import shards
 from rljaxinterp.models.sites import CACHE, SiteInfo, recording
 
 Params = Any
@@ -107,3 +108,22 @@ def run_with_cache(
     flat = {".".join(k): v for k, v in _flat_sites(state.get(CACHE, {})).items()}
     chosen = select_sites(flat, sites)
     return out, {name: flat[name] for name in chosen}
+
+
+def cache_states(model: nn.Module, params: Params, obs: jax.Array, sites: SiteSelection = None) -> Cache:
+    """``run_with_cache``'s activations for every state in ``obs``, computed where the states
+    live: with several devices (of one process or of several, ``rljaxinterp launch``) the
+    states are padded to whole shards, each device runs its own, and every process gets the
+    whole cache of the real states. On one device (or inside a trace) it is ``run_with_cache``
+    as always."""
+    if jax.device_count() == 1 or isinstance(obs, jax.core.Tracer):
+        return run_with_cache(model, params, obs, sites)[1]
+    order = []  # the sites in run_with_cache's order (jit hands dicts back with sorted keys)
+
+    def run(o, p):
+        cache = run_with_cache(model, p, o, sites)[1]
+        order[:] = cache
+        return cache
+
+    cache = shards.map_states(jax.jit(run), obs, params)
+    return {name: cache[name] for name in order}

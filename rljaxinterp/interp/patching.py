@@ -25,6 +25,7 @@ from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, sele
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.results import DEFAULT_SIZING, SiteEffects, Sizing
+from rljaxinterp.interp.shards import pad_rows, shard_states
 from rljaxinterp.models.sites import AXIS_KINDS, SiteInfo
 
 DIRECTIONS = ("noising", "denoising")
@@ -190,24 +191,6 @@ def gap_shares(
     effects = patching_sweep(model, params, clean_obs, corrupted_obs, metric, sites=sites, granularity=granularity,
                              metric_data=metric_data)
     return {k: -np.asarray(v) / (clean - corrupted) for k, v in effects.items()}, clean, corrupted
-
-
-def pad_rows(x: jax.Array, rows: int) -> jax.Array:
-    """``x`` extended to ``rows`` rows by repeating its last row."""
-    extra = rows - x.shape[0]
-    return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]) if extra > 0 else x
-
-
-def shard_states(x: jax.Array) -> jax.Array:
-    """Spread the leading (state) axis over every device of every process; a no-op on one
-    device or when the count does not divide evenly (then the states stay whole on the
-    default device, and each process computes them all). The sweeps pad their states to whole
-    shards first, so they always spread."""
-    devices = jax.devices()
-    if len(devices) == 1 or x.shape[0] % len(devices):
-        return x
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("states",))
-    return distributed.put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("states")))
 
 
 def sweep_sources(

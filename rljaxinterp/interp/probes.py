@@ -25,7 +25,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache
+from rljaxinterp import distributed
+from rljaxinterp.interp.cache import Params, SiteSelection, cache_states
 
 KINDS = ("ridge", "logistic", "sparse")
 
@@ -77,8 +78,9 @@ class ProbeScores:
 def site_features(
     model: nn.Module, params: Params, obs: jax.Array, sites: SiteSelection = None
 ) -> dict[str, jax.Array]:
-    """Activations flattened to ``(states, features)`` per site."""
-    _, cache = run_with_cache(model, params, obs, sites)
+    """Activations flattened to ``(states, features)`` per site, the states sharded over every
+    device of every process when there are several (``cache.cache_states``)."""
+    cache = cache_states(model, params, obs, sites)
     return {n: a.reshape(a.shape[0], -1).astype(jnp.float32) for n, a in cache.items()}
 
 
@@ -507,6 +509,9 @@ def fit_probes(
         raise ValueError(f"bootstrap={bootstrap!r} must be a number of resamples >= 0 (0 for no interval)")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must lie strictly between 0 and 1")
+    # Features sharded over several processes (a global array): every process fits the same
+    # probes on all the states (``site_features`` already hands each process the whole rows).
+    features = dict(zip(features, distributed.host_local(list(features.values()))))  # in the sites' order
     site_names, concept_names = tuple(features), tuple(concepts)
     lead = next(iter(features.values())).shape[:-1]
     n = lead[-1]

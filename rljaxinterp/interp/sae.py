@@ -36,6 +36,9 @@ import numpy as np
 import optax
 from flax import struct
 
+from rljaxinterp import distributed
+from rljaxinterp.interp import shards
+
 KINDS = ("relu", "topk", "batchtopk", "jumprelu")
 # What ``sparsity`` means per kind, and a grid a first look can start from.
 SPARSITY_MEANING = {"relu": "L1 coefficient", "topk": "k", "batchtopk": "k", "jumprelu": "L0 coefficient"}
@@ -388,6 +391,16 @@ def _check_finite_all(site: str, x, chunk: int = 1 << 16) -> None:
                              f"{start}..{min(x.shape[0], start + chunk) - 1}; an SAE needs finite activations")
 
 
+def _check_batch_splits(batch_size: int) -> None:
+    """Every device must hold an equal slice of a batch: padding one would change its mean loss."""
+    devices = jax.device_count()
+    if batch_size % devices:
+        where = f"{devices} devices" + (f" of {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        raise ValueError(f"SAEConfig.batch_size={batch_size} does not split evenly over the {where}; data-parallel "
+                         f"SAE training needs a batch size that is a multiple of {devices} (e.g. "
+                         f"{-(-batch_size // devices) * devices})")
+
+
 def fit_saes(
     activations: Mapping[str, np.ndarray],
     kinds: str | Sequence[str] = "topk",
@@ -402,8 +415,14 @@ def fit_saes(
     for rows on disk; see ``site_rows``; or ``store.ActivationStore.rows(site)``). ``sparsities``: per member its kind's sparsity
     setting (``SPARSITY_MEANING``), one list for every kind or a dict by kind; None: the
     kind's ``DEFAULT_SPARSITIES``. Same config and seed, same result, bit for bit.
+
+    With several devices (of one process or of several, ``rljaxinterp launch``) training is
+    data-parallel: the members are replicated, every batch is split over the devices
+    (``config.batch_size`` must be a multiple of their number) and every process draws the
+    same batches, so each must be given the same rows (``site_rows`` gathers them).
     """
     config.validate()
+    _check_batch_splits(config.batch_size)
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     widths = [widths] if isinstance(widths, int) else list(widths)
     bad = [k for k in kinds if k not in KINDS]
@@ -473,7 +492,7 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     since = jnp.zeros((len(grid), m_max), jnp.int32)
     program = dataclasses.replace(config, steps=1, seed=0, steps_per_chunk=1)  # what the compiled step depends on
     run_chunk = functools.partial(_run_chunk, kind=kind, config=program, aux_coefficient=float(aux_coefficient))
-    carry = (params, opt_state, specs, since)
+    carry = shards.replicate((params, opt_state, specs, since))  # several devices: every one holds the members
     scales = [stats[s][0] for s in sites]
     rngs = [_site_rng(config.seed, kind, s) for s in sites]  # a member sees the same batches in any grid
     curves = []
@@ -488,8 +507,11 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
             x = data[site]
             rows = _draw_rows(x, rngs[j], n * config.batch_size)
             batches[:, j, :, : x.shape[1]] = rows.reshape(n, config.batch_size, -1) / scales[j]
-        carry, chunk_stats = run_chunk(carry, jnp.asarray(batches))
-        curves.append(np.asarray(chunk_stats).mean(0))  # (members, 3)
+        # Data-parallel over several devices (or processes): each holds a slice of every batch
+        # and the jitted step sums the members' gradients over the slices.
+        batches = jnp.asarray(batches) if jax.device_count() == 1 else shards.shard_states(batches, axis=2)
+        carry, chunk_stats = run_chunk(carry, batches)
+        curves.append(np.asarray(distributed.host_local(chunk_stats)).mean(0))  # (members, 3)
         done += n
         mse = float(np.mean(curves[-1][:, 1]))
         line = f"SAEs {kind} x{len(grid)} step {done}/{config.steps} mean mse {mse:.3g}"
@@ -497,7 +519,7 @@ def _fit_kind(grid, data, stats, sites, d_max, config, progress):
     bar.close()
     curves = np.stack(curves)  # (chunks, members, 3)
     names = ("loss", "mse", "l0")
-    return carry[0], {name: curves[:, :, i] for i, name in enumerate(names)}
+    return distributed.host_local(carry[0]), {name: curves[:, :, i] for i, name in enumerate(names)}
 
 
 def _init_all(grid, keys, data, d_max, m_max, means, config):
@@ -529,18 +551,22 @@ def _site_cache(model, sites: tuple[str, ...], params, obs):  # params traced: o
 def site_rows(model, params, obs: jax.Array, sites: Sequence[str], states_per_call: int = 2048) -> dict[str, np.ndarray]:
     """Each site's activations as SAE rows ``(rows, d)``: the site's last axis is the feature
     axis, every other axis (states, squares, tokens) a row, computed ``states_per_call`` states
-    at a time so only the rows themselves are held (in host memory)."""
+    at a time so only the rows themselves are held (in host memory). With several devices each
+    chunk's states are sharded over all of them (``shards.map_states``) and every process
+    holds all the rows."""
     sites = list(sites)
     try:
         hash(model)
-        run = functools.partial(_site_cache, model, tuple(sites), params)
+        cached = functools.partial(_site_cache, model, tuple(sites))
+        run, shared = (lambda o, p: cached(p, o)), (params,)
     except TypeError:  # a model with unhashable fields (lists from a JSON config): compile per call site
         from rljaxinterp.interp.cache import run_with_cache
 
-        run = jax.jit(lambda o: run_with_cache(model, params, o, sites)[1])
+        run, shared = jax.jit(lambda o: run_with_cache(model, params, o, sites)[1]), ()
     parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
     for start in range(0, obs.shape[0], states_per_call):
-        cache = run(obs[start:start + states_per_call])
+        # several devices (or processes): each chunk's states sharded over all of them
+        cache = shards.map_states(run, obs[start:start + states_per_call], *shared)
         for s in sites:
             a = np.asarray(cache[s], np.float32)
             parts[s].append(a.reshape(-1, a.shape[-1]))

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 
 from rljaxinterp.interp import feature_concepts as fc
-from rljaxinterp.interp import run_with_cache, sae
+from rljaxinterp.interp import sae
+from rljaxinterp.interp.cache import cache_states
 from rljaxinterp.reporting import jsonable, pyplot, save_figure
 
 STRONG = 0.9  # AUROC at which a concept counts as having its own feature
@@ -78,7 +79,7 @@ def sae_report(model, params, obs: jax.Array, concepts: Mapping[str, np.ndarray]
     test_rows = sae.site_rows(model, params, test_obs, sites)
     quality = sae.evaluate_saes(grid, test_rows)
     cost = sae.splice_cost(model, params, test_obs, grid, legal_mask=None if legal_mask is None else legal_mask[test])
-    _, cache = run_with_cache(model, params, test_obs, list(sites))
+    cache = cache_states(model, params, test_obs, list(sites))  # sharded over the devices when several
     test_concepts = {k: np.asarray(v)[test] for k, v in concepts.items()}
     members = []
     for i, member in enumerate(grid.members):
