@@ -30,8 +30,9 @@ def share(result: dict) -> str:
 def train_for(env_name: str, minutes: float, seed: int = 0, log=print, curve: dict | None = None,
               **overrides) -> dict:
     """Train the game's default config (plus ``overrides``) for ``minutes`` of wall time
-    (compilation included), logging every 5 iterations; returns the config, agent, final state
-    and counts. With ``curve={"every_s", "simulations", "games"}`` the raw network plays pure MCTS
+    (compilation included) or until ``iterations`` (an override; the learning rate decays over
+    it), whichever comes first, logging every 5 iterations; returns the config, agent, final
+    state and counts. With ``curve={"every_s", "simulations", "games"}`` the raw network plays pure MCTS
     with that many simulations (``games`` per seat) after every ``every_s`` seconds of training and
     at the end; the clock stops while it plays, so ``train_s`` is training time only."""
     # a long nominal run: the budget ends training, the learning rate stays near its start
@@ -60,7 +61,7 @@ def train_for(env_name: str, minutes: float, seed: int = 0, log=print, curve: di
             f"{curve['simulations']}: {share(result)}")
         paused += time.perf_counter() - p0
 
-    while clock() < 60 * minutes:
+    while clock() < 60 * minutes and i < cfg.iterations:
         state, metrics = iteration(state, iteration_key(cfg, i))
         jax.block_until_ready(state.params)
         i += 1
