@@ -3,7 +3,7 @@ activation store, at 100k and 1M states (target: 1M peak within 1.5x of 100k).
 
 Each size runs in a fresh subprocess (so ``ru_maxrss`` is that size's own peak): positions of
 uniformly random play (``store.random_play_batches``; openings repeat, duplicates kept), one
-hidden site of an untrained network of the connect-four cpu preset architecture (conv tower,
+hidden site of an untrained network of the connect-four conv tower (``CONNECT_FOUR_CONV``,
 32 channels, 2 blocks; untrained: the benchmark measures memory, not what is learned) written
 to disk with two exact concepts beside it, then a streamed ridge probe of both concepts.
 
@@ -31,10 +31,10 @@ def child(states: int, site: str, folder: str) -> dict:
     from rljaxinterp import envs
     from rljaxinterp.interp import store
     from rljaxinterp.models import make_model
-    from rljaxinterp.runs.presets import ALPHAZERO
+    from rljaxinterp.runs.presets import CONNECT_FOUR_CONV
 
     env = envs.make("connect_four")
-    kwargs = ALPHAZERO["connect_four"]["model_kwargs"]
+    kwargs = CONNECT_FOUR_CONV["model_kwargs"]
     model = make_model("conv", env.num_actions, env.observation_shape, **kwargs)
     params = model.init(jax.random.key(1), env.init(jax.random.key(0)).observation[None])["params"]
     path = os.path.join(folder, f"c4-{states}")

@@ -16,7 +16,14 @@ import jax
 import numpy as np
 
 from rljaxinterp.agents import init_state, iteration_key, make_agent, make_iteration
-from rljaxinterp.eval.matches import greedy_player, play_match, pure_mcts_player, random_player, search_player
+from rljaxinterp.eval.matches import (
+    greedy_player,
+    match_runner,
+    play_match,
+    pure_mcts_player,
+    random_player,
+    search_player,
+)
 from rljaxinterp.runs import default_config
 
 
@@ -47,14 +54,15 @@ def train_for(env_name: str, minutes: float, seed: int = 0, log=print, curve: di
     state = init_state(cfg)
     i, finished, points = 0, 0, []
     if curve:
-        opponent = pure_mcts_player(agent.env, curve["simulations"])
+        match = match_runner(agent.env, lambda params: greedy_player(agent, params),
+                             pure_mcts_player(agent.env, curve["simulations"]), curve["games"])
         key = jax.random.PRNGKey(seed + 2)
 
     def curve_point(train_s: float):
         nonlocal paused, key
         p0 = time.perf_counter()
         key, k = jax.random.split(key)
-        result = play_match(agent.env, greedy_player(agent, state.params), opponent, curve["games"], k)
+        result = match(state.params, k)
         wins, games = sum(r["win"] for r in result.values()), sum(sum(r.values()) for r in result.values())
         points.append({"train_s": train_s, "iteration": i, "win_rate": wins / games, "result": result})
         log(f"after {points[-1]['train_s']:.0f} s of training (iteration {i}): raw network vs pure MCTS-"

@@ -3,7 +3,7 @@ program per kind) against SAELens's own trainer in a loop (``saelens_baseline.py
 grid, same steps, batch size, learning rate and held-out rows.
 
 Data: a connect-four AlphaZero agent (ResTower, 32 channels, 2 blocks; ``--run RUN_DIR``, or
-a short run of ``--agent-iterations`` iterations of the connect-four preset trained into
+a short run of ``--agent-iterations`` iterations of ``presets.CONNECT_FOUR_CONV`` trained into
 ``OUT/agent`` when absent), states from uniformly random play, shuffled and split by state
 into ``--states`` training and ``--held-states`` held-out states. Sites: three post-ReLU
 sites of increasing depth (``stem.post``, ``block0.resid_post``, ``block1.resid_post``),
@@ -91,10 +91,12 @@ SPARSITIES = {"topk": (4, 8, 16, 32), "batchtopk": (4, 8, 16, 32), "relu": (0.3,
 # -- data ---------------------------------------------------------------------------------------
 def _train_agent(folder: Path, iterations: int) -> Path:
     from rljaxinterp.runs import default_config, train
+    from rljaxinterp.runs.presets import CONNECT_FOUR_CONV
 
     print(f"training a connect-four AlphaZero agent ({iterations} iterations) into {folder}", flush=True)
     t0 = time.perf_counter()
-    train(default_config("alphazero", "connect_four", iterations=iterations), folder, progress=False)
+    train(default_config("alphazero", "connect_four", **{**CONNECT_FOUR_CONV, "iterations": iterations}), folder,
+          progress=False)
     print(f"  trained in {time.perf_counter() - t0:.0f} s", flush=True)
     return folder
 

@@ -16,8 +16,8 @@ and beside it, in the same process and on the same positions:
 * ours with ``keep_states=True`` (every node's env state returned too), unless
   ``--no-keep-states``.
 
-The agent is the connect-four AlphaZero preset (``default_config("alphazero",
-"connect_four")``, ResTower 32 channels x 2 blocks, Gumbel search) with ``num_simulations``
+The agent is the connect-four conv tower (``presets.CONNECT_FOUR_CONV``: ResTower 32
+channels x 2 blocks, Gumbel search) with ``num_simulations``
 set to ``--simulations``; parameters from ``--run FOLDER`` (that run's config, simulations
 overridden) or freshly initialised. The network's weights do not change the work: every
 search runs exactly ``simulations`` expansions whatever the values.
@@ -59,6 +59,7 @@ from rljaxinterp.agents.alphazero import make_agent
 from rljaxinterp.envs.sampling import random_play_states
 from rljaxinterp.interp.search import search_trees
 from rljaxinterp.runs import default_config, load_run
+from rljaxinterp.runs.presets import CONNECT_FOUR_CONV
 
 
 def peak_rss_mb() -> float:
@@ -119,7 +120,8 @@ def main() -> None:
         params = run.params()
         params_from = f"run {args.run} (latest checkpoint)"
     else:
-        cfg = default_config("alphazero", "connect_four", num_simulations=sims, seed=args.seed)
+        cfg = default_config("alphazero", "connect_four", **{**CONNECT_FOUR_CONV, "num_simulations": sims,
+                                                             "seed": args.seed})
         params = None
         params_from = f"fresh initialisation (seed {args.seed})"
     agent = make_agent(cfg)

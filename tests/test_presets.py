@@ -52,7 +52,9 @@ def test_explicit_presets(env):
 
 def test_cpu_presets_keep_todays_values():
     c4, othello, chess = (runs.default_config("alphazero", g, preset="cpu") for g in ("connect_four", "othello", "chess"))
-    assert (c4.model, c4.model_kwargs, c4.games, c4.replay_size) == ("conv", {"channels": 32, "blocks": 2}, 32, 8192)
+    assert (c4.model, c4.model_kwargs, c4.games, c4.replay_size) == ("mlp", {"hidden": [256, 256]}, 64, 16384)
+    conv = runs.default_config("alphazero", "connect_four", preset="cpu", **presets.CONNECT_FOUR_CONV)
+    assert (conv.model, conv.model_kwargs, conv.games, conv.replay_size) == ("conv", {"channels": 32, "blocks": 2}, 32, 8192)
     assert (othello.model, othello.model_kwargs, othello.games, othello.iterations) == ("mlp", {"hidden": [256, 256]}, 64, 1000)
     assert (chess.games, chess.replay_size, chess.iterations) == (16, 2048, 300)
     assert runs.default_config("alphazero", "tic_tac_toe", preset="cpu") == AlphaZeroConfig()

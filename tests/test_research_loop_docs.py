@@ -23,7 +23,7 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop")
     c4 = default_config("alphazero", "connect_four", iterations=2, checkpoint_every=1, games=8, num_simulations=4,
                         max_num_considered_actions=4, updates_per_iteration=1, minibatch_size=32, replay_size=256,
-                        model_kwargs={"channels": 8, "blocks": 1})
+                        model="conv", model_kwargs={"channels": 8, "blocks": 1})
     train(c4, root / "runs" / "c4", progress=False)
     maze = default_config("ppo", "CheeseMaze", env_kwargs={"size": 7, "corner_size": 2, "max_steps": 50}, model="mlp",
                           model_kwargs={"hidden": [16, 16]}, num_envs=8, num_steps=16, total_timesteps=8 * 16 * 2)

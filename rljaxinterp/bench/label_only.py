@@ -2,8 +2,8 @@
 game labels are exact.
 
 AlphaZero on tic-tac-toe (the library's default config: a 128x128 MLP trained by Gumbel
-MuZero self-play through mctx) and on connect four (the library's CPU preset: a residual conv
-tower, 32 channels x 2 blocks). Nothing says which of their units compute what, so only
+MuZero self-play through mctx) and on connect four (the library's conv tower, ``presets.CONNECT_FOUR_CONV``:
+32 channels x 2 blocks). Nothing says which of their units compute what, so only
 concept-level scores apply: the probes and steering directions of ``concepts`` at the last
 layer before the heads, judged by the game's own labels (``concepts.make_task``), with no
 oracle and no unit-level column. Their move is their best legal move, as in play.
@@ -39,13 +39,15 @@ def cache_folder(game: str, seed: int, iterations: int) -> Path:
 
 
 def config(game: str, seed: int, iterations: int):
-    """The library's CPU preset of ``game`` (pinned on every backend, so a cached agent is
-    the same agent everywhere)."""
+    """The library's CPU preset of ``game``, connect four's conv tower (pinned on every backend,
+    so a cached agent is the same agent everywhere)."""
     from rljaxinterp.runs import default_config
+    from rljaxinterp.runs.presets import CONNECT_FOUR_CONV
 
     if game not in SITES:
         raise ValueError(f"game {game!r} is not allowed; use one of {tuple(SITES)}")
-    return default_config("alphazero", game, preset="cpu", seed=seed, iterations=iterations)
+    model = CONNECT_FOUR_CONV if game == "connect_four" else {}
+    return default_config("alphazero", game, preset="cpu", **{**model, "seed": seed, "iterations": iterations})
 
 
 def agent(game: str, seed: int, iterations: int, folder: str | os.PathLike | None = None

@@ -67,19 +67,31 @@ def pure_mcts_player(env: Env, num_simulations: int = 64) -> Player:
 def play_match(env: Env, agent_player: Player, opponent: Player, games: int, key: jax.Array,
                max_steps: int = 1000) -> dict[str, dict[str, int]]:
     """``games`` games per seat; returns wins/draws/losses of the agent for each seat."""
-    results = {}
-    run = _match_fn(env, agent_player, opponent, games, max_steps)
-    for seat, agent_first in (("first", True), ("second", False)):
-        key, k_init, k_play = jax.random.split(key, 3)
-        outcome = np.asarray(run(jnp.bool_(agent_first), k_init, k_play))
-        results[seat] = {"win": int((outcome > 0).sum()), "draw": int((outcome == 0).sum()),
-                         "loss": int((outcome < 0).sum())}
-    return results
+    return match_runner(env, lambda _: agent_player, opponent, games, max_steps)(None, key)
 
 
-def _match_fn(env, agent_player, opponent, games, max_steps):
+def match_runner(env: Env, make_player: Callable[[Params], Player], opponent: Player, games: int,
+                 max_steps: int = 1000) -> Callable[[Params, jax.Array], dict[str, dict[str, int]]]:
+    """``play_match`` as ``run(params, key)``, compiled once for every parameter set of one
+    network (a training curve): the player is built from ``params`` inside the program, so
+    new weights are an argument, not constants that force a recompile."""
+    run = _match_fn(env, make_player, opponent, games, max_steps)
+
+    def play(params: Params, key: jax.Array) -> dict[str, dict[str, int]]:
+        results = {}
+        for seat, agent_first in (("first", True), ("second", False)):
+            key, k_init, k_play = jax.random.split(key, 3)
+            outcome = np.asarray(run(params, jnp.bool_(agent_first), k_init, k_play))
+            results[seat] = {"win": int((outcome > 0).sum()), "draw": int((outcome == 0).sum()),
+                             "loss": int((outcome < 0).sum())}
+        return results
+    return play
+
+
+def _match_fn(env, make_player, opponent, games, max_steps):
     @jax.jit
-    def run(agent_first, k_init, k_play):
+    def run(params, agent_first, k_init, k_play):
+        agent_player = make_player(params)
         states = jax.vmap(env.init)(jax.random.split(k_init, games))
         agent_id = jnp.where(agent_first, states.current_player, 1 - states.current_player)
 

@@ -121,8 +121,8 @@ def tic_tac_toe_agents(base: str | Path, n: int = 3, tier: str = "full", model: 
 
 
 # -- the connect-four agents the search experiments interpret ---------------------------------
-# The library's connect-four preset (conv tower 32x2, 16 simulations), trained per tier: quick
-# 150 iterations (about 6 minutes each on 2 CPU cores), full 600.
+# The connect-four conv tower (``presets.CONNECT_FOUR_CONV``: 32x2, 16 simulations), trained per
+# tier: quick 150 iterations (about 6 minutes each on 2 CPU cores), full 600.
 C4_TIERS = {"quick": {"iterations": 150, "checkpoint_every": 10}, "full": {"iterations": 600, "checkpoint_every": 50}}
 
 
@@ -131,9 +131,10 @@ def connect_four_config(tier: str = "full", seed: int = 0, **changes: Any) -> An
     if tier not in C4_TIERS:
         raise ValueError(f"tier={tier!r} is not allowed; use one of {tuple(C4_TIERS)}")
     from rljaxinterp.runs import default_config
+    from rljaxinterp.runs.presets import CONNECT_FOUR_CONV
 
     return default_config("alphazero", "connect_four", preset="cpu", seed=seed,  # pinned on every backend
-                          **{**C4_TIERS[tier], **changes})
+                          **{**CONNECT_FOUR_CONV, **C4_TIERS[tier], **changes})
 
 
 def connect_four_agents(base: str | Path, n: int = 3, tier: str = "full", log: Callable[[str], None] = print,
