@@ -188,7 +188,7 @@ def test_cli_registers_train_and_eval(tmp_path):
     args = build_parser().parse_args(
         ["train", "alphazero", "--env", "connect_four", "--out", str(tmp_path), "--iterations", "3"])
     cfg = config_from_args(args)
-    assert callable(args.run) and cfg.env == "connect_four" and cfg.iterations == 3 and cfg.model == "conv"
+    assert callable(args.run) and cfg.env == "connect_four" and cfg.iterations == 3 and cfg.model == "mlp"
     args = build_parser().parse_args(["eval", str(tmp_path)])
     assert callable(args.run) and args.run_dir == str(tmp_path)
 
