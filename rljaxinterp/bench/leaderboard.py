@@ -27,7 +27,8 @@ is reported apart from every method's. The ``random`` and ``oracle`` rows bound 
 Circuit methods are also scored by their faithfulness curve on the compiled network and the
 SIIT networks (keep the top-k units by |score|, mean-ablate the rest, for every k), and, when
 any circuit method is scored, the edge-level table on the compiled MLP (``edges``: exact edge
-patching, edge attribution patching and baselines against the win circuit's edges).
+patching, edge attribution patching and baselines against the win circuit's edges, with their
+edge faithfulness curves and the same scores at random weights).
 Attribution methods are also scored on the spurious-cue pair (``spurious_cue``): the share
 of the map on the cue square for model A, which reads the cue, and for model B, which
 ignores it, and by the saliency sanity checks (model randomisation and board symmetry on the
@@ -130,6 +131,11 @@ def hidden_sites(model=None) -> list[str]:
 def win_units() -> dict[str, np.ndarray]:
     names = compiled_ttt.truth().unit_concepts
     return {s: np.array([n.startswith(WIN_PATH) for n in names[s]]) for s in hidden_sites()}
+
+
+def untrained_params(model, seed: int, obs: jax.Array):
+    """The control network of ``seed``: ``model`` at random weights, ``key(1000 + seed)``."""
+    return model.init(jax.random.key(1000 + seed), obs[:1])["params"]
 
 
 def make_tasks(positions: int, seed: int) -> dict[str, Task]:
@@ -522,7 +528,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         t0, cue_before, siit_before, agents_before = time.perf_counter(), cue_wall, siit_wall, agents_wall
         for seed in seeds:
             key = jax.random.key(seed)
-            random_params = model.init(jax.random.key(1000 + seed), tasks[seed]["circuit"].obs[:1])["params"]
+            random_params = untrained_params(model, seed, tasks[seed]["circuit"].obs)
             if method.family in CONCEPT_FAMILIES:
                 net = concepts.compiled_network(model, params, random_params)
                 per["compiled"].append(_score_concepts(method, net, concept_task(seed), key))
@@ -602,12 +608,14 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
 
 def score_edge_section(tasks: Sequence[Task], positions: int) -> dict:
     """The edge-level circuit table (``edges``): every edge method on each seed's circuit
-    task of the compiled MLP, mean ± std over seeds; a method's wall is summed over seeds."""
+    task of the compiled MLP, mean ± std over seeds (the curve elementwise, at ``fractions``);
+    a method's wall is summed over seeds."""
     t0 = time.perf_counter()
     runs = [edges.score_edges(seed, positions, task=task) for seed, task in enumerate(tasks)]
     truth = edges.flat(edges.edge_truth(compiled_ttt.compiled_params()))
     return {"rows": {m: _aggregate([r[m] for r in runs]) for m in runs[0]},
-            "truth_edges": int(truth.sum()), "candidates": int(truth.size), "wall_s": time.perf_counter() - t0}
+            "truth_edges": int(truth.sum()), "candidates": int(truth.size),
+            "fractions": edges.curve_fractions(truth.size, int(truth.sum())).tolist(), "wall_s": time.perf_counter() - t0}
 
 
 CONCEPT_FAMILIES = ("probe", "steering")
@@ -751,7 +759,8 @@ def _label_only_section(label: dict) -> list[str]:
 
 
 EDGE_COLUMNS = {"auroc": "edge AUROC", "precision": "precision at true size",
-                "auroc_wired": "edge AUROC among nonzero-weight edges"}
+                "auroc_wired": "edge AUROC among nonzero-weight edges", "cpr": "CPR", "cmd": "CMD",
+                "f_true_size": "f at true size", "auroc_untrained": "edge AUROC, untrained"}
 
 
 def edges_section(edge_result: dict) -> list[str]:
@@ -761,8 +770,12 @@ def edges_section(edge_result: dict) -> list[str]:
               f"edges among {edge_result['candidates']} candidates (every kernel entry of the compiled MLP's Dense "
               "layers on the way to the logits, zero or not). A true edge has a nonzero weight and both ends on "
               "the win path, the board and the logits counting as its ends (not the input -> logit legality "
-              "skip). Edges ranked by |score|; most candidates have zero weight, so the last column ranks only "
+              "skip). Edges ranked by |score|; most candidates have zero weight, so the third column ranks only "
               "the nonzero-weight ones, where the weight-magnitude row shows what sparsity alone gives. "
+              "CPR and CMD: areas under the edge faithfulness curve (edges ranked by |score|, the top k kept and "
+              f"every other edge mean-ablated, at {len(edge_result['fractions'])} circuit sizes from none to all, "
+              "`edges.curve_fractions`); f at true size: the curve at the true number of edges. Untrained: the "
+              "same method on the same architecture at random weights, against the same true edges. "
               f"The section took {edge_result['wall_s']:.1f} s (compilation included)."), ""]
     lines += _table(["method", *EDGE_COLUMNS.values(), "wall (s)"])
     for name, row in edge_result["rows"].items():
