@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -121,12 +121,6 @@ def patch_sources(
     return base_obs, {n: source_cache[n] for n in select_sites(source_cache, sites)}
 
 
-def _element_groups(info: SiteInfo, granularity: str) -> tuple[tuple[int, ...], Callable[[jax.Array], jax.Array]]:
-    """The shape of a site's groups and a function from flat group index to mask."""
-    axes = group_axes(info, granularity)
-    return tuple(info.shape[a] for a in axes), lambda i: group_mask(info.shape, axes, i)
-
-
 def patching_sweep(
     model: nn.Module,
     params: Params,
@@ -231,7 +225,8 @@ def sweep_sources(
     effects = {}
     for name, value in sources.items():
         shape = infos[name].shape
-        group_shape, mask_of = _element_groups(infos[name], granularity)
+        axes = group_axes(infos[name], granularity)
+        group_shape = tuple(shape[a] for a in axes)
         n_groups = max(1, math.prod(group_shape))
         elements = max(1, math.prod(shape))
         tile = min(sizing.states_per_step or _tile(state_chunk, elements), state_chunk)
@@ -248,30 +243,8 @@ def sweep_sources(
         state_mask = (pad(jnp.broadcast_to(state_masks[name], (n_total, *shape)).astype(jnp.float32))
                       if name in state_masks else None)
         batch = sizing.patches_per_step or _chunk(n_groups, tile * elements)
-
-        @jax.jit
-        def sweep(obs, value, weight, data, state_mask, mask_of=mask_of, n_groups=n_groups, batch=batch, name=name,
-                  tile=tile):
-            def per_tile(xs):
-                obs, value, weight, data, state_mask = xs
-                run = lambda iv: run_with_interventions(model, params, obs, iv)
-                metric_of = metric if metric_data is None else (lambda out: metric(out, data))
-                base_metric = metric_of(run(None))
-
-                def one(i):
-                    edited = run(patch(name, value, mask_of(i) if state_mask is None else mask_of(i) * state_mask))
-                    delta = jax.tree.map(jnp.subtract, metric_of(edited), base_metric)
-                    return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
-
-                return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
-
-            tiles = jax.tree.map(lambda x: x.reshape(-1, tile, *x.shape[1:]),
-                                 (obs, value, weight, data, state_mask))
-            per = jax.lax.map(per_tile, tiles)  # (tiles, groups) or (tiles, groups, tile)
-            if reduce:
-                return jax.tree.map(lambda r: r.sum(0), per)
-            return jax.tree.map(lambda r: jnp.moveaxis(r, 0, 1).reshape(n_groups, -1), per)
-
+        sweep = functools.partial(_sweep_chunk, params, model=_static(model), metric=_static(metric), name=name,
+                                  shape=tuple(shape), axes=tuple(axes), batch=batch, tile=tile, reduce=reduce)
         parts = []
         for c in range(n_chunks):
             rows = slice(c * chunk_len, (c + 1) * chunk_len)
@@ -291,6 +264,58 @@ def sweep_sources(
             result = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1)[:, :n_total], *parts)
         effects[name] = jax.tree.map(lambda r, g=group_shape: r.reshape(*g, *r.shape[1:]), result)
     return SiteEffects(effects, granularity)
+
+
+class _ByIdentity:
+    """A static argument that cannot be hashed (a module with a list field, a metric object),
+    compared by identity: the same object reuses its compiled sweep, as ``jax.jit`` does for
+    functions."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+
+def _static(x):
+    try:
+        hash(x)
+    except TypeError:
+        return _ByIdentity(x)
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("model", "metric", "name", "shape", "axes", "batch", "tile", "reduce"))
+def _sweep_chunk(params, obs, value, weight, data, state_mask, *, model, metric, name, shape, axes, batch, tile,
+                 reduce):
+    """One chunk of ``sweep_sources``: the parameters are an argument, so every call with the
+    same model, metric, site and sizes (other checkpoints, seeds, chunks) reuses one program."""
+    model, metric = (x.obj if isinstance(x, _ByIdentity) else x for x in (model, metric))
+    n_groups = max(1, math.prod(shape[a] for a in axes))
+
+    def per_tile(xs):
+        obs, value, weight, data, state_mask = xs
+        run = lambda iv: run_with_interventions(model, params, obs, iv)
+        metric_of = metric if data is None else (lambda out: metric(out, data))
+        base_metric = metric_of(run(None))
+
+        def one(i):
+            mask = group_mask(shape, axes, i)
+            edited = run(patch(name, value, mask if state_mask is None else mask * state_mask))
+            delta = jax.tree.map(jnp.subtract, metric_of(edited), base_metric)
+            return jax.tree.map(lambda d: (d * weight).sum() if reduce else d, delta)
+
+        return jax.lax.map(one, jnp.arange(n_groups), batch_size=batch)
+
+    tiles = jax.tree.map(lambda x: x.reshape(-1, tile, *x.shape[1:]), (obs, value, weight, data, state_mask))
+    per = jax.lax.map(per_tile, tiles)  # (tiles, groups) or (tiles, groups, tile)
+    if reduce:
+        return jax.tree.map(lambda r: r.sum(0), per)
+    return jax.tree.map(lambda r: jnp.moveaxis(r, 0, 1).reshape(n_groups, -1), per)
 
 
 def _check_state_masks(state_masks, sources, infos, n_total) -> dict[str, jax.Array]:
