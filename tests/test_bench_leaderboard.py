@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljaxinterp.bench import compiled_ttt, leaderboard, shuffled, siit
+from rljaxinterp.bench import compiled_ttt, concepts, label_only, leaderboard, shuffled, siit
 
 METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occlusion", "random map",
            "oracle (attribution)", "ridge probe", "random probe", "mean difference", "random direction",
@@ -257,8 +257,18 @@ def test_the_alphazero_agent_is_scored_on_labels_only(result):
         result, "random direction", "label_only", "target_x1") + 0.3
     assert result["rows"]["oracle (steering)"]["label_only"] == {}
     assert "## AlphaZero agents (tier 5, labels only)" in leaderboard.markdown(result)
-    # connect four (measured at 30 iterations: ridge F1 0.643, random probe 0.057)
-    assert [a["game"] for a in result["label_only"]["agents"]] == ["tic_tac_toe", "connect_four"]
-    assert mean(result, "ridge probe", "label_only_c4", "f1") > mean(result, "random probe", "label_only_c4", "f1") + 0.3
-    assert result["rows"]["oracle (steering)"]["label_only_c4"] == {}
-    assert "AlphaZero connect four: F1" in leaderboard.markdown(result)
+    assert [a["game"] for a in result["label_only"]["agents"]] == ["tic_tac_toe"]  # connect four: default tier
+
+
+@pytest.mark.slow
+def test_the_connect_four_agent_is_scored_on_labels_only(tmp_path, monkeypatch):
+    """The default tier's connect-four agent, here at 30 iterations (measured: ridge F1 0.643,
+    random probe 0.057): probes decode its concepts far above a random hyperplane, and no
+    oracle exists where the units are unknown."""
+    monkeypatch.setenv("RLJAXINTERP_CACHE", str(tmp_path))
+    net, info = label_only.agent("connect_four", 0, 30)
+    assert info["cached"] is False and net.truth is None
+    task = concepts.make_task(0, "connect_four")
+    score = lambda name: leaderboard._score_concepts(leaderboard.METHODS[name], net, task, jax.random.key(0))
+    assert score("ridge probe")["f1"] > score("random probe")["f1"] + 0.3
+    assert score("oracle (steering)") == {}

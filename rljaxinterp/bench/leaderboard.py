@@ -179,7 +179,7 @@ def _attribution_patching(steps: int):
     def run(model, params, obs, metric, data, key):
         corrupted = obs[jax.random.permutation(key, obs.shape[0])]
         est = interp.attribution_patching.attribution_patching(
-            model, params, obs, corrupted, lambda out: rule_logit(out, data), sites=hidden_sites(model), steps=steps)
+            model, params, obs, corrupted, rule_logit, sites=hidden_sites(model), steps=steps, metric_data=data)
         return _per_unit(est)
     return run
 

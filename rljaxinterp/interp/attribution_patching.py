@@ -8,7 +8,9 @@ exact patching uses, differentiated instead of swept.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 from rljaxinterp.interp.cache import Params, SiteSelection, trace_sites
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
-from rljaxinterp.interp.patching import patch_sources
+from rljaxinterp.interp.patching import from_static_arg, patch_sources, static_arg
 from rljaxinterp.interp.results import SiteEffects
 
 
@@ -30,6 +32,7 @@ def attribution_patching(
     sites: SiteSelection = None,
     direction: str = "noising",
     steps: int = 1,
+    metric_data: Any = None,
 ) -> SiteEffects:
     """Estimated effect of patching each element of each site, shaped like the site and
     averaged over states: comparable element by element with ``patching_sweep``.
@@ -38,22 +41,32 @@ def attribution_patching(
     together (integrated gradients over the masks, midpoint rule: the mean gradient at
     ``(k + 1/2) / steps``), as in the IG variant of attribution patching (Marks et al. 2024):
     one backward pass per step, and no longer blind where a ReLU is flat at the clean point.
+    Per-state inputs of the metric go in ``metric_data`` (its second argument), as for
+    ``patching_sweep``, so calls with other parameters or states reuse one compiled program.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be an integer >= 1 (1: the gradient at the clean point)")
     base_obs, sources = patch_sources(model, params, clean_obs, corrupted_obs, sites, direction)
     infos = trace_sites(model, params, base_obs)
     masks = {name: jnp.zeros(infos[name].shape) for name in sources}
+    return SiteEffects(_mask_gradients(params, base_obs, sources, masks, metric_data, model=static_arg(model),
+                                       metric=static_arg(metric), steps=steps))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "metric", "steps"))
+def _mask_gradients(params, base_obs, sources, masks, data, *, model, metric, steps):
+    model, metric = map(from_static_arg, (model, metric))
 
     def mean_metric(masks):
         ivs = [patch(name, sources[name], m) for name, m in masks.items()]
-        return metric(run_with_interventions(model, params, base_obs, ivs)).mean()
+        out = run_with_interventions(model, params, base_obs, ivs)
+        return (metric(out) if data is None else metric(out, data)).mean()
 
     if steps == 1:
-        return SiteEffects(jax.grad(mean_metric)(masks))
+        return jax.grad(mean_metric)(masks)
     alphas = (jnp.arange(steps) + 0.5) / steps
     grads = jax.lax.map(lambda a: jax.grad(mean_metric)(jax.tree.map(lambda m: m + a, masks)), alphas)
-    return SiteEffects(jax.tree.map(lambda g: g.mean(0), grads))
+    return jax.tree.map(lambda g: g.mean(0), grads)
 
 
 def agreement(exact: Mapping[str, jax.Array], estimate: Mapping[str, jax.Array], top_k: int = 20) -> dict[str, float]:

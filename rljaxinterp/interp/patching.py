@@ -243,7 +243,7 @@ def sweep_sources(
         state_mask = (pad(jnp.broadcast_to(state_masks[name], (n_total, *shape)).astype(jnp.float32))
                       if name in state_masks else None)
         batch = sizing.patches_per_step or _chunk(n_groups, tile * elements)
-        sweep = functools.partial(_sweep_chunk, params, model=_static(model), metric=_static(metric), name=name,
+        sweep = functools.partial(_sweep_chunk, params, model=static_arg(model), metric=static_arg(metric), name=name,
                                   shape=tuple(shape), axes=tuple(axes), batch=batch, tile=tile, reduce=reduce)
         parts = []
         for c in range(n_chunks):
@@ -281,7 +281,8 @@ class _ByIdentity:
         return isinstance(other, _ByIdentity) and other.obj is self.obj
 
 
-def _static(x):
+def static_arg(x):
+    """``x`` as a ``jax.jit`` static argument: itself when hashable, else compared by identity."""
     try:
         hash(x)
     except TypeError:
@@ -289,12 +290,16 @@ def _static(x):
     return x
 
 
+def from_static_arg(x):
+    return x.obj if isinstance(x, _ByIdentity) else x
+
+
 @functools.partial(jax.jit, static_argnames=("model", "metric", "name", "shape", "axes", "batch", "tile", "reduce"))
 def _sweep_chunk(params, obs, value, weight, data, state_mask, *, model, metric, name, shape, axes, batch, tile,
                  reduce):
     """One chunk of ``sweep_sources``: the parameters are an argument, so every call with the
     same model, metric, site and sizes (other checkpoints, seeds, chunks) reuses one program."""
-    model, metric = (x.obj if isinstance(x, _ByIdentity) else x for x in (model, metric))
+    model, metric = map(from_static_arg, (model, metric))
     n_groups = max(1, math.prod(shape[a] for a in axes))
 
     def per_tile(xs):
