@@ -135,7 +135,12 @@ def win_units() -> dict[str, np.ndarray]:
 
 def untrained_params(model, seed: int, obs: jax.Array):
     """The control network of ``seed``: ``model`` at random weights, ``key(1000 + seed)``."""
-    return model.init(jax.random.key(1000 + seed), obs[:1])["params"]
+    return _init(model, jax.random.key(1000 + seed), obs[:1])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model, key, obs):  # one program per architecture; eager init compiles every op per shape
+    return model.init(key, obs)["params"]
 
 
 def make_tasks(positions: int, seed: int) -> dict[str, Task]:
@@ -443,7 +448,7 @@ def make_siit_network(width: int, seed: int, positions: int) -> SiitNetwork:
     shuffled-target twin."""
     trained, checked = siit.make_trained(width, seed)
     task = siit.win_task(width, positions, seed)
-    untrained = trained.model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
+    untrained = untrained_params(trained.model, seed, task.obs)
     return SiitNetwork(trained, checked, task, untrained, shuffled.train(width, seed))
 
 
@@ -542,7 +547,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 conv.pop("curve")  # the areas are kept; the curves plotted are the MLP's
                 per["compiled_conv"].append(conv)
             else:
-                conv_random = conv_model.init(jax.random.key(1000 + seed), task.obs[:1])["params"]
+                conv_random = untrained_params(conv_model, seed, task.obs)
                 networks = {"compiled": (model, params, random_params),
                             "compiled_conv": (conv_model, conv_params, conv_random)}
                 for group, (m, p, p_random) in networks.items():
