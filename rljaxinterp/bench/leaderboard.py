@@ -750,8 +750,8 @@ def _siit_section(siit_result: dict) -> list[str]:
 
 def _label_only_section(label: dict) -> list[str]:
     lines = ["## AlphaZero agents (tier 5, labels only)", "",
-             ("Agents trained by the library's own AlphaZero (`rljaxinterp/bench/label_only.py`: each game's CPU "
-              "preset), probed and steered at the last layer before their heads; their units are unknown, so they "
+             ("Agents trained by the library's own AlphaZero (`rljaxinterp/bench/label_only.py`: tic-tac-toe's CPU "
+              "preset, connect four's conv tower), probed and steered at the last layer before their heads; their units are unknown, so they "
               "have no oracle and no weight-on-units column, and their move is the best legal one. Connect-four "
               f"concepts (`win_col{{c}}`, `block_col{{c}}`) on {concepts.C4_POSITIONS} distinct positions of random "
               "play per seed. Trained once into a user cache and reused: "
