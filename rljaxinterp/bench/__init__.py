@@ -1,1 +1,13 @@
 """Ground-truth benchmark of interpretability methods."""
+
+import functools
+
+import jax
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init_params(model, key, example_obs):
+    """``model.init(key, example_obs)["params"]`` as one program per architecture: an eager
+    init compiles every initialiser op once per shape, dozens of programs per network (the
+    values are the same bit for bit)."""
+    return model.init(key, example_obs)["params"]

@@ -59,6 +59,7 @@ from rljaxinterp.bench import (
     compiled_ttt,
     concepts,
     edges,
+    init_params,
     label_only,
     metrics,
     shuffled,
@@ -135,12 +136,7 @@ def win_units() -> dict[str, np.ndarray]:
 
 def untrained_params(model, seed: int, obs: jax.Array):
     """The control network of ``seed``: ``model`` at random weights, ``key(1000 + seed)``."""
-    return _init(model, jax.random.key(1000 + seed), obs[:1])
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _init(model, key, obs):  # one program per architecture; eager init compiles every op per shape
-    return model.init(key, obs)["params"]
+    return init_params(model, jax.random.key(1000 + seed), obs[:1])
 
 
 def make_tasks(positions: int, seed: int) -> dict[str, Task]:

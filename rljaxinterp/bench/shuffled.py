@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rljaxinterp.bench import siit
+from rljaxinterp.bench import init_params, siit
 
 STEPS, BATCH, LR = 4000, 512, 3e-3
 PERMUTATION_SEED = 2000  # the targets of seed k are permuted with PERMUTATION_SEED + k
@@ -53,7 +53,7 @@ def train(width: int, seed: int, steps: int = STEPS) -> Twin:
     obs = jnp.asarray(siit.live_obs())
     targets = shuffled_targets(seed)
     init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, obs[:1])["params"]
+    params = init_params(model, init_key, obs[:1])
     opt = optax.adam(LR)
     y = jnp.asarray(targets)
 

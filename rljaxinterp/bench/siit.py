@@ -61,7 +61,7 @@ import numpy as np
 import optax
 
 from rljaxinterp import interp
-from rljaxinterp.bench import metrics
+from rljaxinterp.bench import init_params, metrics
 from rljaxinterp.eval.minimax import LINES
 from rljaxinterp.models.conv import ResTower
 from rljaxinterp.models.mlp import MLP
@@ -323,7 +323,7 @@ def train(width: int, seed: int, steps: int | None = None, arch: str = "mlp") ->
     steps = HYPERS[arch]["steps"] if steps is None else steps
     obs = jnp.asarray(live_obs())
     init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, obs[:1])["params"]
+    params = init_params(model, init_key, obs[:1])
     opt = optax.adam(HYPERS[arch]["lr"])
 
     def total(p, base, source, node):

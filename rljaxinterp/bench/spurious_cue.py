@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rljaxinterp.bench import compiled_ttt
+from rljaxinterp.bench import compiled_ttt, init_params
 from rljaxinterp.models.base import masked_log_softmax
 from rljaxinterp.models.mlp import MLP
 
@@ -83,10 +83,15 @@ def train(kind: str, seed: int, steps: int = STEPS) -> dict:
     _check_kind(kind)
     pos = live_positions()
     obs, moves, empty = jnp.asarray(pos.obs), jnp.asarray(pos.moves), jnp.asarray(pos.empty)
-    model = make_model()
     init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, with_cue(obs[:1], moves[:1]))["params"]
-    opt = optax.adam(LR)
+    params = init_params(make_model(), init_key, with_cue(obs[:1], moves[:1]))
+    return _fit(params, data_key, obs, moves, empty, kind=kind, steps=steps)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "steps"))
+def _fit(params, data_key, obs, moves, empty, *, kind: str, steps: int):
+    """``train``'s scan; the data are arguments, so every seed and pair reuses one program."""
+    model, opt = make_model(), optax.adam(LR)
 
     def loss(params, x, move, legal):
         logp = masked_log_softmax(model.apply({"params": params}, x).logits, legal)
@@ -105,8 +110,7 @@ def train(kind: str, seed: int, steps: int = STEPS) -> dict:
         updates, state = opt.update(grads, state, params)
         return (optax.apply_updates(params, updates), state), value
 
-    run = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), jax.random.split(data_key, steps))[0][0])
-    return run(params)
+    return jax.lax.scan(step, (params, opt.init(params)), jax.random.split(data_key, steps))[0][0]
 
 
 def moves_per_cue(model, params, pos: Positions | None = None) -> np.ndarray:
@@ -115,15 +119,17 @@ def moves_per_cue(model, params, pos: Positions | None = None) -> np.ndarray:
     pos = live_positions() if pos is None else pos
     obs, legal = jnp.asarray(pos.obs), jnp.asarray(pos.empty)
 
-    @jax.jit
-    def argmax_with(cue):
-        x = with_cue(obs, jnp.full(obs.shape[0], cue))
-        return jnp.argmax(jnp.where(legal, model.apply({"params": params}, x).logits, -jnp.inf), -1)
-
-    out = np.stack([np.asarray(argmax_with(c)) for c in range(-1, 9)], 1)
+    out = np.stack([np.asarray(_argmax_with(model, params, obs, legal, c)) for c in range(-1, 9)], 1)
     out = np.concatenate([out[:, 1:], out[:, :1]], 1)
     out[:, :9][~pos.empty] = -1
     return out
+
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _argmax_with(model, params, obs, legal, cue):
+    x = with_cue(obs, jnp.full(obs.shape[0], cue))
+    return jnp.argmax(jnp.where(legal, model.apply({"params": params}, x).logits, -jnp.inf), -1)
 
 
 def cue_dependence(model, params, pos: Positions | None = None) -> dict[str, float | np.ndarray]:
