@@ -1,4 +1,5 @@
-"""Patching sweeps give the same numbers on one device, on two, and in state chunks."""
+"""Patching sweeps give the same numbers on one device, on two, and in state chunks, also with
+parameters that live on one device."""
 
 import json
 import os
@@ -23,6 +24,9 @@ for chunk in (None, 16):
     effects = interp.patching_sweep(model, params, clean, corrupted, interp.metrics.value,
                                     granularity="unit", sizing=interp.Sizing(states_per_call=chunk))
     out[str(chunk)] = {k: jnp.asarray(v).tolist() for k, v in effects.items()}
+pinned = jax.device_put(params, jax.local_devices()[0])  # on one device, as a restored checkpoint's are
+effects = interp.patching_sweep(model, pinned, clean, corrupted, interp.metrics.value, granularity="unit")
+out["pinned"] = {k: jnp.asarray(v).tolist() for k, v in effects.items()}
 from rljaxinterp.interp.patching import shard_states
 spread = len(shard_states(clean).sharding.device_set)
 print(json.dumps({"devices": jax.device_count(), "spread": spread, "effects": out}))
@@ -41,6 +45,6 @@ def test_sharded_and_chunked_sweeps_equal_the_single_device_sweep():
     one, two = run(1), run(2)
     assert one["devices"] == 1 and two["devices"] == 2 and two["spread"] == 2
     reference = one["effects"]["None"]
-    for result in (one["effects"]["16"], two["effects"]["None"], two["effects"]["16"]):
+    for result in (one["effects"]["16"], two["effects"]["None"], two["effects"]["16"], two["effects"]["pinned"]):
         for site, values in reference.items():
             np.testing.assert_allclose(result[site], values, rtol=1e-5, atol=1e-6, err_msg=site)

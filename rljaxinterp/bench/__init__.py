@@ -9,5 +9,5 @@ import jax
 def init_params(model, key, example_obs):
     """``model.init(key, example_obs)["params"]`` as one program per architecture: an eager
     init compiles every initialiser op once per shape, dozens of programs per network (the
-    values are the same bit for bit)."""
+    values equal eager init's bit for bit on CPU for the bench's MLPs, ResTower and cue model)."""
     return model.init(key, example_obs)["params"]

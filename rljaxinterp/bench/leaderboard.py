@@ -811,7 +811,8 @@ def markdown(result: dict) -> str:
             if "siit" in result:
                 groups["siit"] = tuple(c for c in cols if keep(c, "collateral_x1"))
             if "label_only" in result:
-                for group in LABEL_ONLY_GROUPS.values():
+                games = {a["game"] for a in result["label_only"]["agents"]}
+                for group in (g for game, g in LABEL_ONLY_GROUPS.items() if game in games):
                     groups[group] = tuple(c for c in cols if keep(c, "weight_on_units", "gap_shuffled_net"))
         header = ["method", *(f"{GROUPS[g]}: {HEADERS[family, c]}" for g, cs in groups.items() for c in cs), "wall (s)"]
         lines += [f"## {title}", ""]

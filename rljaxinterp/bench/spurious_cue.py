@@ -90,7 +90,7 @@ def train(kind: str, seed: int, steps: int = STEPS) -> dict:
 
 @functools.partial(jax.jit, static_argnames=("kind", "steps"))
 def _fit(params, data_key, obs, moves, empty, *, kind: str, steps: int):
-    """``train``'s scan; the data are arguments, so every seed and pair reuses one program."""
+    """``train``'s scan; the data are arguments, so every seed reuses one program per kind."""
     model, opt = make_model(), optax.adam(LR)
 
     def loss(params, x, move, legal):
@@ -123,7 +123,6 @@ def moves_per_cue(model, params, pos: Positions | None = None) -> np.ndarray:
     out = np.concatenate([out[:, 1:], out[:, :1]], 1)
     out[:, :9][~pos.empty] = -1
     return out
-
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -210,7 +210,7 @@ def run_sweep(args) -> int:
                                         granularity=args.granularity, metric_data=data)
     elif args.method == "attribution":
         effects = attribution_patching(model, params, clean_obs, corrupted.observation.astype(jnp.float32),
-                                       lambda out: metric(out, data))
+                                       metric, metric_data=data)
     else:
         if args.metric != "value":
             raise SystemExit("ablation sweeps measure the value (--metric value)")

@@ -25,7 +25,7 @@ from rljaxinterp.interp.cache import Params, SiteSelection, run_with_cache, sele
 from rljaxinterp.interp.interventions import patch, run_with_interventions
 from rljaxinterp.interp.metrics import Metric
 from rljaxinterp.interp.results import DEFAULT_SIZING, SiteEffects, Sizing
-from rljaxinterp.interp.shards import pad_rows, shard_states
+from rljaxinterp.interp.shards import pad_rows, replicate, shard_states
 from rljaxinterp.models.sites import AXIS_KINDS, SiteInfo
 
 DIRECTIONS = ("noising", "denoising")
@@ -222,6 +222,7 @@ def sweep_sources(
             raise KeyError(f"unknown site {name!r}; available sites: {', '.join(infos)}")
     state_masks = _check_state_masks(state_masks, sources, infos, n_total)
     _check_metric_data(metric_data, n_total)
+    params = replicate(params)  # next to the sharded states, wherever the parameters were put
     effects = {}
     for name, value in sources.items():
         shape = infos[name].shape
@@ -269,7 +270,8 @@ def sweep_sources(
 class _ByIdentity:
     """A static argument that cannot be hashed (a module with a list field, a metric object),
     compared by identity: the same object reuses its compiled sweep, as ``jax.jit`` does for
-    functions."""
+    functions. Like any static argument, it stays alive in the compilation cache; per-state
+    data belong in ``metric_data``, not in a metric's closure."""
 
     def __init__(self, obj):
         self.obj = obj
