@@ -11,7 +11,7 @@ from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.interp import Sizing, attribution, metrics, run_with_cache
 from rljaxinterp.interp.factorisation import nmf, nonnegative_parts, pca, random_init, top_rows
 from rljaxinterp.interp.similarity import linear_cka, regression_similarity, similarity_matrix
-from rljaxinterp.interp.steering import mean_difference, steering_effect
+from rljaxinterp.interp.steering import mean_difference, mean_differences, steering_effect
 from rljaxinterp.models import ModelOutput, make_model, site
 
 
@@ -179,6 +179,16 @@ def test_steering_with_zero_changes_nothing_and_a_direction_moves_the_policy(con
     assert float(moved["policy_kl"][0]) == 0.0 and float(moved["policy_kl"][1]) > 0.0
     with pytest.raises(ValueError, match="one site"):
         mean_difference(acts, acts[:, 0])
+
+
+def test_mean_differences_equal_one_mean_difference_per_concept():
+    x = jax.random.normal(jax.random.key(0), (200, 7))
+    labels = np.array(jax.random.bernoulli(jax.random.key(1), 0.3, (200, 4)))
+    each = np.stack([np.asarray(mean_difference(x[y], x[~y])) for y in labels.T])
+    np.testing.assert_allclose(np.asarray(mean_differences(x, labels)), each, rtol=1e-5, atol=1e-6)
+    labels[:, 2] = False
+    with pytest.raises(ValueError, match=r"concepts \[2\] hold on \[0\]"):
+        mean_differences(x, labels)
 
 
 # -- similarity ------------------------------------------------------------------------------------

@@ -243,17 +243,7 @@ def _random_probe(x_train, y_train, key):
 
 # -- steering ------------------------------------------------------------------------------------
 def _mean_difference(x_train, y_train, key):
-    """``interp.steering.mean_difference`` for every concept at once (a masked mean: one
-    program, where a call per concept compiles once per pair of row counts)."""
-    count = np.asarray(y_train, bool).sum(0)
-    if np.any((count == 0) | (count == len(y_train))):
-        raise ValueError(f"both sets need states; concepts {np.flatnonzero((count == 0) | (count == len(y_train)))} "
-                         f"hold on {count.tolist()} of {len(y_train)} training rows")
-    x = jnp.asarray(x_train, jnp.float32)
-    y = jnp.asarray(y_train, jnp.float32)
-    hi = jax.lax.Precision.HIGHEST  # exact means on accelerators too
-    return np.asarray(jnp.matmul(y.T, x, precision=hi) / count[:, None]
-                      - jnp.matmul(1 - y.T, x, precision=hi) / (len(y_train) - count)[:, None])
+    return np.asarray(interp.steering.mean_differences(x_train, y_train))
 
 
 def _random_direction(x_train, y_train, key):

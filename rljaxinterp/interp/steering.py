@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rljaxinterp.interp.cache import Params
 from rljaxinterp.interp.interventions import add, run_with_interventions
@@ -27,6 +28,24 @@ def mean_difference(activations_a: jax.Array, activations_b: jax.Array) -> jax.A
     if activations_a.shape[0] == 0 or activations_b.shape[0] == 0:
         raise ValueError(f"both sets need states; got {activations_a.shape[0]} and {activations_b.shape[0]}")
     return jnp.mean(activations_a, axis=0) - jnp.mean(activations_b, axis=0)
+
+
+def mean_differences(activations: jax.Array, labels: Any) -> jax.Array:
+    """``mean_difference`` of the states with and without each concept, all concepts at once:
+    ``activations`` (states, width), ``labels`` (states, concepts) bool -> (concepts, width).
+    One masked mean, so it compiles once, not once per pair of row counts."""
+    labels = np.asarray(labels, bool)
+    if labels.ndim != 2 or labels.shape[0] != activations.shape[0]:
+        raise ValueError(f"labels have shape {labels.shape}; expected ({activations.shape[0]}, concepts)")
+    count = labels.sum(0)
+    empty = np.flatnonzero((count == 0) | (count == len(labels)))
+    if len(empty):
+        raise ValueError(f"both sets need states; concepts {empty.tolist()} hold on {count[empty].tolist()} of "
+                         f"{len(labels)} states")
+    x, y = jnp.asarray(activations, jnp.float32), jnp.asarray(labels, jnp.float32)
+    hi = jax.lax.Precision.HIGHEST  # exact means on accelerators too
+    return (jnp.matmul(y.T, x, precision=hi) / count[:, None]
+            - jnp.matmul(1 - y.T, x, precision=hi) / (len(labels) - count)[:, None])
 
 
 def steer(model: nn.Module, params: Params, obs: jax.Array, site: str, direction: jax.Array,
