@@ -5,8 +5,9 @@ A method is one function with a declared signature, registered under a family:
 
 * ``"circuit"``: ``fn(model, params, obs, metric, data, key) -> {site: (units,) scores}``,
   how much each unit of each hidden site matters for ``metric`` (higher = more);
-* ``"attribution"``: ``fn(model, params, obs, metric, data, key) -> (states, 3, 3)`` maps,
-  how much each square matters for each state's decision;
+* ``"attribution"``: ``fn(model, params, obs, metric, data, key) -> (states, rows, cols)``
+  maps, how much each square (each cell of the observation's first two axes) matters for
+  each state's decision;
 * ``"probe"``: ``fn(x_train, y_train, key) -> (weights (concepts, width), biases (concepts,))``,
   a linear probe per concept (present where ``x @ w + b > 0``) learned from a site's
   activations on the training rows (``concepts``);
@@ -29,9 +30,9 @@ SIIT networks (keep the top-k units by |score|, mean-ablate the rest, for every 
 any circuit method is scored, the edge-level table on the compiled MLP (``edges``: exact edge
 patching, edge attribution patching and baselines against the win circuit's edges, with their
 edge faithfulness curves and the same scores at random weights).
-Attribution methods are also scored on the spurious-cue pair (``spurious_cue``): the share
-of the map on the cue square for model A, which reads the cue, and for model B, which
-ignores it, and by the saliency sanity checks (model randomisation and board symmetry on the
+Attribution methods are also scored on the spurious-cue pairs (``spurious_cue``; tic-tac-toe,
+and at the default tier also a maze gridworld): the share of the map on the cue's cell for
+model A, which reads the cue, and for model B, which ignores it, and by the saliency sanity checks (model randomisation and board symmetry on the
 compiled network, data randomisation on the SIIT networks). Probe and steering methods are
 scored on the win/threat concepts of the compiled network's rules layer, the SIIT MLPs'
 layer-1 nodes and AlphaZero agents whose units are unknown (``concepts``, ``label_only``).
@@ -70,7 +71,9 @@ from rljaxinterp.envs.boards import tic_tac_toe_reachable
 from rljaxinterp.models.conv import ResTower
 
 FAMILIES = ("circuit", "attribution", "probe", "steering")
-TIERS = {"quick": {"seeds": 3, "positions": 128}, "default": {"seeds": 5, "positions": 1024}}
+# cue_worlds: the spurious-cue pairs whose column groups the tier fills (``CUE_GROUPS``)
+TIERS = {"quick": {"seeds": 3, "positions": 128, "cue_worlds": ("tic_tac_toe",)},
+         "default": {"seeds": 5, "positions": 1024, "cue_worlds": ("tic_tac_toe", "cheese_maze")}}
 IG_STEPS = 32
 TASK_RULE = "win"  # circuit task: the units that take an immediate win
 # The units on the win path of the compiled graph: two of mine in a line -> a threat at s ->
@@ -192,7 +195,8 @@ def _random_units(model, params, obs, metric, data, key):
 
 
 def _squares(attr) -> np.ndarray:
-    return np.abs(np.asarray(attr)).reshape(attr.shape[0], 9, -1).sum(-1).reshape(-1, 3, 3)
+    """|attribution| summed over each square's planes: (states, rows, cols)."""
+    return np.abs(np.asarray(attr)).sum(-1)
 
 
 def _gradient(model, params, obs, metric, data, key):
@@ -213,7 +217,7 @@ def _occlusion(model, params, obs, metric, data, key):
 
 
 def _random_map(model, params, obs, metric, data, key):
-    return np.asarray(jax.random.uniform(key, (obs.shape[0], 3, 3)))
+    return np.asarray(jax.random.uniform(key, obs.shape[:3]))
 
 
 def _register_builtin() -> None:
@@ -307,34 +311,35 @@ def score_circuit(method: Method, model, params, task: Task, key, curve: bool = 
 def _maps(method: Method, model, params, obs, data, key) -> np.ndarray:
     n = obs.shape[0]
     maps = np.asarray(method.fn(model, params, obs, rule_logit, data, key))
-    if maps.shape != (n, 3, 3):
-        raise ValueError(f"method {method.name!r} returned maps shaped {maps.shape}; need {(n, 3, 3)}")
+    if maps.shape != (n, *obs.shape[1:3]):
+        raise ValueError(f"method {method.name!r} returned maps shaped {maps.shape}; need {(n, *obs.shape[1:3])}")
     return maps
 
 
 @dataclasses.dataclass(frozen=True)
 class CueTask:
-    obs: jax.Array  # (states, 3, 3, 3): the board planes and the cue on the rule move
+    obs: jax.Array  # (states, rows, cols, planes + 1): the world's planes and the cue where the right action goes
     data: dict  # {"move": (states,)}
-    cue: np.ndarray  # (states, 9) bool: the cue square
-    depends: dict[str, np.ndarray]  # kind -> (states,) bool: moving the cue changes the model's move
+    cue: np.ndarray  # (states, cells) bool: the cue's cell
+    depends: dict[str, np.ndarray]  # kind -> (states,) bool: moving the cue changes the model's action
 
 
 def make_cue_task(pair: spurious_cue.Pair, positions: int, seed: int) -> CueTask:
-    """``positions`` live positions (at least two empty squares) with the cue on the rule
-    move: model A's training distribution, and a part of model B's, so both maps are taken
-    on identical inputs and only the model differs."""
-    pos = spurious_cue.live_positions()
+    """``positions`` of the pair's evaluation positions with the cue on its target (where the
+    right action goes): model A's training distribution, and a part of model B's, so both
+    maps are taken on identical inputs and only the model differs."""
+    pos = spurious_cue.WORLDS[pair.world].eval_positions()
     chosen = np.sort(np.random.default_rng(seed).choice(len(pos.moves), min(positions, len(pos.moves)), replace=False))
-    moves = pos.moves[chosen]
-    return CueTask(spurious_cue.with_cue(pos.obs[chosen], moves), {"move": jnp.asarray(moves)},
-                   np.eye(9, dtype=bool)[moves], {k: d["depends"][chosen] for k, d in pair.dependence.items()})
+    target = pos.target[chosen]
+    return CueTask(spurious_cue.with_cue(pos.obs[chosen], target), {"move": jnp.asarray(pos.moves[chosen])},
+                   np.eye(pos.candidates.shape[1], dtype=bool)[target],
+                   {k: d["depends"][chosen] for k, d in pair.dependence.items()})
 
 
 def score_cue(method: Method, pair: spurious_cue.Pair, task: CueTask, key) -> dict[str, float]:
-    """Share of |attribution| on the cue square for model A and for model B, their gap, and
+    """Share of |attribution| on the cue's cell for model A and for model B, their gap, and
     whether the gap exceeds ``CUE_MARGIN`` (1.0 or 0.0). The oracle puts its whole map on the
-    cue square where moving the cue changes that model's move, and off it elsewhere, so its
+    cue's cell where moving the cue changes that model's action, and off it elsewhere, so its
     cue mass is the measured dependence share."""
     out = {}
     for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True):
@@ -342,7 +347,7 @@ def score_cue(method: Method, pair: spurious_cue.Pair, task: CueTask, key) -> di
             dep = task.depends[kind][:, None]
             maps = np.where(dep, task.cue, ~task.cue).astype(float)
         else:
-            maps = _maps(method, pair.model, pair.params[kind], task.obs, task.data, key).reshape(-1, 9)
+            maps = _maps(method, pair.model, pair.params[kind], task.obs, task.data, key).reshape(task.cue.shape)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a silent state counts as 0 mass on the cue
             out[f"mass_{label}"] = metrics.attribution_mass(maps, task.cue)
@@ -464,20 +469,20 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     conv_units = compiled_conv.win_units("element")
     seeds = range(spec["seeds"])
     tasks = [make_tasks(spec["positions"], seed) for seed in seeds]
-    cue: dict[int, tuple[spurious_cue.Pair, CueTask]] = {}  # trained on first use (after the cheaper checks)
-    cue_wall = 0.0
+    # (world, seed) -> pair and task, trained on first use (after the cheaper checks)
+    cue: dict[tuple[str, int], tuple[spurious_cue.Pair, CueTask]] = {}
+    cue_walls: dict[str, float] = {}  # world -> seconds training its pairs
 
-    def cue_pair(seed: int) -> tuple[spurious_cue.Pair, CueTask]:
-        nonlocal cue_wall
-        if seed not in cue:
+    def cue_pair(world: str, seed: int) -> tuple[spurious_cue.Pair, CueTask]:
+        if (world, seed) not in cue:
             t0 = time.perf_counter()
-            pair = spurious_cue.make_pair(seed)
-            cue[seed] = pair, make_cue_task(pair, spec["positions"], seed)
-            cue_wall += time.perf_counter() - t0
-            log(f"spurious-cue pair {seed}: moving the cue changes the move in "
-                f"{pair.dependence['predictive']['moved']:.3f} of live positions for A, "
+            pair = spurious_cue.make_pair(seed, world)
+            cue[world, seed] = pair, make_cue_task(pair, spec["positions"], seed)
+            cue_walls[world] = cue_walls.get(world, 0.0) + time.perf_counter() - t0
+            log(f"spurious-cue pair {world} {seed}: moving the cue changes the action in "
+                f"{pair.dependence['predictive']['moved']:.3f} of positions for A, "
                 f"{pair.dependence['noise']['moved']:.3f} for B ({time.perf_counter() - t0:.1f} s)")
-        return cue[seed]
+        return cue[world, seed]
 
     nets: list[SiitNetwork] = []  # trained on first use, like the cue pairs
     siit_wall = 0.0
@@ -526,7 +531,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     for name in names:
         method = METHODS[name]
         per = {"compiled": [], **EXTRA_GROUPS[method.family]()}
-        t0, cue_before, siit_before, agents_before = time.perf_counter(), cue_wall, siit_wall, agents_wall
+        t0, cue_before, siit_before, agents_before = time.perf_counter(), sum(cue_walls.values()), siit_wall, agents_wall
         for seed in seeds:
             key = jax.random.key(seed)
             random_params = untrained_params(model, seed, tasks[seed]["circuit"].obs)
@@ -551,7 +556,8 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                     per[group].append({**score_attribution(method, m, p, task, key, maps),
                                        **score_attribution_checks(method, m, p, p_random, task, key, maps)})
                 per["untrained"].append(score_attribution(method, model, random_params, task, key))
-                per["cue"].append(score_cue(method, *cue_pair(seed), key))
+                for world in spec["cue_worlds"]:
+                    per[CUE_GROUPS[world]].append(score_cue(method, *cue_pair(world, seed), key))
         if method.family == "circuit":  # after the compiled network, so a bad method fails before any training
             for net in siit_networks():
                 key = jax.random.key(net.trained.seed)
@@ -580,7 +586,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                 if scores:  # no oracle where the units are unknown
                     per[LABEL_ONLY_GROUPS[info["game"]]].append(scores)
         # training the cue pairs and the SIIT networks is not the method's
-        wall = (time.perf_counter() - t0 - (cue_wall - cue_before) - (siit_wall - siit_before)
+        wall = (time.perf_counter() - t0 - (sum(cue_walls.values()) - cue_before) - (siit_wall - siit_before)
                 - (agents_wall - agents_before))
         rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
         summary = {t: {k: round(v["mean"], 3) for k, v in rows[name][t].items() if k != "curve"} for t in per}
@@ -591,10 +597,11 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
               "wall_s": time.perf_counter() - t_total}
     if edge_result is not None:
         result["edges"] = edge_result
-    if cue:
-        result["cue"] = {"truth": {label: [cue[seed][0].dependence[kind]["moved"] for seed in seeds]
-                                   for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True)},
-                         "wall_s": cue_wall, "margin": CUE_MARGIN}
+    for world, wall in cue_walls.items():
+        result[CUE_GROUPS[world]] = {
+            "world": world, "margin": CUE_MARGIN, "wall_s": wall,
+            "truth": {label: [cue[world, seed][0].dependence[kind]["moved"] for seed in seeds]
+                      for label, kind in zip(("A", "B"), spurious_cue.KINDS, strict=True)}}
     if agents:
         result["label_only"] = {"agents": [info for _, info in agents], "wall_s": agents_wall}
     if nets:
@@ -623,11 +630,12 @@ CONCEPT_FAMILIES = ("probe", "steering")
 # the groups of columns each family fills besides "compiled"
 EXTRA_GROUPS: dict[str, Callable[[], dict[str, list]]] = {
     "circuit": lambda: {"compiled_conv": [], "untrained": [], "siit": [], "siit_untrained": [], "siit_shuffled": []},
-    "attribution": lambda: {"compiled_conv": [], "untrained": [], "cue": [], "siit": []},
+    "attribution": lambda: {"compiled_conv": [], "untrained": [], "cue": [], "cue_maze": [], "siit": []},
     "probe": lambda: {"siit": [], "label_only": [], "label_only_c4": []},
     "steering": lambda: {"siit": [], "label_only": [], "label_only_c4": []},
 }
 LABEL_ONLY_GROUPS = {"tic_tac_toe": "label_only", "connect_four": "label_only_c4"}
+CUE_GROUPS = {"tic_tac_toe": "cue", "cheese_maze": "cue_maze"}  # the spurious-cue pairs' column groups
 
 
 def _score_concepts(method: Method, net: concepts.Network, task: concepts.ConceptTask, key) -> dict:
@@ -843,21 +851,37 @@ def markdown(result: dict) -> str:
         lines += _siit_section(result["siit"])
     if "label_only" in result:
         lines += _label_only_section(result["label_only"])
-    if "cue" in result:
-        truth = result["cue"]["truth"]
-        lines += ["## Spurious cue: does the map find the cue model A reads and model B ignores", "",
-                  (f"Moving the cue to another empty square changes the move in {_cell(_stats(truth['A']))} of live "
-                   f"positions for model A (cue on the rule move in training) and {_cell(_stats(truth['B']))} for "
-                   f"model B (cue on a random empty square); training both took {result['cue']['wall_s']:.0f} s. "
-                   "Cue mass: share of |attribution| on the cue square, the cue on the rule move for both models."), ""]
-        lines += _table(["method", *CUE_COLUMNS.values()])
-        for name, row in result["rows"].items():
-            if "cue" in row:
-                sep = row["cue"]["separates"]["per_seed"]
-                cells = [_cell(row["cue"][c]) for c in CUE_COLUMNS if c != "separates"] + [f"{sum(sep):.0f}/{len(sep)}"]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+    for group in CUE_GROUPS.values():
+        if group in result:
+            lines += _cue_section(result, group)
     return "\n".join(lines)
+
+
+CUE_TEXT = {  # world -> (title, what moving the cue means, where A's and B's cue is in training)
+    "tic_tac_toe": ("tic-tac-toe", "to another empty square changes the move in {A} of live positions",
+                    "on the rule move", "on a random empty square"),
+    "cheese_maze": ("maze gridworld (CheeseMaze, 11x11)", "to another open cell next to the mouse changes the "
+                    "action in {A} of the measured levels", "on the first step towards the cheese",
+                    "on a random open cell next to the mouse"),
+}
+
+
+def _cue_section(result: dict, group: str) -> list[str]:
+    cue = result[group]
+    title, moved, on_a, on_b = CUE_TEXT[cue["world"]]
+    truth = cue["truth"]
+    lines = [f"## Spurious cue, {title}: does the map find the cue model A reads and model B ignores", "",
+             (f"Moving the cue {moved.format(A=_cell(_stats(truth['A'])))} for model A (cue {on_a} in training) "
+              f"and {_cell(_stats(truth['B']))} for model B (cue {on_b}); training the pairs took "
+              f"{cue['wall_s']:.0f} s. Cue mass: share of |attribution| on the cue's cell, the cue {on_a} for both "
+              "models."), ""]
+    lines += _table(["method", *CUE_COLUMNS.values()])
+    for name, row in result["rows"].items():
+        if row.get(group):
+            sep = row[group]["separates"]["per_seed"]
+            cells = [_cell(row[group][c]) for c in CUE_COLUMNS if c != "separates"] + [f"{sum(sep):.0f}/{len(sep)}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _stats(values) -> dict:
@@ -870,7 +894,8 @@ PANELS = {
                                "SIIT": ("siit", "auroc"), "untrained MLP": ("siit_untrained", "auroc"),
                                "shuffled-target MLP": ("siit_shuffled", "auroc")}),
     "attribution": ("mass on true squares", {"compiled": ("compiled", "mass"), "untrained": ("untrained", "mass")}),
-    "cue": ("cue mass (spurious-cue pair)", {"model A": ("cue", "mass_A"), "model B": ("cue", "mass_B")}),
+    "cue": ("cue mass (spurious-cue pairs)", {"tic-tac-toe A": ("cue", "mass_A"), "tic-tac-toe B": ("cue", "mass_B"),
+                                               "maze A": ("cue_maze", "mass_A"), "maze B": ("cue_maze", "mass_B")}),
     "probe": ("probe F1", {"site": ("compiled", "f1"), "shuffled labels": ("compiled", "f1_shuffled"),
                            "untrained": ("compiled", "f1_untrained"), "board": ("compiled", "f1_board"),
                            "SIIT": ("siit", "f1"), "AlphaZero": ("label_only", "f1")}),
@@ -889,7 +914,8 @@ def plot(result: dict, path: Path) -> Path:
     panels = []
     for panel, (title, bars) in PANELS.items():
         rows = {n: r for n, r in result["rows"].items() if (r["family"] == panel or (panel == "cue" and "cue" in r))}
-        bars = {label: where for label, where in bars.items() if all(where[0] in r for r in rows.values())}
+        bars = {label: where for label, where in bars.items()
+                if all(where[0] in r for r in rows.values()) and any(r[where[0]] for r in rows.values())}
         if rows:
             panels.append((title, rows, bars))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)

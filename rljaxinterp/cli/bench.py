@@ -38,8 +38,8 @@ def run_methods(args: argparse.Namespace) -> int:
     folder = leaderboard.write(result, args.out)
     files = ", ".join(sorted(f.name for f in folder.iterdir() if f.name.startswith(("leaderboard.", "faithfulness."))))
     trained = [f"{part} {result[key]['wall_s']:.0f} s" for key, part in
-               (("siit", "SIIT networks trained and verified in"), ("cue", "spurious-cue pairs trained in"),
-                ("label_only", "AlphaZero agents trained or read in"))
+               (("siit", "SIIT networks trained and verified in"), ("cue", "tic-tac-toe spurious-cue pairs trained in"),
+                ("cue_maze", "maze spurious-cue pairs trained in"), ("label_only", "AlphaZero agents trained or read in"))
                if key in result]
     print(f"leaderboard written to {folder}/ ({files}) in {result['wall_s']:.0f} s"
           + (f" ({'; '.join(trained)})" if trained else ""))
