@@ -3,7 +3,9 @@ registered interpretability methods (circuit discovery, attribution, probes, ste
 against known truth (the compiled network, its faithfulness curves, the SIIT networks, the
 spurious-cue pair) and exact labels (AlphaZero agents). ``rljaxinterp bench features --out
 DIR [--tier quick|default] [--seeds 0 1 2 3 4]``: featurisers (SAEs, DAS, neurons, PCA, NMF)
-against the compiled network's planted units, mean ± std over the seeds."""
+against the compiled network's planted units, mean ± std over the seeds. ``rljaxinterp bench
+siit-features --out DIR [--tier quick|default]``: the same featurisers against the nodes SIIT
+trained into the tier's MLPs."""
 
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                    help="rotation, SAE and DAS seeds; the tables report mean ± std over them (default: 0 1 2 3 4)")
     f.set_defaults(run=run_features)
+    g = kinds.add_parser("siit-features", help="SAEs, DAS, neurons, PCA and NMF against the nodes of the SIIT MLPs")
+    g.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
+    g.add_argument("--tier", default="quick", choices=("quick", "default"),
+                   help="quick (2 networks) or default (10: 5 seeds x 2 widths) (default: %(default)s)")
+    g.set_defaults(run=run_siit_features)
 
 
 def run_methods(args: argparse.Namespace) -> int:
@@ -61,4 +68,22 @@ def run_features(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print(f"written to {folder}/ (features.json, features.md, features.png) in {result['wall_s']:.0f} s "
           f"({len(result['seeds'])} seeds, {result['sae_seconds']:.0f} s training SAEs)")
+    return 0
+
+
+def run_siit_features(args: argparse.Namespace) -> int:
+    import json
+
+    from rljaxinterp.bench.siit_features import plot, siit_features, table
+    from rljaxinterp.reporting import fresh_folder
+
+    result = siit_features(args.tier, log=lambda s: print(s, flush=True))
+    folder = fresh_folder(args.out, "siit_features.json")
+    (folder / "siit_features.json").write_text(json.dumps(result, indent=1))
+    lines = table(result)
+    (folder / "siit_features.md").write_text("\n".join(lines) + "\n")
+    plot(result, folder / "siit_features.png")
+    print("\n".join(lines))
+    print(f"written to {folder}/ (siit_features.json, siit_features.md, siit_features.png) in {result['wall_s']:.0f} s "
+          f"({len(result['networks'])} SIIT networks, trained and verified in this run unless cached in memory)")
     return 0

@@ -1,0 +1,231 @@
+"""Do featurisers find the nodes SIIT trained into a network? Neurons, PCA, NMF, SAE features
+and DAS on the SIIT MLPs of tier 2, against the units each node was trained into.
+
+On the compiled network every concept is one unit (``feature_recovery``); a SIIT network is an
+ordinary trained MLP whose node ``j`` owns a block of ``siit.units_per_node(width)`` units
+(``siit.alignment``), and *how* the node is written inside its block is whatever training
+found. So the truth is a subspace per node, and a featuriser's direction ``f`` recovers node
+``j`` as far as it lies in that block: the subspace cosine ``|P_j f| / |f|`` (1 when ``f`` is in
+the block, 0 when orthogonal to it). Per site and method: the mean over nodes of the best
+subspace cosine of any of the method's directions, the share of nodes recovered at cosine >=
+``RECOVERED``, and the interchange intervention accuracy of each node's best direction.
+
+IIA is measured against the high-level causal model, as MIB does: for (base, source) pairs
+where setting node ``j`` to its source value changes the graph's output, swap the component
+along the direction from the source run into the base run and count the pairs whose argmax
+class is the graph's counterfactual output (doing nothing scores 0). The ``aligned block`` row
+swaps the node's whole block, the intervention SIIT trained (its IIA is the network's own);
+``random`` is as many random directions as the site has units. DAS learns one direction per
+node from pairs drawn with another seed, by cross-entropy against the graph's counterfactual
+output (Geiger et al. 2023).
+
+Activations are taken in the network's own basis: the blocks are axis-aligned, so neurons are
+a fair baseline here, not the answer (a node is spread over its block's units as training left
+it). Sites: ``layer0.post`` (25 nodes) and ``layer1.post`` (18 nodes).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rljaxinterp import interp
+from rljaxinterp.bench import metrics, siit
+
+RECOVERED = 0.9
+PAIRS_PER_NODE = 256  # evaluation pairs per node, all of them pairs where the node's swap changes the output
+DAS = {"pairs_per_node": 512, "steps": 400, "batch": 64, "lr": 1e-2, "pair_seed": 1000}
+SAE = {"multiple": 2, "topk": (4, 8), "steps": 3000}
+NMF_ITERATIONS = 500
+
+
+def node_range(site: str) -> range:
+    """The indices of the site's nodes among all 43 (layer 0's first, as ``siit.node_masks``)."""
+    n0 = len(siit.NODES["layer0"])
+    return range(n0) if site == siit.SITES[0] else range(n0, siit.n_nodes())
+
+
+def subspace_cosine(found: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """(nodes,) the best ``|P_j f| / |f|`` over the rows ``f`` of ``found`` for each 0/1 unit
+    block (row of ``blocks``); axis-aligned blocks make the projection a mask."""
+    f = found / np.maximum(np.linalg.norm(found, axis=1, keepdims=True), 1e-12)
+    return np.sqrt((f ** 2) @ blocks.T).max(0)
+
+
+def _best_directions(found: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """(nodes, units) for each node the row of ``found`` with the largest subspace cosine, unit norm."""
+    f = found / np.maximum(np.linalg.norm(found, axis=1, keepdims=True), 1e-12)
+    return f[np.sqrt((f ** 2) @ blocks.T).argmax(0)]
+
+
+def node_pairs(site: str, per_node: int, seed: int, changing_share: float = 1.0, pool: int = 20_000) -> dict:
+    """Per node of ``site``, ``per_node`` (base, source) indices into ``siit.live_obs()`` drawn
+    with ``seed``: a ``changing_share`` of them among the pairs where the node's swap changes the
+    graph's output, the rest uniform; with the graph's counterfactual output for each."""
+    obs = siit.live_obs()
+    rng = np.random.default_rng(seed)
+    base, source = rng.integers(0, len(obs), pool), rng.integers(0, len(obs), pool)
+    changes = np.asarray(siit.changes_output(jnp.asarray(obs[base]), jnp.asarray(obs[source])))
+    nodes = list(node_range(site))
+    picked = np.zeros((len(nodes), per_node), np.int64)
+    for i, j in enumerate(nodes):
+        changing = np.flatnonzero(changes[:, j])
+        if not len(changing):
+            raise ValueError(f"node {j} never changes the output on {pool} pairs; use a larger pool")
+        n_change = int(round(changing_share * per_node))
+        picked[i] = np.concatenate([rng.choice(changing, n_change), rng.integers(0, pool, per_node - n_change)])
+    b, s = base[picked], source[picked]
+    expected = np.stack([np.asarray(siit.high_level(jnp.asarray(obs[b[i]]), jnp.asarray(obs[s[i]]),
+                                                    siit.node_masks(jnp.full(per_node, j))))
+                         for i, j in enumerate(nodes)])
+    return {"base": b, "source": s, "expected": expected}
+
+
+def _inputs(trained: siit.Trained, site: str, pairs: dict) -> tuple[jax.Array, jax.Array]:
+    """(nodes, pairs, 3, 3, 2) base observations and (nodes, pairs, units) source activations."""
+    obs = jnp.asarray(siit.live_obs())
+    acts = interp.run_with_cache(trained.model, trained.params, obs, [site])[1][site]
+    return obs[pairs["base"]], acts[pairs["source"]]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _swap_argmax(model, site: str, params, base, src, bases) -> jax.Array:
+    """(nodes, pairs) argmax class after swapping span(``bases[i]``) ((units, k) orthonormal
+    columns) from ``src[i]`` into the runs on ``base[i]``, node by node."""
+    def one(args):
+        basis, b, s = args
+        out = interp.run_with_interventions(model, params, b, interp.subspace_patch(site, basis, s))
+        return jnp.argmax(out.logits, -1)
+    return jax.lax.map(one, (bases, base, src))
+
+
+def interchange_accuracy(trained: siit.Trained, site: str, bases: np.ndarray, pairs: dict) -> float:
+    """IIA of one subspace per node (``bases`` (nodes, units, k)) on ``pairs`` (``node_pairs``
+    with every pair changing the output)."""
+    base, src = _inputs(trained, site, pairs)
+    got = np.asarray(_swap_argmax(trained.model, site, trained.params, base, src, jnp.asarray(bases, jnp.float32)))
+    return metrics.interchange_intervention_accuracy(got.ravel(), pairs["expected"].ravel())
+
+
+def das_directions(trained: siit.Trained, site: str, seed: int) -> np.ndarray:
+    """One unit-norm direction per node of ``site`` (``(nodes, units)``), trained at once by Adam
+    on the cross-entropy of the 1-D swap against the graph's counterfactual output, on pairs half
+    of which change the output (drawn with ``seed + DAS["pair_seed"]``)."""
+    pairs = node_pairs(site, DAS["pairs_per_node"], seed + DAS["pair_seed"], changing_share=0.5)
+    base, src = _inputs(trained, site, pairs)
+    w0 = jax.random.normal(jax.random.key(seed), (len(node_range(site)), src.shape[-1]))
+    w = _das_train(trained.model, site, DAS["steps"], trained.params, base, src, jnp.asarray(pairs["expected"]),
+                   w0, jax.random.key(seed + 1))
+    w = np.asarray(w, np.float64)
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _das_train(model, site: str, steps: int, params, base, src, expected, w0, key) -> jax.Array:
+    opt = optax.adam(DAS["lr"])
+    take = jax.vmap(lambda a, i: a[i])
+
+    def loss(w, b, s, y):
+        patch = interp.subspace_patch(site, (w / jnp.linalg.norm(w))[:, None], s)
+        logits = interp.run_with_interventions(model, params, b, patch).logits
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def step(carry, key):
+        w, state = carry
+        idx = jax.random.randint(key, (w.shape[0], DAS["batch"]), 0, base.shape[1])
+        grad = jax.grad(lambda w: jax.vmap(loss)(w, take(base, idx), take(src, idx), take(expected, idx)).sum())(w)
+        updates, state = opt.update(grad, state)
+        return (optax.apply_updates(w, updates), state), None
+
+    return jax.lax.scan(step, (w0, opt.init(w0)), jax.random.split(key, steps))[0][0]
+
+
+def featurisers(trained: siit.Trained, site: str, seed: int) -> dict[str, np.ndarray]:
+    """Every method's directions at ``site`` (rows, in the network's basis), from the
+    activations of every live position: neurons, PCA (all components), NMF (rank = the site's
+    nodes; post-ReLU activations are non-negative), top-k SAEs (``SAE``), DAS and random."""
+    from rljaxinterp.interp import sae
+    from rljaxinterp.interp.factorisation import nmf, pca
+
+    x = np.asarray(interp.run_with_cache(trained.model, trained.params, jnp.asarray(siit.live_obs()), [site])[1][site])
+    d, nodes = x.shape[1], len(node_range(site))
+    found = {"neurons": np.eye(d), "pca": np.asarray(pca(jnp.asarray(x), d).components),
+             "nmf": np.asarray(nmf(jnp.asarray(x), nodes, NMF_ITERATIONS, key=jax.random.key(seed)).components)}
+    config = sae.SAEConfig(steps=SAE["steps"], batch_size=512, learning_rate=1e-3, seed=seed)
+    grid = sae.fit_saes({site: x}, "topk", [SAE["multiple"] * d], list(SAE["topk"]), config, progress=False)
+    for i, member in enumerate(grid.members):
+        found[f"sae topk {SAE['multiple']}x width, k={member.sparsity:g}"] = np.asarray(grid[i].w_dec)
+    found["das"] = das_directions(trained, site, seed)
+    found["random"] = np.asarray(jax.random.normal(jax.random.key(10_000 + seed), (d, d)))
+    return found
+
+
+def score_network(trained: siit.Trained, seed: int) -> dict:
+    """``{site: {method: {"subspace_cosine", "recovered", "iia"}}}`` for one SIIT network."""
+    out = {}
+    align = siit.alignment(trained.width)
+    for site in siit.SITES:
+        blocks = align[site]
+        pairs = node_pairs(site, PAIRS_PER_NODE, seed)
+        block_bases = np.stack([np.eye(blocks.shape[1])[:, row > 0] for row in blocks])
+        rows = {"aligned block": {"subspace_cosine": 1.0, "recovered": 1.0,
+                                  "iia": interchange_accuracy(trained, site, block_bases, pairs)}}
+        for name, found in featurisers(trained, site, seed).items():
+            cos = subspace_cosine(found, blocks)
+            best = _best_directions(found, blocks)[:, :, None]
+            rows[name] = {"subspace_cosine": float(cos.mean()), "recovered": float(np.mean(cos >= RECOVERED)),
+                          "iia": interchange_accuracy(trained, site, best, pairs)}
+        out[site] = rows
+    return out
+
+
+def siit_features(tier: str = "quick", log=print) -> dict:
+    """Every featuriser on every SIIT network of ``tier`` (``siit.TIERS``), mean ± std over the
+    networks per site and method."""
+    if tier not in siit.TIERS:
+        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(siit.TIERS)}")
+    t0, runs, networks = time.perf_counter(), [], []
+    for width in siit.TIERS[tier]["widths"]:
+        for seed in siit.TIERS[tier]["seeds"]:
+            trained, checked = siit.make_trained(width, seed)
+            t1 = time.perf_counter()
+            runs.append(score_network(trained, seed))
+            networks.append({"width": width, "seed": seed, "iia": checked["iia"], "score_s": time.perf_counter() - t1})
+            log(f"width {width} seed {seed}: " + "; ".join(
+                f"{site} DAS IIA {runs[-1][site]['das']['iia']:.3f}" for site in siit.SITES))
+    sites = {site: {m: metrics.over_seeds([r[site][m] for r in runs]) for m in runs[0][site]} for site in siit.SITES}
+    return {"tier": tier, "networks": networks, "sites": sites, "recovered_at": RECOVERED, "wall_s": time.perf_counter() - t0}
+
+
+def table(result: dict) -> list[str]:
+    """Markdown: one table per site, a row per method, mean ± std over the networks."""
+    lines = []
+    for site, rows in result["sites"].items():
+        lines += [f"### {site} ({len(node_range(site))} nodes)", "",
+                  f"| method | best subspace cosine | nodes recovered (>= {result['recovered_at']}) | IIA |",
+                  "|---|---|---|---|"]
+        lines += [f"| {m} | {metrics.mean_std(r['subspace_cosine'])} | {metrics.mean_std(r['recovered'])} | "
+                  f"{metrics.mean_std(r['iia'])} |" for m, r in rows.items()]
+        lines.append("")
+    return lines
+
+
+def plot(result: dict, path):
+    """IIA and best subspace cosine per method, one panel per site, mean ± std over networks."""
+    from rljaxinterp.reporting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(result["sites"]), figsize=(7 * len(result["sites"]), 4), squeeze=False)
+    for ax, (site, rows) in zip(axes[0], result["sites"].items(), strict=True):
+        x = np.arange(len(rows))
+        for i, (key, label) in enumerate((("iia", "IIA"), ("subspace_cosine", "best subspace cosine"))):
+            ax.bar(x + (i - 0.5) * 0.4, [r[key]["mean"] for r in rows.values()], 0.4,
+                   yerr=[r[key]["std"] for r in rows.values()], label=label)
+        ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"SIIT MLPs, {site}"), ax.set_ylim(0, 1.05), ax.legend(fontsize=8)
+    return save_figure(fig, path)

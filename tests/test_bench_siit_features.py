@@ -1,0 +1,53 @@
+"""Featurisers against the nodes SIIT trained into an MLP: the subspace cosine on a hand-computed
+case, the counterfactual pairs against the high-level graph, and (slow) the scores of one
+trained network, where the aligned blocks must be causal and random directions not."""
+
+import numpy as np
+import pytest
+
+from rljaxinterp.bench import siit
+from rljaxinterp.bench import siit_features as sf
+
+
+def test_subspace_cosine_on_a_hand_computed_case():
+    blocks = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], float)
+    found = np.array([[3.0, 0, 0, 0],  # in block 0: cosine 1 with it, 0 with block 1
+                      [1.0, 1, 1, 1],  # half in each: 1/sqrt(2) with both
+                      [0, 0, 0, -2.0]])  # in block 1
+    np.testing.assert_allclose(sf.subspace_cosine(found[:2], blocks), [1.0, 2 ** -0.5])
+    np.testing.assert_allclose(sf.subspace_cosine(found, blocks), [1.0, 1.0])
+    best = sf._best_directions(found, blocks)
+    np.testing.assert_allclose(best, [[1, 0, 0, 0], [0, 0, 0, -1]])
+
+
+def test_node_pairs_change_the_graphs_output_and_expect_its_counterfactual():
+    obs = siit.live_obs()
+    for site in siit.SITES:
+        pairs = sf.node_pairs(site, 16, seed=3)
+        nodes = list(sf.node_range(site))
+        assert pairs["base"].shape == pairs["expected"].shape == (len(nodes), 16)
+        for i, j in enumerate(nodes):
+            base, source = obs[pairs["base"][i]], obs[pairs["source"][i]]
+            plain = np.asarray(siit.high_level(base))
+            masks = siit.node_masks(np.full(16, j))
+            np.testing.assert_array_equal(pairs["expected"][i], np.asarray(siit.high_level(base, source, masks)))
+            assert np.all(pairs["expected"][i] != plain)  # every evaluation pair changes the output
+    mixed = sf.node_pairs(siit.SITES[1], 64, seed=3, changing_share=0.5)
+    assert mixed["base"].shape == (18, 64)
+
+
+def test_unknown_tier_is_refused():
+    with pytest.raises(ValueError, match=r"tier 'huge' is not allowed; use one of \('quick', 'default'\)"):
+        sf.siit_features("huge")
+
+
+@pytest.mark.slow
+def test_the_aligned_blocks_are_causal_and_das_finds_the_win_and_block_nodes():
+    trained, _ = siit.make_trained(siit.TIERS["quick"]["widths"][0], 0)
+    scores = sf.score_network(trained, 0)
+    for site, rows in scores.items():
+        assert rows["aligned block"]["iia"] >= 0.95  # the intervention SIIT trained, on changing pairs
+        assert rows["random"]["iia"] < 0.1 and rows["random"]["recovered"] == 0.0
+        assert rows["neurons"]["subspace_cosine"] == 1.0  # each block's units are neurons...
+        assert rows["neurons"]["iia"] < rows["aligned block"]["iia"] - 0.5  # ...but no one of them is the node
+    assert scores["layer1.post"]["das"]["iia"] > 0.9
