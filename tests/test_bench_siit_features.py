@@ -5,7 +5,7 @@ trained network, where the aligned blocks must be causal and random directions n
 import numpy as np
 import pytest
 
-from rljaxinterp.bench import siit
+from rljaxinterp.bench import metrics, siit
 from rljaxinterp.bench import siit_features as sf
 
 
@@ -14,8 +14,10 @@ def test_subspace_cosine_on_a_hand_computed_case():
     found = np.array([[3.0, 0, 0, 0],  # in block 0: cosine 1 with it, 0 with block 1
                       [1.0, 1, 1, 1],  # half in each: 1/sqrt(2) with both
                       [0, 0, 0, -2.0]])  # in block 1
-    np.testing.assert_allclose(sf.subspace_cosine(found[:2], blocks), [1.0, 2 ** -0.5])
-    np.testing.assert_allclose(sf.subspace_cosine(found, blocks), [1.0, 1.0])
+    np.testing.assert_allclose(metrics.best_subspace_cosine(found[:2], blocks), [1.0, 2 ** -0.5])
+    np.testing.assert_allclose(metrics.best_subspace_cosine(found, blocks), [1.0, 1.0])
+    with pytest.raises(ValueError, match="blocks must be 0/1 rows"):
+        metrics.best_subspace_cosine(found, blocks * 0.5)
     best = sf._best_directions(found, blocks)
     np.testing.assert_allclose(best, [[1, 0, 0, 0], [0, 0, 0, -1]])
 

@@ -240,6 +240,21 @@ def best_cosine(found: ArrayLike, planted: ArrayLike) -> np.ndarray:
     return np.abs(cos).max(axis=1)
 
 
+def best_subspace_cosine(found: ArrayLike, blocks: ArrayLike) -> np.ndarray:
+    """For each planted subspace, spanned by the units of a 0/1 row of ``blocks`` ((p, d)), the
+    largest ``|P f| / |f|`` over the found directions ((f, d)): the cosine of the angle between
+    the direction and the subspace. 1 = the direction lies in the subspace (anywhere in it)."""
+    fd, bd = _finite(found, "found directions"), _finite(blocks, "unit blocks")
+    if fd.ndim != 2 or bd.ndim != 2 or fd.shape[1] != bd.shape[1]:
+        raise ValueError(f"found (f, d) and blocks (p, d) must be 2-D with the same d: got {fd.shape}, {bd.shape}")
+    if not np.isin(bd, (0, 1)).all() or np.any(bd.sum(1) == 0):
+        raise ValueError("blocks must be 0/1 rows with at least one unit each (the units spanning each subspace)")
+    fn = np.linalg.norm(fd, axis=1)
+    if fd.shape[0] == 0 or np.any(fn == 0):
+        raise ValueError("need at least one found direction, none of zero norm")
+    return np.sqrt(((fd / fn[:, None]) ** 2) @ bd.T).max(axis=0)
+
+
 # -- over seeds ------------------------------------------------------------------------------
 def over_seeds(runs: list[dict]) -> dict:
     """Mean, std and per-seed values of each score of the first run (a curve: elementwise over

@@ -5,8 +5,9 @@ On the compiled network every concept is one unit (``feature_recovery``); a SIIT
 ordinary trained MLP whose node ``j`` owns a block of ``siit.units_per_node(width)`` units
 (``siit.alignment``), and *how* the node is written inside its block is whatever training
 found. So the truth is a subspace per node, and a featuriser's direction ``f`` recovers node
-``j`` as far as it lies in that block: the subspace cosine ``|P_j f| / |f|`` (1 when ``f`` is in
-the block, 0 when orthogonal to it). Per site and method: the mean over nodes of the best
+``j`` as far as it lies in that block: the subspace cosine ``|P_j f| / |f|``
+(``metrics.best_subspace_cosine``; 1 when ``f`` is in the block, 0 when orthogonal to it). It
+says where a direction is, not that it carries the node: any one of a block's units has cosine 1. Per site and method: the mean over nodes of the best
 subspace cosine of any of the method's directions, the share of nodes recovered at cosine >=
 ``RECOVERED``, and the interchange intervention accuracy of each node's best direction.
 
@@ -48,13 +49,6 @@ def node_range(site: str) -> range:
     """The indices of the site's nodes among all 43 (layer 0's first, as ``siit.node_masks``)."""
     n0 = len(siit.NODES["layer0"])
     return range(n0) if site == siit.SITES[0] else range(n0, siit.n_nodes())
-
-
-def subspace_cosine(found: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """(nodes,) the best ``|P_j f| / |f|`` over the rows ``f`` of ``found`` for each 0/1 unit
-    block (row of ``blocks``); axis-aligned blocks make the projection a mask."""
-    f = found / np.maximum(np.linalg.norm(found, axis=1, keepdims=True), 1e-12)
-    return np.sqrt((f ** 2) @ blocks.T).max(0)
 
 
 def _best_directions(found: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -176,7 +170,7 @@ def score_network(trained: siit.Trained, seed: int) -> dict:
         rows = {"aligned block": {"subspace_cosine": 1.0, "recovered": 1.0,
                                   "iia": interchange_accuracy(trained, site, block_bases, pairs)}}
         for name, found in featurisers(trained, site, seed).items():
-            cos = subspace_cosine(found, blocks)
+            cos = metrics.best_subspace_cosine(found, blocks)
             best = _best_directions(found, blocks)[:, :, None]
             rows[name] = {"subspace_cosine": float(cos.mean()), "recovered": float(np.mean(cos >= RECOVERED)),
                           "iia": interchange_accuracy(trained, site, best, pairs)}
