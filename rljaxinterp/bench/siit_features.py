@@ -221,5 +221,5 @@ def plot(result: dict, path):
             ax.bar(x + (i - 0.5) * 0.4, [r[key]["mean"] for r in rows.values()], 0.4,
                    yerr=[r[key]["std"] for r in rows.values()], label=label)
         ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"SIIT MLPs, {site}"), ax.set_ylim(0, 1.05), ax.legend(fontsize=8)
+        ax.set_title(f"SIIT MLPs, {site}"), ax.set_ylim(0, 1.25), ax.legend(fontsize=8, loc="upper center", ncol=2)
     return save_figure(fig, path)
