@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljaxinterp.bench import compiled_ttt, concepts, label_only, leaderboard, shuffled, siit
+from rljaxinterp.bench import compiled_ttt, concepts, label_only, leaderboard, shuffled, siit, spurious_cue
 
 METHODS = ["activation patching (resample)", "random", "oracle (circuit)", "occlusion", "random map",
            "oracle (attribution)", "ridge probe", "random probe", "mean difference", "random direction",
@@ -206,6 +206,39 @@ def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(
     without = {k: v for k, v in result.items() if k != "siit"}
     without["rows"] = {name: {k: v for k, v in r.items() if not k.startswith("siit")} for name, r in result["rows"].items()}
     assert "SIIT" not in leaderboard.markdown(without)
+
+
+@pytest.mark.slow
+def test_each_cue_world_of_a_tier_is_a_column_group_with_its_own_truth(monkeypatch):
+    def untrained_pair(seed, world):  # stands in for spurious_cue.make_pair: the wiring is under test
+        model = spurious_cue.make_model(world)
+        pos = spurious_cue.WORLDS[world].eval_positions()
+        params = {kind: model.init(jax.random.key(seed + i), spurious_cue.with_cue(pos.obs[:1], pos.target[:1]))["params"]
+                  for i, kind in enumerate(spurious_cue.KINDS)}
+        dependence = {kind: spurious_cue.cue_dependence(model, p, world=world) for kind, p in params.items()}
+        return spurious_cue.Pair(model, params, dependence, world)
+
+    def untrained_siit(width, seed):  # the attribution family's data randomisation needs SIIT networks
+        model = siit.make_model(width)
+        return siit.Trained(width, seed, model, model.init(jax.random.key(seed), jnp.asarray(siit.live_obs()[:1]))["params"],
+                            0.0), {"accuracy": 0.5, "iia": 0.25, "iia_changed": 0.125, "iia_min_node": 0.0625,
+                                   "argmax_changed": 0.75, "changed_share": 0.1, "max_logit_change": 1.0, "pairs": 10}
+
+    monkeypatch.setattr(spurious_cue, "make_pair", untrained_pair)
+    monkeypatch.setattr(siit, "make_trained", untrained_siit)
+    monkeypatch.setattr(shuffled, "train", lambda width, seed: shuffled.Twin(untrained_siit(width, seed)[0], None, 0.0, 0.0))
+    monkeypatch.setitem(leaderboard.TIERS, "quick", {**leaderboard.TIERS["quick"], "seeds": 1,
+                                                     "cue_worlds": ("tic_tac_toe", "cheese_maze")})
+    result = leaderboard.leaderboard("quick", ["random map", "oracle (attribution)"], log=lambda s: None)
+    oracle = result["rows"]["oracle (attribution)"]
+    for group, cells in (("cue", 9), ("cue_maze", spurious_cue.MAZE_SIZE ** 2)):
+        assert result[group]["world"] == {"cue": "tic_tac_toe", "cue_maze": "cheese_maze"}[group]
+        # the oracle's cue mass is the measured dependence share of the task's positions
+        assert oracle[group]["mass_A"]["mean"] <= 1.0 and result["rows"]["random map"][group]["gap"]["mean"] == 0.0
+        assert abs(result["rows"]["random map"][group]["mass_A"]["mean"] - 1 / cells) < 0.02
+    text = leaderboard.markdown(result)
+    assert "## Spurious cue, tic-tac-toe:" in text and "## Spurious cue, maze gridworld (CheeseMaze, 11x11):" in text
+    assert text.count("| random map | ") == 3  # the attribution table and the two cue tables
 
 
 def test_bad_input_names_what_is_allowed():
