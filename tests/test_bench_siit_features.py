@@ -53,3 +53,33 @@ def test_the_aligned_blocks_are_causal_and_das_finds_the_win_and_block_nodes():
         assert rows["neurons"]["subspace_cosine"] == 1.0  # each block's units are neurons...
         assert rows["neurons"]["iia"] < rows["aligned block"]["iia"] - 0.5  # ...but no one of them is the node
     assert scores["layer1.post"]["das"]["iia"] > 0.9
+
+
+@pytest.mark.slow
+def test_cli_writes_the_report_and_never_overwrites(monkeypatch, tmp_path, capsys):
+    import json
+
+    import jax
+
+    from rljaxinterp.cli import main
+
+    def untrained(width, seed):  # stands in for siit.make_trained: the wiring is under test
+        model = siit.make_model(width)
+        params = model.init(jax.random.key(seed), siit.live_obs()[:1])["params"]
+        return siit.Trained(width, seed, model, params, 0.0), {"iia": 0.5}
+
+    monkeypatch.setitem(siit.TIERS, "quick", {"seeds": (0,), "widths": (64,)})
+    monkeypatch.setattr(siit, "make_trained", untrained)
+    monkeypatch.setattr(sf, "SAE", {**sf.SAE, "steps": 20, "topk": (4,)})
+    monkeypatch.setattr(sf, "DAS", {**sf.DAS, "steps": 5})
+    monkeypatch.setattr(sf, "NMF_ITERATIONS", 10)
+    for expected in ("r", "r-1"):
+        assert main(["bench", "siit-features", "--out", str(tmp_path / "r")]) == 0
+        folder = tmp_path / expected
+        assert {"siit_features.json", "siit_features.md", "siit_features.png"} <= {p.name for p in folder.iterdir()}
+    result = json.loads((tmp_path / "r" / "siit_features.json").read_text())
+    assert result["networks"] == [{"width": 64, "seed": 0, "iia": 0.5, "score_s": result["networks"][0]["score_s"]}]
+    rows = result["sites"]["layer1.post"]
+    assert set(rows) == {"aligned block", "neurons", "pca", "nmf", "sae topk 2x width, k=4", "das", "random"}
+    assert rows["neurons"]["subspace_cosine"]["mean"] == 1.0
+    assert "| aligned block | 1.000 ± 0.000 | 1.000 ± 0.000 |" in capsys.readouterr().out

@@ -53,37 +53,36 @@ def run_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_features(args: argparse.Namespace) -> int:
+def _write_report(out, stem: str, result: dict, table, plot):
+    """``stem.json``, ``stem.md`` (the table, also printed) and ``stem.png`` in a fresh folder."""
     import json
 
-    from rljaxinterp.bench.feature_recovery import feature_recovery_seeds, plot, table
     from rljaxinterp.reporting import fresh_folder
 
-    result = feature_recovery_seeds(args.tier, args.seeds, progress=True, log=lambda s: print(s, flush=True))
-    folder = fresh_folder(args.out, "features.json")
-    (folder / "features.json").write_text(json.dumps(result, indent=1))
+    folder = fresh_folder(out, f"{stem}.json")
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=1))
     lines = table(result)
-    (folder / "features.md").write_text("\n".join(lines) + "\n")
-    plot(result, folder / "features.png")
+    (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    plot(result, folder / f"{stem}.png")
     print("\n".join(lines))
+    return folder
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from rljaxinterp.bench.feature_recovery import feature_recovery_seeds, plot, table
+
+    result = feature_recovery_seeds(args.tier, args.seeds, progress=True, log=lambda s: print(s, flush=True))
+    folder = _write_report(args.out, "features", result, table, plot)
     print(f"written to {folder}/ (features.json, features.md, features.png) in {result['wall_s']:.0f} s "
           f"({len(result['seeds'])} seeds, {result['sae_seconds']:.0f} s training SAEs)")
     return 0
 
 
 def run_siit_features(args: argparse.Namespace) -> int:
-    import json
-
     from rljaxinterp.bench.siit_features import plot, siit_features, table
-    from rljaxinterp.reporting import fresh_folder
 
     result = siit_features(args.tier, log=lambda s: print(s, flush=True))
-    folder = fresh_folder(args.out, "siit_features.json")
-    (folder / "siit_features.json").write_text(json.dumps(result, indent=1))
-    lines = table(result)
-    (folder / "siit_features.md").write_text("\n".join(lines) + "\n")
-    plot(result, folder / "siit_features.png")
-    print("\n".join(lines))
+    folder = _write_report(args.out, "siit_features", result, table, plot)
     print(f"written to {folder}/ (siit_features.json, siit_features.md, siit_features.png) in {result['wall_s']:.0f} s "
           f"({len(result['networks'])} SIIT networks, trained and verified in this run unless cached in memory)")
     return 0
