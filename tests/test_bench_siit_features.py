@@ -47,7 +47,7 @@ def test_unknown_tier_is_refused():
 def test_the_aligned_blocks_are_causal_and_das_finds_the_win_and_block_nodes():
     trained, _ = siit.make_trained(siit.TIERS["quick"]["widths"][0], 0)
     scores = sf.score_network(trained, 0)
-    for site, rows in scores.items():
+    for rows in scores.values():
         assert rows["aligned block"]["iia"] >= 0.95  # the intervention SIIT trained, on changing pairs
         assert rows["random"]["iia"] < 0.1 and rows["random"]["recovered"] == 0.0
         assert rows["neurons"]["subspace_cosine"] == 1.0  # each block's units are neurons...

@@ -32,10 +32,11 @@ patching, edge attribution patching and baselines against the win circuit's edge
 edge faithfulness curves and the same scores at random weights).
 Attribution methods are also scored on the spurious-cue pairs (``spurious_cue``; tic-tac-toe,
 and at the default tier also a maze gridworld): the share of the map on the cue's cell for
-model A, which reads the cue, and for model B, which ignores it, and by the saliency sanity checks (model randomisation and board symmetry on the
-compiled network, data randomisation on the SIIT networks). Probe and steering methods are
-scored on the win/threat concepts of the compiled network's rules layer, the SIIT MLPs'
-layer-1 nodes and AlphaZero agents whose units are unknown (``concepts``, ``label_only``).
+model A, which reads the cue, and for model B, which ignores it, and by the saliency sanity
+checks (model randomisation and board symmetry on the compiled network, data randomisation
+on the SIIT networks). Probe and steering methods are scored on the win/threat concepts of the
+compiled network's rules layer, the SIIT MLPs' layer-1 nodes and AlphaZero agents whose units
+are unknown (``concepts``, ``label_only``).
 """
 
 from __future__ import annotations
@@ -860,9 +861,9 @@ def markdown(result: dict) -> str:
 CUE_TEXT = {  # world -> (title, what moving the cue means, where A's and B's cue is in training)
     "tic_tac_toe": ("tic-tac-toe", "to another empty square changes the move in {A} of live positions",
                     "on the rule move", "on a random empty square"),
-    "cheese_maze": ("maze gridworld (CheeseMaze, 11x11)", "to another open cell next to the mouse changes the "
-                    "action in {A} of the measured levels", "on the first step towards the cheese",
-                    "on a random open cell next to the mouse"),
+    "cheese_maze": ("maze gridworld (CheeseMaze, 11x11)",
+                    "to another open cell next to the mouse changes the action in {A} of the measured levels",
+                    "on the first step towards the cheese", "on a random open cell next to the mouse"),
 }
 
 

@@ -71,7 +71,7 @@ def node_pairs(site: str, per_node: int, seed: int, changing_share: float = 1.0,
         changing = np.flatnonzero(changes[:, j])
         if not len(changing):
             raise ValueError(f"node {j} never changes the output on {pool} pairs; use a larger pool")
-        n_change = int(round(changing_share * per_node))
+        n_change = round(changing_share * per_node)
         picked[i] = np.concatenate([rng.choice(changing, n_change), rng.integers(0, pool, per_node - n_change)])
     b, s = base[picked], source[picked]
     expected = np.stack([np.asarray(siit.high_level(jnp.asarray(obs[b[i]]), jnp.asarray(obs[s[i]]),
