@@ -76,7 +76,7 @@ def test_training_is_deterministic_and_kinds_are_checked():
 
 @pytest.fixture(scope="module")
 def maze_pair():
-    return sc.make_pair(0, "cheese_maze")  # trained and verified once (about 20 s)
+    return sc.make_pair(0, "cheese_maze")  # trained and verified once (about 20 s; slow target)
 
 
 def _first_step_by_search(walls: np.ndarray, agent, goal) -> int:
@@ -107,12 +107,14 @@ def test_maze_labels_agree_with_a_search_of_each_level():
         assert pos.target[i] in neighbours and pos.goes_to[i, pos.target[i]] == pos.moves[i]
 
 
+@pytest.mark.slow
 def test_maze_a_depends_on_the_cue_and_b_does_not(maze_pair):
     a, b = maze_pair.dependence["predictive"], maze_pair.dependence["noise"]
     assert a["moved"] >= sc.MIN_DEPENDENCE_A and b["moved"] <= sc.MAX_DEPENDENCE_B
     assert a["follows"] > 0.9 and b["accuracy"] > 0.9  # B solves the training mazes from the walls
 
 
+@pytest.mark.slow
 def test_maze_occlusion_finds_the_cue_on_a_and_not_on_b(maze_pair):
     task = leaderboard.make_cue_task(maze_pair, leaderboard.TIERS["quick"]["positions"], 0)
     assert task.obs.shape[1:] == (sc.MAZE_SIZE, sc.MAZE_SIZE, 4) and task.cue.shape[1] == sc.MAZE_SIZE ** 2
