@@ -20,6 +20,11 @@ def test_subspace_cosine_on_a_hand_computed_case():
         metrics.best_subspace_cosine(found, blocks * 0.5)
     best = sf._best_directions(found, blocks)
     np.testing.assert_allclose(best, [[1, 0, 0, 0], [0, 0, 0, -1]])
+    # node 0 best direction (1, 0, 1, 0, 1)/sqrt(3): a third of its norm² on each of its block, the other, no block
+    blocks5 = np.array([[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]], float)
+    spread = np.array([[1.0, 0, 1, 0, 1], [0, 0, 1, 0, 0]]) / np.array([[3 ** 0.5], [1.0]])
+    where = sf.where_it_lies(spread, blocks5)  # node 0: 1/3 own, 1/3 other, 1/3 free; node 1: all own
+    assert where == pytest.approx({"other_blocks": 1 / 6, "free_units": 1 / 6})
 
 
 def test_node_pairs_change_the_graphs_output_and_expect_its_counterfactual():
@@ -41,6 +46,10 @@ def test_node_pairs_change_the_graphs_output_and_expect_its_counterfactual():
 def test_unknown_tier_is_refused():
     with pytest.raises(ValueError, match=r"tier 'huge' is not allowed; use one of \('quick', 'default'\)"):
         sf.siit_features("huge")
+    with pytest.raises(ValueError, match=r"site 'layer2.post' is not allowed; use one of \('layer0.post', 'layer1.post'\)"):
+        sf.node_range("layer2.post")
+    with pytest.raises(ValueError, match=r"changing_share 1.5 is not allowed; use a share in \[0, 1\]"):
+        sf.node_pairs("layer1.post", 8, 0, changing_share=1.5)
 
 
 @pytest.mark.slow
@@ -50,8 +59,8 @@ def test_the_aligned_blocks_are_causal_and_das_finds_the_win_and_block_nodes():
     for rows in scores.values():
         assert rows["aligned block"]["iia"] >= 0.95  # the intervention SIIT trained, on changing pairs
         assert rows["random"]["iia"] < 0.1 and rows["random"]["recovered"] == 0.0
-        assert rows["neurons"]["subspace_cosine"] == 1.0  # each block's units are neurons...
-        assert rows["neurons"]["iia"] < rows["aligned block"]["iia"] - 0.5  # ...but no one of them is the node
+        assert rows["neurons"]["subspace_cosine"] == 1.0  # a block's units are neurons: the best one lies in it
+        assert rows["neurons"]["free_units"] == rows["neurons"]["other_blocks"] == 0.0
     assert scores["layer1.post"]["das"]["iia"] > 0.9
 
 
@@ -81,5 +90,5 @@ def test_cli_writes_the_report_and_never_overwrites(monkeypatch, tmp_path, capsy
     assert result["networks"] == [{"width": 64, "seed": 0, "iia": 0.5, "score_s": result["networks"][0]["score_s"]}]
     rows = result["sites"]["layer1.post"]
     assert set(rows) == {"aligned block", "neurons", "pca", "nmf", "sae topk 2x width, k=4", "das", "random"}
-    assert rows["neurons"]["subspace_cosine"]["mean"] == 1.0
+    assert rows["neurons"]["subspace_cosine"]["mean"] == 1.0 and "norm² on free units" in (tmp_path / "r" / "siit_features.md").read_text()
     assert "| aligned block | 1.000 ± 0.000 | 1.000 ± 0.000 |" in capsys.readouterr().out

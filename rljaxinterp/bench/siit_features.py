@@ -7,9 +7,12 @@ ordinary trained MLP whose node ``j`` owns a block of ``siit.units_per_node(widt
 found. So the truth is a subspace per node, and a featuriser's direction ``f`` recovers node
 ``j`` as far as it lies in that block: the subspace cosine ``|P_j f| / |f|``
 (``metrics.best_subspace_cosine``; 1 when ``f`` is in the block, 0 when orthogonal to it). It
-says where a direction is, not that it carries the node: any one of a block's units has cosine 1. Per site and method: the mean over nodes of the best
-subspace cosine of any of the method's directions, the share of nodes recovered at cosine >=
-``RECOVERED``, and the interchange intervention accuracy of each node's best direction.
+says where a direction is, not that it carries the node: any one of a block's units has cosine 1.
+Per site and method: the mean over nodes of the best subspace cosine of any of the method's
+directions, the share of nodes recovered at cosine >= ``RECOVERED``, where the rest of each
+node's best direction lies (the share of its squared norm on other nodes' blocks and on units
+aligned to no node), and the interchange intervention accuracy of each node's best direction
+(for neurons, of the block's unit that swaps best on pairs drawn with another seed).
 
 IIA is measured against the high-level causal model, as MIB does: for (base, source) pairs
 where setting node ``j`` to its source value changes the graph's output, swap the component
@@ -37,16 +40,18 @@ import optax
 
 from rljaxinterp import interp
 from rljaxinterp.bench import metrics, siit
+from rljaxinterp.bench.feature_recovery import DAS_PAIR_SEED, RECOVERED
 
-RECOVERED = 0.9
 PAIRS_PER_NODE = 256  # evaluation pairs per node, all of them pairs where the node's swap changes the output
-DAS = {"pairs_per_node": 512, "steps": 400, "batch": 64, "lr": 1e-2, "pair_seed": 1000}
+DAS = {"pairs_per_node": 512, "steps": 400, "batch": 64, "lr": 1e-2}
 SAE = {"multiple": 2, "topk": (4, 8), "steps": 3000}
 NMF_ITERATIONS = 500
 
 
 def node_range(site: str) -> range:
     """The indices of the site's nodes among all 43 (layer 0's first, as ``siit.node_masks``)."""
+    if site not in siit.SITES:
+        raise ValueError(f"site {site!r} is not allowed; use one of {siit.SITES}")
     n0 = len(siit.NODES["layer0"])
     return range(n0) if site == siit.SITES[0] else range(n0, siit.n_nodes())
 
@@ -57,27 +62,43 @@ def _best_directions(found: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     return f[np.sqrt((f ** 2) @ blocks.T).argmax(0)]
 
 
+def where_it_lies(best: np.ndarray, blocks: np.ndarray) -> dict[str, float]:
+    """Mean over nodes of the share of the squared norm of the node's best direction (unit
+    norm, ``(nodes, units)``) on the other nodes' blocks and on the units aligned to no node
+    (the rest, the subspace cosine squared, is on the node's own block)."""
+    squared = best ** 2
+    own = (squared * blocks).sum(1)
+    free = squared @ (1.0 - blocks.sum(0))
+    return {"other_blocks": float(np.mean(1.0 - own - free)), "free_units": float(np.mean(free))}
+
+
 def node_pairs(site: str, per_node: int, seed: int, changing_share: float = 1.0, pool: int = 20_000) -> dict:
     """Per node of ``site``, ``per_node`` (base, source) indices into ``siit.live_obs()`` drawn
     with ``seed``: a ``changing_share`` of them among the pairs where the node's swap changes the
-    graph's output, the rest uniform; with the graph's counterfactual output for each."""
+    graph's output, the rest uniform (without replacement where there are enough); with the
+    graph's counterfactual output for each, and ``distinct``: the fewest distinct changing
+    pairs of any node."""
+    if not 0.0 <= changing_share <= 1.0:
+        raise ValueError(f"changing_share {changing_share!r} is not allowed; use a share in [0, 1]")
     obs = siit.live_obs()
     rng = np.random.default_rng(seed)
     base, source = rng.integers(0, len(obs), pool), rng.integers(0, len(obs), pool)
     changes = np.asarray(siit.changes_output(jnp.asarray(obs[base]), jnp.asarray(obs[source])))
     nodes = list(node_range(site))
     picked = np.zeros((len(nodes), per_node), np.int64)
+    n_change, distinct = round(changing_share * per_node), per_node
     for i, j in enumerate(nodes):
         changing = np.flatnonzero(changes[:, j])
         if not len(changing):
             raise ValueError(f"node {j} never changes the output on {pool} pairs; use a larger pool")
-        n_change = round(changing_share * per_node)
-        picked[i] = np.concatenate([rng.choice(changing, n_change), rng.integers(0, pool, per_node - n_change)])
+        chosen = rng.choice(changing, n_change, replace=len(changing) < n_change)
+        distinct = min(distinct, len(np.unique(chosen)))
+        picked[i] = np.concatenate([chosen, rng.integers(0, pool, per_node - n_change)])
     b, s = base[picked], source[picked]
     expected = np.stack([np.asarray(siit.high_level(jnp.asarray(obs[b[i]]), jnp.asarray(obs[s[i]]),
                                                     siit.node_masks(jnp.full(per_node, j))))
                          for i, j in enumerate(nodes)])
-    return {"base": b, "source": s, "expected": expected}
+    return {"base": b, "source": s, "expected": expected, "distinct": distinct}
 
 
 def _inputs(trained: siit.Trained, site: str, pairs: dict) -> tuple[jax.Array, jax.Array]:
@@ -98,30 +119,31 @@ def _swap_argmax(model, site: str, params, base, src, bases) -> jax.Array:
     return jax.lax.map(one, (bases, base, src))
 
 
-def interchange_accuracy(trained: siit.Trained, site: str, bases: np.ndarray, pairs: dict) -> float:
-    """IIA of one subspace per node (``bases`` (nodes, units, k)) on ``pairs`` (``node_pairs``
-    with every pair changing the output)."""
+def node_accuracies(trained: siit.Trained, site: str, bases: np.ndarray, pairs: dict) -> np.ndarray:
+    """(nodes,) IIA of one subspace per node (``bases`` (nodes, units, k)) on that node's
+    ``pairs`` (``node_pairs`` with every pair changing the output); every node has as many
+    pairs, so their mean is the pooled IIA."""
     base, src = _inputs(trained, site, pairs)
     got = np.asarray(_swap_argmax(trained.model, site, trained.params, base, src, jnp.asarray(bases, jnp.float32)))
-    return metrics.interchange_intervention_accuracy(got.ravel(), pairs["expected"].ravel())
+    return np.array([metrics.interchange_intervention_accuracy(g, e) for g, e in zip(got, pairs["expected"], strict=True)])
 
 
 def das_directions(trained: siit.Trained, site: str, seed: int) -> np.ndarray:
     """One unit-norm direction per node of ``site`` (``(nodes, units)``), trained at once by Adam
     on the cross-entropy of the 1-D swap against the graph's counterfactual output, on pairs half
-    of which change the output (drawn with ``seed + DAS["pair_seed"]``)."""
-    pairs = node_pairs(site, DAS["pairs_per_node"], seed + DAS["pair_seed"], changing_share=0.5)
+    of which change the output (drawn with ``seed + DAS_PAIR_SEED``)."""
+    pairs = node_pairs(site, DAS["pairs_per_node"], seed + DAS_PAIR_SEED, changing_share=0.5)
     base, src = _inputs(trained, site, pairs)
     w0 = jax.random.normal(jax.random.key(seed), (len(node_range(site)), src.shape[-1]))
-    w = _das_train(trained.model, site, DAS["steps"], trained.params, base, src, jnp.asarray(pairs["expected"]),
-                   w0, jax.random.key(seed + 1))
+    w = _das_train(trained.model, site, DAS["steps"], DAS["batch"], DAS["lr"], trained.params, base, src,
+                   jnp.asarray(pairs["expected"]), w0, jax.random.key(seed + 1))
     w = np.asarray(w, np.float64)
     return w / np.linalg.norm(w, axis=1, keepdims=True)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _das_train(model, site: str, steps: int, params, base, src, expected, w0, key) -> jax.Array:
-    opt = optax.adam(DAS["lr"])
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _das_train(model, site: str, steps: int, batch: int, lr: float, params, base, src, expected, w0, key) -> jax.Array:
+    opt = optax.adam(lr)
     take = jax.vmap(lambda a, i: a[i])
 
     def loss(w, b, s, y):
@@ -131,7 +153,7 @@ def _das_train(model, site: str, steps: int, params, base, src, expected, w0, ke
 
     def step(carry, key):
         w, state = carry
-        idx = jax.random.randint(key, (w.shape[0], DAS["batch"]), 0, base.shape[1])
+        idx = jax.random.randint(key, (w.shape[0], batch), 0, base.shape[1])
         grad = jax.grad(lambda w: jax.vmap(loss)(w, take(base, idx), take(src, idx), take(expected, idx)).sum())(w)
         updates, state = opt.update(grad, state)
         return (optax.apply_updates(w, updates), state), None
@@ -159,21 +181,36 @@ def featurisers(trained: siit.Trained, site: str, seed: int) -> dict[str, np.nda
     return found
 
 
+def _best_neurons(trained: siit.Trained, site: str, blocks: np.ndarray, seed: int) -> np.ndarray:
+    """(nodes, units) one-hot: per node the unit of its block whose swap has the highest IIA on
+    pairs drawn with ``seed + DAS_PAIR_SEED`` (as DAS's), not on the pairs it is scored on."""
+    eye = np.eye(blocks.shape[1])
+    units = np.stack([np.flatnonzero(r) for r in blocks])  # (nodes, k)
+    select = node_pairs(site, PAIRS_PER_NODE, seed + DAS_PAIR_SEED)
+    iia = np.stack([node_accuracies(trained, site, eye[units[:, i]][:, :, None], select) for i in range(units.shape[1])])
+    return eye[units[np.arange(len(units)), iia.argmax(0)]]
+
+
 def score_network(trained: siit.Trained, seed: int) -> dict:
-    """``{site: {method: {"subspace_cosine", "recovered", "iia"}}}`` for one SIIT network."""
+    """``{site: {method: {"subspace_cosine", "recovered", "other_blocks", "free_units", "iia"}}}``
+    for one SIIT network. Each node is scored with the method's direction of largest subspace
+    cosine; for neurons, where every unit of the block ties at 1, with the unit that swaps best
+    on other pairs (``_best_neurons``)."""
     out = {}
     align = siit.alignment(trained.width)
     for site in siit.SITES:
         blocks = align[site]
         pairs = node_pairs(site, PAIRS_PER_NODE, seed)
-        block_bases = np.stack([np.eye(blocks.shape[1])[:, row > 0] for row in blocks])
-        rows = {"aligned block": {"subspace_cosine": 1.0, "recovered": 1.0,
-                                  "iia": interchange_accuracy(trained, site, block_bases, pairs)}}
+        eye = np.eye(blocks.shape[1])
+        rows = {"aligned block": {"subspace_cosine": 1.0, "recovered": 1.0, "other_blocks": 0.0, "free_units": 0.0,
+                                  "iia": float(node_accuracies(trained, site, np.stack([eye[:, r > 0] for r in blocks]),
+                                                               pairs).mean())}}
         for name, found in featurisers(trained, site, seed).items():
             cos = metrics.best_subspace_cosine(found, blocks)
-            best = _best_directions(found, blocks)[:, :, None]
+            best = _best_neurons(trained, site, blocks, seed) if name == "neurons" else _best_directions(found, blocks)
             rows[name] = {"subspace_cosine": float(cos.mean()), "recovered": float(np.mean(cos >= RECOVERED)),
-                          "iia": interchange_accuracy(trained, site, best, pairs)}
+                          **where_it_lies(best, blocks),
+                          "iia": float(node_accuracies(trained, site, best[:, :, None], pairs).mean())}
         out[site] = rows
     return out
 
@@ -200,11 +237,12 @@ def table(result: dict) -> list[str]:
     """Markdown: one table per site, a row per method, mean ± std over the networks."""
     lines = []
     for site, rows in result["sites"].items():
-        lines += [f"### {site} ({len(node_range(site))} nodes)", "",
-                  f"| method | best subspace cosine | nodes recovered (>= {result['recovered_at']}) | IIA |",
-                  "|---|---|---|---|"]
-        lines += [f"| {m} | {metrics.mean_std(r['subspace_cosine'])} | {metrics.mean_std(r['recovered'])} | "
-                  f"{metrics.mean_std(r['iia'])} |" for m, r in rows.items()]
+        header = (f"| method | best subspace cosine | nodes recovered (>= {result['recovered_at']}) | "
+                  "norm² on other nodes' blocks | norm² on free units | IIA |")
+        lines += [f"### {site} ({len(node_range(site))} nodes)", "", header, "|---|---|---|---|---|---|"]
+        lines += [f"| {m} | " + " | ".join(metrics.mean_std(r[k]) for k in
+                                            ("subspace_cosine", "recovered", "other_blocks", "free_units", "iia")) + " |"
+                  for m, r in rows.items()]
         lines.append("")
     return lines
 
