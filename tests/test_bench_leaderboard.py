@@ -231,11 +231,15 @@ def test_each_cue_world_of_a_tier_is_a_column_group_with_its_own_truth(monkeypat
                                                      "cue_worlds": ("tic_tac_toe", "cheese_maze")})
     result = leaderboard.leaderboard("quick", ["random map", "oracle (attribution)"], log=lambda s: None)
     oracle = result["rows"]["oracle (attribution)"]
-    for group, cells in (("cue", 9), ("cue_maze", spurious_cue.MAZE_SIZE ** 2)):
-        assert result[group]["world"] == {"cue": "tic_tac_toe", "cue_maze": "cheese_maze"}[group]
+    positions = leaderboard.TIERS["quick"]["positions"]
+    for group, world, cells in (("cue", "tic_tac_toe", 9), ("cue_maze", "cheese_maze", spurious_cue.MAZE_SIZE ** 2)):
+        assert result[group]["world"] == world
         # the oracle's cue mass is the measured dependence share of the task's positions
-        assert oracle[group]["mass_A"]["mean"] <= 1.0 and result["rows"]["random map"][group]["gap"]["mean"] == 0.0
-        assert abs(result["rows"]["random map"][group]["mass_A"]["mean"] - 1 / cells) < 0.02
+        depends = leaderboard.make_cue_task(untrained_pair(0, world), positions, 0).depends
+        assert oracle[group]["mass_A"]["mean"] == pytest.approx(depends["predictive"].mean())
+        assert oracle[group]["mass_B"]["mean"] == pytest.approx(depends["noise"].mean())
+        assert result["rows"]["random map"][group]["gap"]["mean"] == 0.0
+        assert result["rows"]["random map"][group]["mass_A"]["mean"] == pytest.approx(1 / cells, rel=0.2)
     text = leaderboard.markdown(result)
     assert "## Spurious cue, tic-tac-toe:" in text and "## Spurious cue, maze gridworld (CheeseMaze, 11x11):" in text
     assert text.count("| random map | ") == 3  # the attribution table and the two cue tables

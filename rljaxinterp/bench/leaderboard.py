@@ -532,6 +532,8 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     for name in names:
         method = METHODS[name]
         per = {"compiled": [], **EXTRA_GROUPS[method.family]()}
+        if method.family == "attribution":
+            per.update({CUE_GROUPS[world]: [] for world in spec["cue_worlds"]})
         t0, cue_before, siit_before, agents_before = time.perf_counter(), sum(cue_walls.values()), siit_wall, agents_wall
         for seed in seeds:
             key = jax.random.key(seed)
@@ -631,7 +633,7 @@ CONCEPT_FAMILIES = ("probe", "steering")
 # the groups of columns each family fills besides "compiled"
 EXTRA_GROUPS: dict[str, Callable[[], dict[str, list]]] = {
     "circuit": lambda: {"compiled_conv": [], "untrained": [], "siit": [], "siit_untrained": [], "siit_shuffled": []},
-    "attribution": lambda: {"compiled_conv": [], "untrained": [], "cue": [], "cue_maze": [], "siit": []},
+    "attribution": lambda: {"compiled_conv": [], "untrained": [], "siit": []},  # and the tier's cue groups
     "probe": lambda: {"siit": [], "label_only": [], "label_only_c4": []},
     "steering": lambda: {"siit": [], "label_only": [], "label_only_c4": []},
 }
