@@ -82,11 +82,11 @@ WIDTHS: tuple[int, ...] = (128, 160)
 TIERS = {"quick": {"seeds": (0, 1), "widths": (128,)}, "default": {"seeds": (0, 1, 2, 3, 4), "widths": WIDTHS}}
 LOSS_WEIGHTS = {"behaviour": 1.0, "iit": 1.0, "strict": 0.4}
 STEPS, BATCH, LR = 4000, 512, 1e-2
-# ResTower: width means channels. 16 channels pass the bars at the MLP's budget (seeds 0, 1; about
-# 14 minutes of CPU time each on 2 shared cores, docs/BENCH.md tier 2); 8 did not (IIA 0.93)
+# ResTower: width means channels. 16 channels pass the bars at the MLP's budget (seeds 0-4; about
+# 6 minutes each on the idle 2-core CPU, docs/BENCH.md tier 2); 8 and 12 did not (IIA 0.93, 0.9875)
 RESTOWER_CHANNELS: tuple[int, ...] = (16,)
 RESTOWER_TIERS = {"quick": {"seeds": (0,), "widths": (16,)},
-                  "default": {"seeds": (0, 1), "widths": RESTOWER_CHANNELS}}
+                  "default": {"seeds": (0, 1, 2, 3, 4), "widths": RESTOWER_CHANNELS}}
 RESTOWER_STEPS, RESTOWER_LR = 4000, 1e-2
 HYPERS = {"mlp": {"steps": STEPS, "lr": LR}, "restower": {"steps": RESTOWER_STEPS, "lr": RESTOWER_LR}}
 # ResTower: the square holding line l's two_own / two_opp nodes, on the line and all distinct
