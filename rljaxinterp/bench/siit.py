@@ -467,7 +467,7 @@ def score_circuit_methods(methods, tier: str = "quick", positions: int = 128, lo
     untrained network of the same architecture and width (the control). Returns ``{method:
     {"siit": [...], "untrained": [...]}}``, one score dict per (width, seed), and the networks'
     verify numbers. ``arch="restower"`` scores the ResTower networks of ``RESTOWER_TIERS``,
-    which the leaderboard leaves out (one costs about 14 CPU-minutes to train here)."""
+    which the leaderboard leaves out (one takes about 6 minutes to train on the idle 2-core CPU)."""
     from rljaxinterp.bench import leaderboard
 
     tiers = RESTOWER_TIERS if sites(arch) == ARCH_SITES["restower"] else TIERS
