@@ -83,8 +83,8 @@ TIERS = {"quick": {"seeds": (0, 1), "widths": (128,)}, "default": {"seeds": (0, 
 LOSS_WEIGHTS = {"behaviour": 1.0, "iit": 1.0, "strict": 0.4}
 STEPS, BATCH, LR = 4000, 512, 1e-2
 # ResTower: width means channels. 16 channels pass the bars at the MLP's budget (seeds 0-4; about
-# 6 minutes each on the idle 2-core CPU, docs/BENCH.md tier 2), and 20 at seed 0 (the only seed
-# trained); 8 and 12 did not (IIA 0.93, 0.9875)
+# 6 minutes each on the idle 2-core CPU, docs/BENCH.md tier 2), and 20 at seeds 0-2 (the only
+# seeds trained at 20); 8 and 12 did not (IIA 0.93, 0.9875)
 RESTOWER_CHANNELS: tuple[int, ...] = (16,)
 RESTOWER_TIERS = {"quick": {"seeds": (0,), "widths": (16,)},
                   "default": {"seeds": (0, 1, 2, 3, 4), "widths": RESTOWER_CHANNELS}}
