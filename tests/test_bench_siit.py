@@ -9,6 +9,7 @@ import pytest
 
 from rljaxinterp import interp
 from rljaxinterp.bench import compiled_ttt, leaderboard, siit
+from rljaxinterp.runs import folder as files
 
 WIDTH = siit.TIERS["quick"]["widths"][0]
 
@@ -96,15 +97,37 @@ def test_leaderboard_sites_follow_the_model(untrained):
     assert units["layer0.post"].sum() == (8 + 9) * k and units["layer1.post"].sum() == 9 * k
 
 
+def leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def test_a_cached_network_reads_back_bit_identical_and_other_runs_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(siit.HYPERS, "mlp", {**siit.HYPERS["mlp"], "steps": 10})
+    folder = tmp_path / "net"
+    first = siit.cached_train(WIDTH, 0, folder=folder)
+    again = siit.cached_train(WIDTH, 0, folder=folder)
+    assert not first.cached and again.cached and again.train_s == first.train_s
+    assert leaves_equal(first.params, again.params)
+    assert leaves_equal(first.params, siit.train(WIDTH, 0, steps=10).params)
+    with pytest.raises(files.RunFolderError, match="different config.*seed: folder has 0, asked 1"):
+        siit.cached_train(WIDTH, 1, folder=folder)
+    (tmp_path / "agent").mkdir()
+    files.write_config(tmp_path / "agent", "alphazero", {"seed": 0})
+    with pytest.raises(files.RunFolderError, match="holds a 'alphazero' run, not a SIIT network"):
+        siit.cached_train(WIDTH, 0, folder=tmp_path / "agent")
+    assert leaves_equal(siit.cached_train(WIDTH, 0, folder=folder).params, first.params)  # untouched
+
+
 @pytest.mark.slow
-def test_siit_training_passes_verify_and_is_deterministic():
-    _, checked = siit.make_trained(WIDTH, 0)
+def test_siit_training_passes_verify_and_is_deterministic(tmp_path):
+    trained = siit.cached_train(WIDTH, 0, folder=tmp_path)  # an empty folder: trained here, not read
+    checked = siit.verify(trained.model, trained.params, WIDTH)
+    assert not trained.cached and checked["accuracy"] == 1.0
     assert checked["iia"] >= siit.MIN_IIA and checked["argmax_changed"] <= siit.MAX_STRICT_CHANGE
-    assert checked["accuracy"] == 1.0
+    assert leaves_equal(siit.cached_train(WIDTH, 0, folder=tmp_path).params, trained.params)
     again = siit.train(WIDTH, 0, steps=10)
     once = siit.train(WIDTH, 0, steps=10)
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(once.params),
-                                                     strict=True))
+    assert leaves_equal(again.params, once.params)
 
 
 @pytest.mark.slow

@@ -498,7 +498,8 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
                     siit_wall += time.perf_counter() - t0
                     c = nets[-1].checked
                     twin = nets[-1].twin
-                    log(f"SIIT network width {width} seed {seed}: IIA {c['iia']:.4f}, strict ablation changes "
+                    read = " (read from its run folder)" if nets[-1].trained.cached else ""
+                    log(f"SIIT network width {width} seed {seed}{read}: IIA {c['iia']:.4f}, strict ablation changes "
                         f"the argmax on {c['argmax_changed']:.4f} of live positions; its shuffled-target twin "
                         f"memorised {twin.memorised:.3f}, follows the rules on {twin.rule_accuracy:.3f} "
                         f"({time.perf_counter() - t0:.1f} s)")

@@ -53,15 +53,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rljaxinterp import interp
+from rljaxinterp import interp, user_cache
 from rljaxinterp.bench import init_params, metrics
+from rljaxinterp.runs import folder as files
 from rljaxinterp.eval.minimax import LINES
 from rljaxinterp.models.conv import ResTower
 from rljaxinterp.models.mlp import MLP
@@ -311,8 +314,9 @@ class Trained:
     seed: int
     model: MLP | ResTower
     params: dict
-    train_s: float  # wall clock, compilation included
+    train_s: float  # wall clock, compilation included (of the run that trained it, when read from a cache)
     arch: str = "mlp"
+    cached: bool = False  # read back from a run folder
 
 
 def train(width: int, seed: int, steps: int | None = None, arch: str = "mlp") -> Trained:
@@ -420,15 +424,56 @@ def verify(model, params, width: int, arch: str = "mlp") -> dict:
     return out
 
 
+# -- the zoo's cache: each network trained once into a run folder --------------------------------------
+RUN_KIND = "siit"
+# bump when a change to the graph, the losses or the sampling changes what training produces, so
+# no cached network of the old code is read as the new one
+TRAINING_VERSION = 1
+
+
+def cache_folder(width: int, seed: int, arch: str = "mlp") -> Path:
+    return user_cache() / "bench" / f"siit_{arch}{width}-seed{seed}"
+
+
+def run_config(width: int, seed: int, arch: str = "mlp") -> dict:
+    """Everything that fixes a trained network, as its run folder's config.json stores it."""
+    return {"version": TRAINING_VERSION, "arch": arch, "width": width, "seed": seed, **HYPERS[arch], "batch": BATCH,
+            "loss_weights": LOSS_WEIGHTS, "changing_share": CHANGING_SHARE}
+
+
+def cached_train(width: int, seed: int, arch: str = "mlp", folder: str | os.PathLike | None = None) -> Trained:
+    """``train`` through a run folder (default ``cache_folder``, under ``RLJAXINTERP_CACHE``):
+    read back when the folder holds this config's network, else trained and saved there
+    (atomically, by orbax). A folder holding another config is refused, never overwritten.
+    A ResTower takes minutes to train, so every later benchmark reuses it."""
+    cfg = run_config(width, seed, arch)
+    folder = Path(folder or cache_folder(width, seed, arch))
+    existing = files.read_config_json(folder) if (folder / files.CONFIG_FILE).exists() else None
+    if existing is not None and existing[0] != RUN_KIND:
+        raise files.RunFolderError(f"{folder} holds a {existing[0]!r} run, not a SIIT network; use another folder")
+    files.claim(folder, RUN_KIND, cfg, None if existing is None else existing[1])
+    manager = files.checkpoint_manager(folder)
+    steps = cfg["steps"]
+    if files.latest_step(folder) == steps:
+        model = make_model(width, arch)
+        example = jnp.asarray(live_obs()[:1])
+        abstract = jax.eval_shape(lambda: init_params(model, jax.random.key(seed), example))
+        params, meta = files.restore_checkpoint(manager, steps, abstract)
+        return Trained(width, seed, model, params, meta["train_s"], arch, cached=True)
+    trained = train(width, seed, arch=arch)
+    files.save_checkpoint(manager, steps, trained.params, {"train_s": trained.train_s})
+    return trained
+
+
 def make_trained(width: int, seed: int, arch: str = "mlp") -> tuple[Trained, dict]:
-    """A trained and verified SIIT network and its ``verify`` numbers, cached in memory so the
-    tests and the scoring train each (width, seed, arch) once."""
+    """A trained (``cached_train``) and verified SIIT network and its ``verify`` numbers, also
+    kept in memory so the tests and the scoring read each (width, seed, arch) once."""
     return _make_trained(width, seed, arch)
 
 
 @functools.cache
 def _make_trained(width: int, seed: int, arch: str) -> tuple[Trained, dict]:
-    trained = train(width, seed, arch=arch)
+    trained = cached_train(width, seed, arch)
     return trained, verify(trained.model, trained.params, width, arch)
 
 
