@@ -3,7 +3,8 @@ patching agree with a toy worked out by hand; on the compiled network the oracle
 random is at chance, exact edge patching finds the win circuit's edges, and an edge patched
 with its own clean activation changes nothing. Edge mean-ablation (the faithfulness curve)
 agrees with a toy by hand and with the empty network, the full one and node ablation; at random
-weights the scores are at chance within a layer."""
+weights the scores are at chance within a layer. The SIIT MLPs' edge truth matches a count by
+hand and the node truth, and their leaderboard table is wired."""
 
 import flax.linen as nn
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from rljaxinterp import interp
-from rljaxinterp.bench import compiled_ttt, edges, leaderboard, metrics
+from rljaxinterp.bench import compiled_ttt, edges, leaderboard, metrics, siit
 from rljaxinterp.models.base import ModelOutput
 from rljaxinterp.models.sites import site
 
@@ -234,3 +235,38 @@ def test_untrained_control(compiled):
             within.append(metrics.auroc(np.abs(found["lines"]).ravel(), truth["lines"].ravel()))
     assert abs(np.mean(within) - 0.5) < 0.05, within
     assert 0.5 < np.mean(pooled) < 0.75, pooled
+
+
+def test_siit_edge_truth_by_hand():
+    """Width 128, 4 units per node: board -> two_own 8 lines x 3 squares x 2 planes x 4 units
+    = 192, board -> empty 9 x 2 x 4 = 72; two_own -> win 24 (line, square) pairs x 16 = 384,
+    empty -> win 9 x 16 = 144; win -> logits 9 x 4 x 10 = 360."""
+    truth = siit.edge_truth(128)
+    assert [int(truth[k].sum()) for k in siit.DENSES] == [264, 528, 360]
+    two_own_line0, win = np.arange(4), lambda s: 4 * s + np.arange(4)  # line 0 is squares 0, 1, 2
+    assert truth["layer1"][np.ix_(two_own_line0, win(2))].all() and not truth["layer1"][np.ix_(two_own_line0, win(3))].any()
+    assert truth["layer0"][[0, 1, 2, 3, 4, 5]][:, two_own_line0].all() and not truth["layer0"][6:, two_own_line0].any()
+    assert not truth["layer1"][:, 36:].any() and not truth["policy_head"][36:].any()  # block nodes, free units
+    assert not truth["layer0"][:, 100:].any() and not truth["layer1"][100:].any()  # layer 0's free units
+    units = siit.win_units(128)  # every win-path unit has an edge in and an edge out, and no other unit has
+    assert np.array_equal(truth["layer0"].any(0), units["layer0.post"]) and np.array_equal(truth["layer1"].any(1), units["layer0.post"])
+    assert np.array_equal(truth["layer1"].any(0), units["layer1.post"]) and np.array_equal(truth["policy_head"].any(1), units["layer1.post"])
+
+
+def test_leaderboard_section_on_a_siit_network():
+    """The wiring of the SIIT edge table, on an untrained MLP standing in for a trained one."""
+    task = siit.win_task(128, 32, 0)
+    model = siit.make_model(128)
+    params, untrained = (model.init(jax.random.key(k), task.obs[:1])["params"] for k in (0, 1))
+    net = leaderboard.SiitNetwork(siit.Trained(128, 0, model, params, 0.0), {}, task, untrained, None)
+    section = leaderboard.score_edge_section([leaderboard.make_tasks(32, 0)["circuit"]], 32, [net])["siit"]
+    assert section["widths"] == {128: {"truth_edges": 1152, "candidates": 18 * 128 + 128 * 128 + 128 * 10}}
+    oracle, rand = section["rows"][edges.ORACLE], section["rows"]["random"]
+    assert oracle["auroc"]["mean"] == 1.0 and oracle["precision"]["mean"] == 1.0 and oracle["auroc_untrained"]["mean"] == 1.0
+    assert abs(rand["auroc"]["mean"] - 0.5) < 0.05
+    result = {"tier": "quick", "seeds": 1, "positions": 32, "rows": {}, "wall_s": 1.0,
+              "edges": {"rows": {}, "truth_edges": 147, "candidates": 20668, "fractions": [0, 1], "wall_s": 1.0,
+                        "siit": section}}
+    text = leaderboard.markdown(result)
+    assert "### Edges, SIIT MLPs" in text and "(width 128: 1152 true of 19968)" in text
+    assert "| oracle (edges) | 1.000 ± 0.000 | 1.000 ± 0.000 | " in text

@@ -1,4 +1,4 @@
-"""Edge-level truth and edge scores on the compiled tic-tac-toe MLP (issue #14).
+"""Edge-level truth and edge scores on the compiled tic-tac-toe MLP and the SIIT MLPs (issue #14).
 
 An edge is one kernel entry of one Dense layer of ``compiled_ttt.CompiledRules``: sender
 unit u (an element of the layer's input) -> receiver unit v (one pre-activation). The
@@ -27,6 +27,10 @@ ranked by |score|.
 other edge (its sender's contribution to the receiver's pre-activation replaced by its mean
 over the positions), at ``curve_fractions``; CPR and CMD from ``metrics``. **Untrained
 control**: each method rerun at the leaderboard's random weights, against the same truth.
+
+**SIIT MLPs** (``score_siit_edges``): the same methods and curve on a tier-2 network, whose
+Dense layers are ``siit.DENSES`` and whose truth is ``siit.edge_truth``: the high-level
+graph's win-path edges between the nodes' unit blocks (no weight is zero there).
 """
 
 from __future__ import annotations
@@ -337,17 +341,34 @@ def score_edges(seed: int, positions: int, methods=None, task=None) -> dict[str,
     scores and the curve."""
     from rljaxinterp.bench import leaderboard  # leaderboard imports this module
 
+    model, params = compiled_ttt.CompiledRules(), compiled_ttt.compiled_params()
+    task = leaderboard.make_tasks(positions, seed)["circuit"] if task is None else task
+    return score_network(model, params, leaderboard.untrained_params(model, seed, task.obs), task,
+                         edge_truth(params, task.units), seed, methods)
+
+
+def score_siit_edges(trained, task, untrained, methods=None) -> dict[str, dict]:
+    """``score_edges`` on a SIIT MLP of tier 2 (a ``siit.Trained``) and its win task
+    (``siit.win_task``), against ``siit.edge_truth`` (the graph's win-path edges between the
+    nodes' unit blocks); ``untrained``: the same MLP at random weights, the control."""
+    from rljaxinterp.bench import siit
+
+    return score_network(trained.model, trained.params, untrained, task, siit.edge_truth(trained.width), trained.seed,
+                         methods, siit.DENSES)
+
+
+def score_network(model, params, untrained, task, truth: EdgeScores, seed: int, methods=None,
+                  denses: Denses = DENSES) -> dict[str, dict]:
+    """Every edge method on one network's circuit task against ``truth`` (``score_edges``)."""
+    from rljaxinterp.bench import leaderboard  # leaderboard imports this module
+
     names = list(METHODS) if methods is None else list(methods)
     unknown = [m for m in names if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown edge method(s) {unknown}; allowed: {list(METHODS)}")
-    model, params = compiled_ttt.CompiledRules(), compiled_ttt.compiled_params()
-    task = leaderboard.make_tasks(positions, seed)["circuit"] if task is None else task
-    untrained = leaderboard.untrained_params(model, seed, task.obs)
     key = jax.random.key(seed)
     corrupted = task.obs[jax.random.permutation(key, task.obs.shape[0])]
-    truth = edge_truth(params, task.units)
-    t = flat(truth)
+    t = flat(truth, denses)
     fractions = curve_fractions(t.size, int(t.sum()))
     at_true = int(np.flatnonzero(np.isclose(fractions, t.sum() / t.size))[0])
     out = {}
@@ -355,9 +376,11 @@ def score_edges(seed: int, positions: int, methods=None, task=None) -> dict[str,
         t0 = time.perf_counter()
         fn = METHODS[name]
         args = (task.obs, corrupted, leaderboard.rule_logit, task.data, key)
-        found = truth if fn is None else fn(model, params, *args)
-        found_untrained = truth if fn is None else fn(model, untrained, *args)
-        scored = {**score(found, truth, params), "auroc_untrained": score(found_untrained, truth, untrained)["auroc"]}
-        curve = faithfulness_curve(model, params, task.obs, leaderboard.rule_logit, task.data, found, fractions)
+        found = truth if fn is None else fn(model, params, *args, denses=denses)
+        found_untrained = truth if fn is None else fn(model, untrained, *args, denses=denses)
+        scored = {**score(found, truth, params, denses),
+                  "auroc_untrained": score(found_untrained, truth, untrained, denses)["auroc"]}
+        curve = faithfulness_curve(model, params, task.obs, leaderboard.rule_logit, task.data, found, fractions,
+                                   denses)
         out[name] = {**scored, **curve, "f_true_size": curve["curve"][at_true], "wall_s": time.perf_counter() - t0}
     return out

@@ -595,7 +595,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         rows[name] = {"family": method.family, "wall_s": wall, **{t: _aggregate(runs) for t, runs in per.items()}}
         summary = {t: {k: round(v["mean"], 3) for k, v in rows[name][t].items() if k != "curve"} for t in per}
         log(f"{name}: {json.dumps(summary)} ({wall:.1f} s)")
-    edge_result = (score_edge_section([tasks[seed]["circuit"] for seed in seeds], spec["positions"])
+    edge_result = (score_edge_section([tasks[seed]["circuit"] for seed in seeds], spec["positions"], nets)
                    if any(METHODS[n].family == "circuit" for n in names) else None)
     result = {"tier": tier, "seeds": spec["seeds"], "positions": spec["positions"], "rows": rows,
               "wall_s": time.perf_counter() - t_total}
@@ -618,16 +618,32 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
     return result
 
 
-def score_edge_section(tasks: Sequence[Task], positions: int) -> dict:
-    """The edge-level circuit table (``edges``): every edge method on each seed's circuit
-    task of the compiled MLP, mean ± std over seeds (the curve elementwise, at ``fractions``);
-    a method's wall is summed over seeds."""
+def score_edge_section(tasks: Sequence[Task], positions: int, nets: Sequence[SiitNetwork] = ()) -> dict:
+    """The edge-level circuit tables (``edges``): every edge method on each seed's circuit
+    task of the compiled MLP, mean ± std over seeds (the curve elementwise, at ``fractions``),
+    and under ``"siit"`` on each SIIT network's win task (``edges.score_siit_edges``), mean ±
+    std over the networks; a method's wall is summed over seeds (networks)."""
     t0 = time.perf_counter()
     runs = [edges.score_edges(seed, positions, task=task) for seed, task in enumerate(tasks)]
     truth = edges.flat(edges.edge_truth(compiled_ttt.compiled_params()))
-    return {"rows": {m: _aggregate([r[m] for r in runs]) for m in runs[0]},
-            "truth_edges": int(truth.sum()), "candidates": int(truth.size),
-            "fractions": edges.curve_fractions(truth.size, int(truth.sum())).tolist(), "wall_s": time.perf_counter() - t0}
+    out = {"rows": {m: _aggregate([r[m] for r in runs]) for m in runs[0]},
+           "truth_edges": int(truth.sum()), "candidates": int(truth.size),
+           "fractions": edges.curve_fractions(truth.size, int(truth.sum())).tolist(), "wall_s": time.perf_counter() - t0}
+    if nets:
+        t0 = time.perf_counter()
+        runs = [edges.score_siit_edges(n.trained, n.task, n.untrained) for n in nets]
+        for run in runs:
+            for row in run.values():
+                row.pop("curve")  # its circuit sizes differ between widths
+                row.pop("auroc_wired")  # a trained MLP has no zero weights: equals the AUROC
+        sizes = {}
+        for n in nets:
+            t = edges.flat(siit.edge_truth(n.trained.width), siit.DENSES)
+            sizes[n.trained.width] = {"truth_edges": int(t.sum()), "candidates": int(t.size)}
+        out["siit"] = {"rows": {m: _aggregate([r[m] for r in runs]) for m in runs[0]}, "widths": sizes,
+                       "networks": [[n.trained.width, n.trained.seed] for n in nets],
+                       "wall_s": time.perf_counter() - t0}
+    return out
 
 
 CONCEPT_FAMILIES = ("probe", "steering")
@@ -790,11 +806,30 @@ def edges_section(edge_result: dict) -> list[str]:
               "`edges.curve_fractions`); f at true size: the curve at the true number of edges. Untrained: the "
               "same method on the same architecture at random weights, against the same true edges. "
               f"The section took {edge_result['wall_s']:.1f} s (compilation included)."), ""]
-    lines += _table(["method", *EDGE_COLUMNS.values(), "wall (s)"])
-    for name, row in edge_result["rows"].items():
-        cells = [_cell(row.get(c)) for c in EDGE_COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['wall_s']['per_seed']):.1f} |")
+    lines += _edge_table(edge_result["rows"], EDGE_COLUMNS)
+    if "siit" in edge_result:
+        siit_result = edge_result["siit"]
+        sizes = "; ".join(f"width {w}: {s['truth_edges']} true of {s['candidates']}"
+                          for w, s in siit_result["widths"].items())
+        lines += ["", "### Edges, SIIT MLPs", "",
+                  (f"The same methods on the {len(siit_result['networks'])} SIIT MLPs of the tier (tier 2) and their "
+                   "win tasks (the node table's SIIT column). Candidates: every kernel entry of the three Dense layers "
+                   "(board -> layer 0 -> layer 1 -> logits). A true edge joins two units whose nodes are joined by an "
+                   "edge of the high-level graph on the win path (`siit.edge_truth`: the board's squares -> "
+                   "`two_own[l]` and `empty[s]`, those -> `win[s]`, `win[s]` -> every logit); unaligned units are on "
+                   f"no edge ({sizes}). A trained MLP has no zero weights, so every candidate is wired. The curve's "
+                   "sizes differ between widths; only its areas are averaged. Cells: mean ± std over the networks. "
+                   f"The section took {siit_result['wall_s']:.1f} s."), ""]
+        lines += _edge_table(siit_result["rows"], {k: v for k, v in EDGE_COLUMNS.items() if k != "auroc_wired"})
     return [*lines, ""]
+
+
+def _edge_table(rows: dict, columns: dict[str, str]) -> list[str]:
+    lines = _table(["method", *columns.values(), "wall (s)"])
+    for name, row in rows.items():
+        cells = [_cell(row.get(c)) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['wall_s']['per_seed']):.1f} |")
+    return lines
 
 
 def markdown(result: dict) -> str:

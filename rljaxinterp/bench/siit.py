@@ -64,10 +64,10 @@ import optax
 
 from rljaxinterp import interp, user_cache
 from rljaxinterp.bench import init_params, metrics
-from rljaxinterp.runs import folder as files
 from rljaxinterp.eval.minimax import LINES
 from rljaxinterp.models.conv import ResTower
 from rljaxinterp.models.mlp import MLP
+from rljaxinterp.runs import folder as files
 
 NODES: dict[str, tuple[str, ...]] = {
     "layer0": (*(f"two_own_line{l}" for l in range(8)), *(f"two_opp_line{l}" for l in range(8)),
@@ -492,6 +492,44 @@ def win_units(width: int, arch: str = "mlp") -> dict[str, np.ndarray]:
         on_path = np.array([name.startswith(WIN_PATH) for name in NODES[layer]])
         out[site] = align[site][on_path].sum(0) > 0
     return out
+
+
+# The MLP's Dense layers on the way to the logits, as ``edges.Denses`` (receiver, senders); the
+# input is the board flattened from (3, 3, 2), so square s's planes are elements 2s and 2s + 1
+DENSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "layer0": ("layer0.pre", ("input",)), "layer1": ("layer1.pre", ("layer0.post",)),
+    "policy_head": ("logits", ("layer1.post",))}
+
+
+def graph_edges() -> dict[str, np.ndarray]:
+    """The high-level graph's edges on the win path, per Dense of ``DENSES``, node to node:
+    (18 board elements, 25 layer-0 nodes), (25, 18 layer-1 nodes), (18, 10 output classes).
+    A line node reads both planes of its three squares, ``empty[s]`` both planes of s;
+    ``win[s]`` reads ``empty[s]`` and the ``two_own`` nodes of its lines; every ``win`` node
+    feeds every class (the output is the lowest win square, and any win rules out the blocks
+    and "none")."""
+    into0 = np.zeros((18, len(NODES["layer0"])), bool)
+    into1 = np.zeros((len(NODES["layer0"]), len(NODES["layer1"])), bool)
+    for l, line in enumerate(LINES):
+        for s in line:
+            into0[2 * s:2 * s + 2, l] = True  # the board -> two_own[l]
+            into1[l, s] = True  # two_own[l] -> win[s]
+    for s in range(9):
+        into0[2 * s:2 * s + 2, 16 + s] = True  # the board -> empty[s]
+        into1[16 + s, s] = True  # empty[s] -> win[s]
+    out = np.zeros((len(NODES["layer1"]), N_CLASSES), bool)
+    out[:9] = True
+    return {"layer0": into0, "layer1": into1, "policy_head": out}
+
+
+def edge_truth(width: int) -> dict[str, np.ndarray]:
+    """``{layer: (inputs, units) bool}``: unit u -> unit v is a true edge when u's node -> v's
+    node is an edge of ``graph_edges`` (the truth at the units' granularity: every unit of a
+    node's block stands for the node; unaligned units are on no edge). A board element or a
+    logit stands for itself."""
+    a0, a1 = (alignment(width)[site].astype(int) for site in SITES)
+    g = {k: v.astype(int) for k, v in graph_edges().items()}
+    return {"layer0": g["layer0"] @ a0 > 0, "layer1": a0.T @ g["layer1"] @ a1 > 0, "policy_head": a1.T @ g["policy_head"] > 0}
 
 
 def win_task(width: int, positions: int, seed: int, arch: str = "mlp"):
