@@ -46,10 +46,37 @@ def test_node_pairs_change_the_graphs_output_and_expect_its_counterfactual():
 def test_unknown_tier_is_refused():
     with pytest.raises(ValueError, match=r"tier 'huge' is not allowed; use one of \('quick', 'default'\)"):
         sf.siit_features("huge")
-    with pytest.raises(ValueError, match=r"site 'layer2.post' is not allowed; use one of \('layer0.post', 'layer1.post'\)"):
+    with pytest.raises(ValueError, match=r"site 'layer2.post' is not allowed; use one of \('layer0.post', 'layer1.post', "
+                                         r"'block0.resid_post', 'block1.resid_post'\)"):
         sf.node_range("layer2.post")
+    assert sf.node_range("block1.resid_post") == sf.node_range("layer1.post") == range(25, 43)
+    with pytest.raises(ValueError, match=r"arch 'cnn' is not allowed; use one of \('mlp', 'restower'\)"):
+        sf.siit_features("quick", arch="cnn")
+    with pytest.raises(ValueError, match=r"channels 10 is not allowed; use a multiple of 4 that is at least 8"):
+        sf.siit_features("quick", arch="restower", widths=[10])
     with pytest.raises(ValueError, match=r"changing_share 1.5 is not allowed; use a share in \[0, 1\]"):
         sf.node_pairs("layer1.post", 8, 0, changing_share=1.5)
+
+
+def test_a_restower_swap_is_the_masked_patch_of_the_same_units():
+    """On a ResTower site (three axes) the subspace swap is an ``add``; swapping the axis-aligned
+    subspace of a node's block must equal patching exactly those elements from the source run."""
+    import jax
+    import jax.numpy as jnp
+
+    from rljaxinterp import interp
+
+    model = siit.make_model(16, "restower")
+    obs = jnp.asarray(siit.live_obs()[:64])
+    params = model.init(jax.random.key(0), obs[:1])["params"]
+    base, source = obs[:32], obs[32:]
+    site = siit.sites("restower")[1]
+    acts = interp.run_with_cache(model, params, source, [site])[1][site]
+    block = siit.alignment(16, "restower")[site][3] > 0  # win_sq3's channels at square 3
+    got = sf._swap(model, params, site, jnp.eye(block.size)[:, block], base, acts.reshape(32, -1))
+    want = interp.run_with_interventions(model, params, base, interp.patch(site, acts, block.reshape(acts.shape[1:])))
+    np.testing.assert_allclose(got, want.logits, atol=1e-5)
+    assert not np.allclose(got, model.apply({"params": params}, base).logits, atol=1e-3)  # the swap did something
 
 
 @pytest.mark.slow
@@ -72,7 +99,7 @@ def test_cli_writes_the_report_and_never_overwrites(monkeypatch, tmp_path, capsy
 
     from rljaxinterp.cli import main
 
-    def untrained(width, seed):  # stands in for siit.make_trained: the wiring is under test
+    def untrained(width, seed, arch="mlp"):  # stands in for siit.make_trained: the wiring is under test
         model = siit.make_model(width)
         params = model.init(jax.random.key(seed), siit.live_obs()[:1])["params"]
         return siit.Trained(width, seed, model, params, 0.0), {"iia": 0.5}

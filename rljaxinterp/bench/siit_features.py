@@ -1,5 +1,5 @@
 """Do featurisers find the nodes SIIT trained into a network? Neurons, PCA, NMF, SAE features
-and DAS on the SIIT MLPs of tier 2, against the units each node was trained into.
+and DAS on the SIIT MLPs (and ResTowers) of tier 2, against the units each node was trained into.
 
 On the compiled network every concept is one unit (``feature_recovery``); a SIIT network is an
 ordinary trained MLP whose node ``j`` owns a block of ``siit.units_per_node(width)`` units
@@ -25,7 +25,10 @@ output (Geiger et al. 2023).
 
 Activations are taken in the network's own basis: the blocks are axis-aligned, so neurons are
 a fair baseline here, not the answer (a node is spread over its block's units as training left
-it). Sites: ``layer0.post`` (25 nodes) and ``layer1.post`` (18 nodes).
+it). Sites: ``layer0.post`` (25 nodes) and ``layer1.post`` (18 nodes). On a ResTower
+(``arch="restower"``) the sites are ``block0.resid_post`` and ``block1.resid_post``, their
+(row, col, channel) elements flattened to units as ``siit.alignment`` numbers them (a node owns
+some channels at one square); every direction lives in that flattened space.
 """
 
 from __future__ import annotations
@@ -46,14 +49,36 @@ PAIRS_PER_NODE = 256  # evaluation pairs per node, all of them pairs where the n
 DAS = {"pairs_per_node": 512, "steps": 400, "batch": 64, "lr": 1e-2}
 SAE = {"multiple": 2, "topk": (4, 8), "steps": 3000}
 NMF_ITERATIONS = 500
+ARCH_NAMES = {"mlp": "MLPs", "restower": "ResTowers"}
 
 
 def node_range(site: str) -> range:
-    """The indices of the site's nodes among all 43 (layer 0's first, as ``siit.node_masks``)."""
-    if site not in siit.SITES:
-        raise ValueError(f"site {site!r} is not allowed; use one of {siit.SITES}")
+    """The indices of the site's nodes among all 43 (layer 0's first, as ``siit.node_masks``);
+    ``site`` is either architecture's."""
+    layer = [siit.sites(arch).index(site) for arch in siit.ARCHS if site in siit.sites(arch)]
+    if not layer:
+        allowed = tuple(s for arch in siit.ARCHS for s in siit.sites(arch))
+        raise ValueError(f"site {site!r} is not allowed; use one of {allowed}")
     n0 = len(siit.NODES["layer0"])
-    return range(n0) if site == siit.SITES[0] else range(n0, siit.n_nodes())
+    return range(n0) if layer[0] == 0 else range(n0, siit.n_nodes())
+
+
+def _units(a: jax.Array) -> jax.Array:
+    """(states, ...) -> (states, units): a ResTower site's (row, col, channel) elements in
+    ``np.ravel`` order, as ``siit.alignment`` numbers them."""
+    return a.reshape(a.shape[0], -1)
+
+
+def _swap(model, params, site: str, basis, base, src) -> jax.Array:
+    """Logits of the runs on ``base`` with the component of ``site`` (flattened to units) in
+    span(``basis``) ((units, k) orthonormal columns) set to that of ``src`` ((states, units)):
+    ``interp.subspace_patch`` on a (states, units) site; on a ResTower site, whose units span
+    three axes, the same edit ``x + B Bᵀ (src - x)`` as an ``add`` to the base run's activation."""
+    if siit.arch_of(model) == "mlp":
+        return interp.run_with_interventions(model, params, base, interp.subspace_patch(site, basis, src)).logits
+    x = interp.run_with_cache(model, params, base, [site])[1][site]
+    delta = (src - _units(x)) @ basis @ basis.T
+    return interp.run_with_interventions(model, params, base, interp.add(site, delta.reshape(x.shape))).logits
 
 
 def _best_directions(found: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -104,7 +129,7 @@ def node_pairs(site: str, per_node: int, seed: int, changing_share: float = 1.0,
 def _inputs(trained: siit.Trained, site: str, pairs: dict) -> tuple[jax.Array, jax.Array]:
     """(nodes, pairs, 3, 3, 2) base observations and (nodes, pairs, units) source activations."""
     obs = jnp.asarray(siit.live_obs())
-    acts = interp.run_with_cache(trained.model, trained.params, obs, [site])[1][site]
+    acts = _units(interp.run_with_cache(trained.model, trained.params, obs, [site])[1][site])
     return obs[pairs["base"]], acts[pairs["source"]]
 
 
@@ -114,8 +139,7 @@ def _swap_argmax(model, site: str, params, base, src, bases) -> jax.Array:
     columns) from ``src[i]`` into the runs on ``base[i]``, node by node."""
     def one(args):
         basis, b, s = args
-        out = interp.run_with_interventions(model, params, b, interp.subspace_patch(site, basis, s))
-        return jnp.argmax(out.logits, -1)
+        return jnp.argmax(_swap(model, params, site, basis, b, s), -1)
     return jax.lax.map(one, (bases, base, src))
 
 
@@ -147,8 +171,7 @@ def _das_train(model, site: str, steps: int, batch: int, lr: float, params, base
     take = jax.vmap(lambda a, i: a[i])
 
     def loss(w, b, s, y):
-        patch = interp.subspace_patch(site, (w / jnp.linalg.norm(w))[:, None], s)
-        logits = interp.run_with_interventions(model, params, b, patch).logits
+        logits = _swap(model, params, site, (w / jnp.linalg.norm(w))[:, None], b, s)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     def step(carry, key):
@@ -168,7 +191,7 @@ def featurisers(trained: siit.Trained, site: str, seed: int) -> dict[str, np.nda
     from rljaxinterp.interp import sae
     from rljaxinterp.interp.factorisation import nmf, pca
 
-    x = np.asarray(interp.run_with_cache(trained.model, trained.params, jnp.asarray(siit.live_obs()), [site])[1][site])
+    x = np.asarray(_units(interp.run_with_cache(trained.model, trained.params, jnp.asarray(siit.live_obs()), [site])[1][site]))
     d, nodes = x.shape[1], len(node_range(site))
     found = {"neurons": np.eye(d), "pca": np.asarray(pca(jnp.asarray(x), d).components),
              "nmf": np.asarray(nmf(jnp.asarray(x), nodes, NMF_ITERATIONS, key=jax.random.key(seed)).components)}
@@ -197,8 +220,8 @@ def score_network(trained: siit.Trained, seed: int) -> dict:
     cosine; for neurons, where every unit of the block ties at 1, with the unit that swaps best
     on other pairs (``_best_neurons``)."""
     out = {}
-    align = siit.alignment(trained.width)
-    for site in siit.SITES:
+    align = siit.alignment(trained.width, trained.arch)
+    for site in siit.sites(trained.arch):
         blocks = align[site]
         pairs = node_pairs(site, PAIRS_PER_NODE, seed)
         eye = np.eye(blocks.shape[1])
@@ -215,22 +238,28 @@ def score_network(trained: siit.Trained, seed: int) -> dict:
     return out
 
 
-def siit_features(tier: str = "quick", log=print) -> dict:
-    """Every featuriser on every SIIT network of ``tier`` (``siit.TIERS``), mean ± std over the
-    networks per site and method."""
-    if tier not in siit.TIERS:
-        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(siit.TIERS)}")
+def siit_features(tier: str = "quick", log=print, arch: str = "mlp", widths=None, seeds=None) -> dict:
+    """Every featuriser on every SIIT network of ``tier`` (``siit.TIERS``; for
+    ``arch="restower"``, ``siit.RESTOWER_TIERS``), or of the given ``widths`` and ``seeds``
+    where given, mean ± std over the networks per site and method."""
+    tiers = siit.RESTOWER_TIERS if siit.sites(arch) == siit.ARCH_SITES["restower"] else siit.TIERS
+    if tier not in tiers:
+        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(tiers)}")
+    widths, seeds = widths or tiers[tier]["widths"], seeds or tiers[tier]["seeds"]
+    for width in widths:
+        siit.make_model(width, arch)  # a bad width fails here, not after the first network's minutes
     t0, runs, networks = time.perf_counter(), [], []
-    for width in siit.TIERS[tier]["widths"]:
-        for seed in siit.TIERS[tier]["seeds"]:
-            trained, checked = siit.make_trained(width, seed)
+    for width in widths:
+        for seed in seeds:
+            trained, checked = siit.make_trained(width, seed, arch)
             t1 = time.perf_counter()
             runs.append(score_network(trained, seed))
             networks.append({"width": width, "seed": seed, "iia": checked["iia"], "score_s": time.perf_counter() - t1})
             log(f"width {width} seed {seed}: " + "; ".join(
-                f"{site} DAS IIA {runs[-1][site]['das']['iia']:.3f}" for site in siit.SITES))
-    sites = {site: {m: metrics.over_seeds([r[site][m] for r in runs]) for m in runs[0][site]} for site in siit.SITES}
-    return {"tier": tier, "networks": networks, "sites": sites, "recovered_at": RECOVERED, "wall_s": time.perf_counter() - t0}
+                f"{site} DAS IIA {runs[-1][site]['das']['iia']:.3f}" for site in siit.sites(arch)))
+    sites = {site: {m: metrics.over_seeds([r[site][m] for r in runs]) for m in runs[0][site]} for site in siit.sites(arch)}
+    return {"tier": tier, "arch": arch, "networks": networks, "sites": sites, "recovered_at": RECOVERED,
+            "wall_s": time.perf_counter() - t0}
 
 
 def table(result: dict) -> list[str]:
@@ -259,5 +288,5 @@ def plot(result: dict, path):
             ax.bar(x + (i - 0.5) * 0.4, [r[key]["mean"] for r in rows.values()], 0.4,
                    yerr=[r[key]["std"] for r in rows.values()], label=label)
         ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"SIIT MLPs, {site}"), ax.set_ylim(0, 1.25), ax.legend(fontsize=8, loc="upper center", ncol=2)
+        ax.set_title(f"SIIT {ARCH_NAMES[result.get('arch', 'mlp')]}, {site}"), ax.set_ylim(0, 1.25), ax.legend(fontsize=8, loc="upper center", ncol=2)
     return save_figure(fig, path)

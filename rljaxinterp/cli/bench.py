@@ -4,8 +4,8 @@ against known truth (the compiled network, its faithfulness curves, the SIIT net
 spurious-cue pair) and exact labels (AlphaZero agents). ``rljaxinterp bench features --out
 DIR [--tier quick|default] [--seeds 0 1 2 3 4]``: featurisers (SAEs, DAS, neurons, PCA, NMF)
 against the compiled network's planted units, mean ± std over the seeds. ``rljaxinterp bench
-siit-features --out DIR [--tier quick|default]``: the same featurisers against the nodes SIIT
-trained into the tier's MLPs."""
+siit-features --out DIR [--tier quick|default] [--arch mlp|restower] [--widths ...] [--seeds ...]``:
+the same featurisers against the nodes SIIT trained into the tier's MLPs or ResTowers."""
 
 from __future__ import annotations
 
@@ -31,10 +31,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                    help="rotation, SAE and DAS seeds; the tables report mean ± std over them (default: 0 1 2 3 4)")
     f.set_defaults(run=run_features)
-    g = kinds.add_parser("siit-features", help="SAEs, DAS, neurons, PCA and NMF against the nodes of the SIIT MLPs")
+    g = kinds.add_parser("siit-features", help="SAEs, DAS, neurons, PCA and NMF against the nodes of the SIIT networks")
     g.add_argument("--out", required=True, help="output folder (never overwritten: out-N when taken)")
     g.add_argument("--tier", default="quick", choices=("quick", "default"),
-                   help="quick (2 networks) or default (10: 5 seeds x 2 widths) (default: %(default)s)")
+                   help="MLPs: quick (2 networks) or default (10: 5 seeds x 2 widths); ResTowers: quick (1) or "
+                        "default (5 seeds) (default: %(default)s)")
+    g.add_argument("--arch", default="mlp", choices=("mlp", "restower"),
+                   help="the SIIT networks' architecture; a ResTower takes minutes to train, once: it is cached in a "
+                        "run folder under RLJAXINTERP_CACHE (default: %(default)s)")
+    g.add_argument("--widths", type=int, nargs="+", help="widths (ResTower: channels) instead of the tier's")
+    g.add_argument("--seeds", type=int, nargs="+", help="seeds instead of the tier's")
     g.set_defaults(run=run_siit_features)
 
 
@@ -81,8 +87,10 @@ def run_features(args: argparse.Namespace) -> int:
 def run_siit_features(args: argparse.Namespace) -> int:
     from rljaxinterp.bench.siit_features import plot, siit_features, table
 
-    result = siit_features(args.tier, log=lambda s: print(s, flush=True))
+    result = siit_features(args.tier, log=lambda s: print(s, flush=True), arch=args.arch, widths=args.widths,
+                           seeds=args.seeds)
     folder = _write_report(args.out, "siit_features", result, table, plot)
     print(f"written to {folder}/ (siit_features.json, siit_features.md, siit_features.png) in {result['wall_s']:.0f} s "
-          f"({len(result['networks'])} SIIT networks, trained and verified in this run unless cached in memory)")
+          f"({len(result['networks'])} SIIT networks, trained and verified in this run unless read from their run "
+          "folders)")
     return 0
