@@ -4,7 +4,7 @@ random is at chance, exact edge patching finds the win circuit's edges, and an e
 with its own clean activation changes nothing. Edge mean-ablation (the faithfulness curve)
 agrees with a toy by hand and with the empty network, the full one and node ablation; at random
 weights the scores are at chance within a layer. The SIIT MLPs' edge truth matches a count by
-hand and the node truth, and their leaderboard table is wired."""
+hand and the node truth (their leaderboard table: test_bench_leaderboard)."""
 
 import flax.linen as nn
 import jax
@@ -252,21 +252,3 @@ def test_siit_edge_truth_by_hand():
     assert np.array_equal(truth["layer0"].any(0), units["layer0.post"]) and np.array_equal(truth["layer1"].any(1), units["layer0.post"])
     assert np.array_equal(truth["layer1"].any(0), units["layer1.post"]) and np.array_equal(truth["policy_head"].any(1), units["layer1.post"])
 
-
-def test_leaderboard_section_on_a_siit_network():
-    """The wiring of the SIIT edge table, on an untrained MLP standing in for a trained one."""
-    task = siit.win_task(128, 32, 0)
-    model = siit.make_model(128)
-    params, untrained = (model.init(jax.random.key(k), task.obs[:1])["params"] for k in (0, 1))
-    net = leaderboard.SiitNetwork(siit.Trained(128, 0, model, params, 0.0), {}, task, untrained, None)
-    section = leaderboard.score_edge_section([leaderboard.make_tasks(32, 0)["circuit"]], 32, [net])["siit"]
-    assert section["widths"] == {128: {"truth_edges": 1152, "candidates": 18 * 128 + 128 * 128 + 128 * 10}}
-    oracle, rand = section["rows"][edges.ORACLE], section["rows"]["random"]
-    assert oracle["auroc"]["mean"] == 1.0 and oracle["precision"]["mean"] == 1.0 and oracle["auroc_untrained"]["mean"] == 1.0
-    assert abs(rand["auroc"]["mean"] - 0.5) < 0.05
-    result = {"tier": "quick", "seeds": 1, "positions": 32, "rows": {}, "wall_s": 1.0,
-              "edges": {"rows": {}, "truth_edges": 147, "candidates": 20668, "fractions": [0, 1], "wall_s": 1.0,
-                        "siit": section}}
-    text = leaderboard.markdown(result)
-    assert "### Edges, SIIT MLPs" in text and "(width 128: 1152 true of 19968)" in text
-    assert "| oracle (edges) | 1.000 ± 0.000 | 1.000 ± 0.000 | " in text

@@ -99,6 +99,7 @@ def test_bad_input_is_refused_before_anything_runs(monkeypatch, tier, seeds, mes
         fr.feature_recovery_seeds(tier, seeds)
 
 
+@pytest.mark.slow  # a CLI end to end (about 10 s); keeps `make test` under 10 minutes
 def test_cli_runs_two_seeds_of_a_tiny_tier_end_to_end(monkeypatch, tmp_path, capsys):
     from rljaxinterp.cli import main
 

@@ -203,7 +203,15 @@ def test_siit_networks_are_a_column_group_and_their_training_is_not_the_methods(
     # a circuit method brings the edge table (bench/edges.py), its time in its own wall column
     assert result["edges"]["rows"]["oracle (edges)"]["auroc"]["per_seed"] == [1.0] * leaderboard.TIERS["quick"]["seeds"]
     assert "## Edges, compiled MLP" in text and result["edges"]["wall_s"] < TRAIN_S
+    siit_edges = result["edges"]["siit"]  # the SIIT edge table, on the stand-in networks
+    assert siit_edges["networks"] == [[n["width"], n["seed"]] for n in result["siit"]["networks"]]
+    width = tier["widths"][0]
+    assert siit_edges["widths"] == {width: {"truth_edges": 1152, "candidates": 18 * width + width * width + width * 10}}
+    assert siit_edges["rows"]["oracle (edges)"]["auroc"]["per_seed"] == [1.0] * n
+    assert abs(siit_edges["rows"]["random"]["auroc"]["mean"] - 0.5) < 0.05
+    assert "### Edges, SIIT MLPs" in text and f"(width {width}: 1152 true of 19968)" in text
     without = {k: v for k, v in result.items() if k != "siit"}
+    without["edges"] = {k: v for k, v in result["edges"].items() if k != "siit"}
     without["rows"] = {name: {k: v for k, v in r.items() if not k.startswith("siit")} for name, r in result["rows"].items()}
     assert "SIIT" not in leaderboard.markdown(without)
 

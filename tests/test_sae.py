@@ -78,7 +78,7 @@ def test_batchtopk_keeps_k_per_row_on_average_while_training():
 GRID_SPARSITIES = {"topk": [2, 4], "relu": [0.3, 1.0], "batchtopk": [3], "jumprelu": [0.1]}
 
 
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in ("batchtopk", "jumprelu") else k
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in ("batchtopk", "jumprelu", "topk") else k
                                   for k in GRID_SPARSITIES])
 def test_the_vmapped_grid_equals_members_trained_alone(kind):
     """Two sites of different sizes and two widths, so most members are padded both ways."""

@@ -309,6 +309,7 @@ def test_epsilon_greedy_play_and_unique_states():
         epsilon_greedy(lowest, 1.5)
 
 
+@pytest.mark.slow  # a CLI end to end (about 10 s); keeps `make test` under 10 minutes
 def test_cli_search_draws_trees_and_refuses_runs_without_search(tmp_path, capsys):
     import json
 
