@@ -35,6 +35,8 @@ units and ten logits. Node ``j`` of high-level layer ``k`` is aligned to the fix
   base's high-level output, which it must not change (weight 0.4),
 
 as in InterpBench (Gupta et al. 2024). ``verify`` measures the result on fresh pairs.
+``make_trained`` trains each network once into a run folder under the user cache
+(``cached_train``) and reads it back afterwards.
 
 ``arch="restower"`` trains the same graph into ``models.conv.ResTower`` (the AlphaZero
 agents' residual conv tower, two blocks of ``channels`` channels): the low-level sites are
