@@ -116,6 +116,12 @@ def test_a_cached_network_reads_back_bit_identical_and_other_runs_are_refused(tm
     with pytest.raises(files.RunFolderError, match="holds a 'alphazero' run, not a SIIT network"):
         siit.cached_train(WIDTH, 0, folder=tmp_path / "agent")
     assert leaves_equal(siit.cached_train(WIDTH, 0, folder=folder).params, first.params)  # untouched
+    killed = tmp_path / "killed"  # a run killed before its checkpoint: config.json alone, trained again
+    files.claim(killed, siit.RUN_KIND, siit.run_config(WIDTH, 0), None)
+    assert not siit.cached_train(WIDTH, 0, folder=killed).cached and siit.cached_train(WIDTH, 0, folder=killed).cached
+    default = siit.cache_folder(WIDTH, 0)  # the default folder is named by its config: a change gives a new one
+    monkeypatch.setitem(siit.HYPERS, "mlp", {**siit.HYPERS["mlp"], "steps": 11})
+    assert siit.cache_folder(WIDTH, 0) != default and siit.cache_folder(WIDTH, 0).name.startswith("siit_mlp128-seed0-")
 
 
 @pytest.mark.slow

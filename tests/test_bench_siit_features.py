@@ -77,6 +77,9 @@ def test_a_restower_swap_is_the_masked_patch_of_the_same_units():
     want = interp.run_with_interventions(model, params, base, interp.patch(site, acts, block.reshape(acts.shape[1:])))
     np.testing.assert_allclose(got, want.logits, atol=1e-5)
     assert not np.allclose(got, model.apply({"params": params}, base).logits, atol=1e-3)  # the swap did something
+    # the same swap as the jitted map over nodes that IIA and DAS use
+    argmax = sf._swap_argmax(model, site, params, base[None], acts.reshape(1, 32, -1), jnp.eye(block.size)[None][:, :, block])
+    np.testing.assert_array_equal(argmax[0], np.argmax(want.logits, -1))
 
 
 @pytest.mark.slow
@@ -114,7 +117,8 @@ def test_cli_writes_the_report_and_never_overwrites(monkeypatch, tmp_path, capsy
         folder = tmp_path / expected
         assert {"siit_features.json", "siit_features.md", "siit_features.png"} <= {p.name for p in folder.iterdir()}
     result = json.loads((tmp_path / "r" / "siit_features.json").read_text())
-    assert result["networks"] == [{"width": 64, "seed": 0, "iia": 0.5, "score_s": result["networks"][0]["score_s"]}]
+    assert result["networks"] == [{"width": 64, "seed": 0, "iia": 0.5, "cached": False,
+                                   "score_s": result["networks"][0]["score_s"]}]
     rows = result["sites"]["layer1.post"]
     assert set(rows) == {"aligned block", "neurons", "pca", "nmf", "sae topk 2x width, k=4", "das", "random"}
     assert rows["neurons"]["subspace_cosine"]["mean"] == 1.0 and "norm² on free units" in (tmp_path / "r" / "siit_features.md").read_text()

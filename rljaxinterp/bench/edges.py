@@ -343,7 +343,7 @@ def score_edges(seed: int, positions: int, methods=None, task=None) -> dict[str,
 
     model, params = compiled_ttt.CompiledRules(), compiled_ttt.compiled_params()
     task = leaderboard.make_tasks(positions, seed)["circuit"] if task is None else task
-    return score_network(model, params, leaderboard.untrained_params(model, seed, task.obs), task,
+    return score_edges_of(model, params, leaderboard.untrained_params(model, seed, task.obs), task,
                          edge_truth(params, task.units), seed, methods)
 
 
@@ -353,11 +353,13 @@ def score_siit_edges(trained, task, untrained, methods=None) -> dict[str, dict]:
     nodes' unit blocks); ``untrained``: the same MLP at random weights, the control."""
     from rljaxinterp.bench import siit
 
-    return score_network(trained.model, trained.params, untrained, task, siit.edge_truth(trained.width), trained.seed,
+    if trained.arch != "mlp":
+        raise ValueError(f"edge scores need Dense layers: arch {trained.arch!r} is not allowed; use a SIIT 'mlp'")
+    return score_edges_of(trained.model, trained.params, untrained, task, siit.edge_truth(trained.width), trained.seed,
                          methods, siit.DENSES)
 
 
-def score_network(model, params, untrained, task, truth: EdgeScores, seed: int, methods=None,
+def score_edges_of(model, params, untrained, task, truth: EdgeScores, seed: int, methods=None,
                   denses: Denses = DENSES) -> dict[str, dict]:
     """Every edge method on one network's circuit task against ``truth`` (``score_edges``)."""
     from rljaxinterp.bench import leaderboard  # leaderboard imports this module

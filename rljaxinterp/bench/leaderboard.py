@@ -610,7 +610,7 @@ def leaderboard(tier: str = "quick", methods: Sequence[str] | None = None, log=p
         result["label_only"] = {"agents": [info for _, info in agents], "wall_s": agents_wall}
     if nets:
         result["siit"] = {"networks": [{"width": n.trained.width, "seed": n.trained.seed, "train_s": n.trained.train_s,
-                                        **n.checked, "twin": {"memorised": n.twin.memorised,
+                                        "cached": n.trained.cached, **n.checked, "twin": {"memorised": n.twin.memorised,
                                                               "rule_accuracy": n.twin.rule_accuracy,
                                                               "chance": shuffled.chance_accuracy(n.trained.seed),
                                                               "train_s": n.twin.trained.train_s}} for n in nets],
@@ -753,8 +753,9 @@ def _siit_section(siit_result: dict) -> list[str]:
     seeds = sorted({n["seed"] for n in nets})
     lines = ["## SIIT networks (tier 2)", "",
              (f"{len(nets)} MLPs (`rljaxinterp/bench/siit.py`; widths {', '.join(map(str, widths))}, seeds "
-              f"{', '.join(map(str, seeds))}), trained and verified once for this leaderboard in "
-              f"{siit_result['wall_s']:.0f} s, which no method's wall column includes. Verification: IIA over "
+              f"{', '.join(map(str, seeds))}), {_read_or_trained(nets)} and verified for this leaderboard in "
+              f"{siit_result['wall_s']:.0f} s, which no method's wall column includes (training (s): the run that "
+              "trained the network). Verification: IIA over "
               f"fresh (base, source, node) triples (bar {siit.MIN_IIA}) and the share of live positions whose "
               f"argmax changes when every non-aligned unit is resample-ablated (bar {siit.MAX_STRICT_CHANGE}). "
               "Each has a shuffled-target twin (tier 4, `rljaxinterp/bench/shuffled.py`): the same MLP, width and "
@@ -770,6 +771,13 @@ def _siit_section(siit_result: dict) -> list[str]:
                      f"{n['iia_min_node']:.4f} | {n['argmax_changed']:.4f} | {n['train_s']:.0f} | "
                      f"{tw['memorised']:.3f} | {tw['rule_accuracy']:.3f} ({tw['chance']:.3f}) |")
     return [*lines, ""]
+
+
+def _read_or_trained(nets: list[dict]) -> str:
+    read = sum(bool(n.get("cached")) for n in nets)
+    if not read:
+        return "trained"
+    return "read from their run folders" if read == len(nets) else f"{read} read from their run folders, the rest trained"
 
 
 def _label_only_section(label: dict) -> list[str]:
@@ -793,7 +801,8 @@ EDGE_COLUMNS = {"auroc": "edge AUROC", "precision": "precision at true size",
 
 
 def edges_section(edge_result: dict) -> list[str]:
-    """The "Edges, compiled MLP" table of ``score_edge_section``'s result, as markdown lines."""
+    """The "Edges, compiled MLP" table of ``score_edge_section``'s result, and the SIIT MLPs'
+    when it has them, as markdown lines."""
     lines = ["## Edges, compiled MLP", "",
              (f"The circuit task at edge level (`rljaxinterp/bench/edges.py`): {edge_result['truth_edges']} true "
               f"edges among {edge_result['candidates']} candidates (every kernel entry of the compiled MLP's Dense "

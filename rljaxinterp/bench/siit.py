@@ -55,10 +55,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -428,26 +431,36 @@ def verify(model, params, width: int, arch: str = "mlp") -> dict:
 
 # -- the zoo's cache: each network trained once into a run folder --------------------------------------
 RUN_KIND = "siit"
-# bump when a change to the graph, the losses or the sampling changes what training produces, so
-# no cached network of the old code is read as the new one
+# bump when a change to the graph, the losses or the sampling changes what training produces (the
+# config below already holds the hyperparameters, the model, the alignment and the library versions)
 TRAINING_VERSION = 1
 
 
-def cache_folder(width: int, seed: int, arch: str = "mlp") -> Path:
-    return user_cache() / "bench" / f"siit_{arch}{width}-seed{seed}"
-
-
 def run_config(width: int, seed: int, arch: str = "mlp") -> dict:
-    """Everything that fixes a trained network, as its run folder's config.json stores it."""
+    """What fixes a trained network, as its run folder's config.json stores it: the training
+    hyperparameters, the model's fields, a digest of the alignment, and the versions of the
+    libraries whose random numbers and initialisers training depends on."""
+    align = alignment(width, arch)
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(align[s]).tobytes() for s in sites(arch))).hexdigest()
     return {"version": TRAINING_VERSION, "arch": arch, "width": width, "seed": seed, **HYPERS[arch], "batch": BATCH,
-            "loss_weights": LOSS_WEIGHTS, "changing_share": CHANGING_SHARE}
+            "loss_weights": LOSS_WEIGHTS, "changing_share": CHANGING_SHARE, "model": repr(make_model(width, arch)),
+            "alignment_sha256": digest, "libraries": {m.__name__: m.__version__ for m in (jax, flax, optax)}}
+
+
+def cache_folder(width: int, seed: int, arch: str = "mlp") -> Path:
+    """``RLJAXINTERP_CACHE/bench/siit_{arch}{width}-seed{seed}-{digest of run_config}``: a change
+    to anything that fixes the network gives a new folder, so a stale one is never read."""
+    key = hashlib.sha256(json.dumps(run_config(width, seed, arch), sort_keys=True).encode()).hexdigest()[:12]
+    return user_cache() / "bench" / f"siit_{arch}{width}-seed{seed}-{key}"
 
 
 def cached_train(width: int, seed: int, arch: str = "mlp", folder: str | os.PathLike | None = None) -> Trained:
     """``train`` through a run folder (default ``cache_folder``, under ``RLJAXINTERP_CACHE``):
     read back when the folder holds this config's network, else trained and saved there
-    (atomically, by orbax). A folder holding another config is refused, never overwritten.
-    A ResTower takes minutes to train, so every later benchmark reuses it."""
+    (atomically, by orbax; a folder left by a killed run is trained again). A folder holding
+    another config is refused, never overwritten; two processes training the same network into
+    one folder at once make the second fail, not overwrite. A ResTower takes minutes to train,
+    so every later benchmark reuses it."""
     cfg = run_config(width, seed, arch)
     folder = Path(folder or cache_folder(width, seed, arch))
     existing = files.read_config_json(folder) if (folder / files.CONFIG_FILE).exists() else None
@@ -465,6 +478,11 @@ def cached_train(width: int, seed: int, arch: str = "mlp", folder: str | os.Path
     trained = train(width, seed, arch=arch)
     files.save_checkpoint(manager, steps, trained.params, {"train_s": trained.train_s})
     return trained
+
+
+def tiers(arch: str = "mlp") -> dict:
+    """The tiers of SIIT networks of ``arch``: ``TIERS`` (MLPs) or ``RESTOWER_TIERS``."""
+    return RESTOWER_TIERS if sites(arch) == ARCH_SITES["restower"] else TIERS
 
 
 def make_trained(width: int, seed: int, arch: str = "mlp") -> tuple[Trained, dict]:
@@ -556,15 +574,14 @@ def score_circuit_methods(methods, tier: str = "quick", positions: int = 128, lo
     which the leaderboard leaves out (one takes about 6 minutes to train on the idle 2-core CPU)."""
     from rljaxinterp.bench import leaderboard
 
-    tiers = RESTOWER_TIERS if sites(arch) == ARCH_SITES["restower"] else TIERS
-    if tier not in tiers:
-        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(tiers)}")
+    if tier not in tiers(arch):
+        raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(tiers(arch))}")
     unknown = [m for m in methods if m not in leaderboard.METHODS]
     wrong = [m for m in methods if m in leaderboard.METHODS and leaderboard.METHODS[m].family != "circuit"]
     if unknown or wrong:
         raise ValueError(f"method(s) {unknown + wrong} are not registered circuit methods; circuit methods: "
                          f"{', '.join(n for n, m in leaderboard.METHODS.items() if m.family == 'circuit')}")
-    spec = tiers[tier]
+    spec = tiers(arch)[tier]
     rows = {m: {"siit": [], "untrained": []} for m in methods}
     networks = []
     for width in spec["widths"]:

@@ -242,7 +242,7 @@ def siit_features(tier: str = "quick", log=print, arch: str = "mlp", widths=None
     """Every featuriser on every SIIT network of ``tier`` (``siit.TIERS``; for
     ``arch="restower"``, ``siit.RESTOWER_TIERS``), or of the given ``widths`` and ``seeds``
     where given, mean ± std over the networks per site and method."""
-    tiers = siit.RESTOWER_TIERS if siit.sites(arch) == siit.ARCH_SITES["restower"] else siit.TIERS
+    tiers = siit.tiers(arch)
     if tier not in tiers:
         raise ValueError(f"tier {tier!r} is not allowed; use one of {tuple(tiers)}")
     widths, seeds = widths or tiers[tier]["widths"], seeds or tiers[tier]["seeds"]
@@ -254,11 +254,12 @@ def siit_features(tier: str = "quick", log=print, arch: str = "mlp", widths=None
             trained, checked = siit.make_trained(width, seed, arch)
             t1 = time.perf_counter()
             runs.append(score_network(trained, seed))
-            networks.append({"width": width, "seed": seed, "iia": checked["iia"], "score_s": time.perf_counter() - t1})
+            networks.append({"width": width, "seed": seed, "iia": checked["iia"], "cached": trained.cached,
+                             "score_s": time.perf_counter() - t1})
             log(f"width {width} seed {seed}: " + "; ".join(
                 f"{site} DAS IIA {runs[-1][site]['das']['iia']:.3f}" for site in siit.sites(arch)))
     sites = {site: {m: metrics.over_seeds([r[site][m] for r in runs]) for m in runs[0][site]} for site in siit.sites(arch)}
-    return {"tier": tier, "arch": arch, "networks": networks, "sites": sites, "recovered_at": RECOVERED,
+    return {"tier": tier, "arch": arch, "widths": list(widths), "seeds": list(seeds), "networks": networks, "sites": sites, "recovered_at": RECOVERED,
             "wall_s": time.perf_counter() - t0}
 
 

@@ -91,6 +91,6 @@ def run_siit_features(args: argparse.Namespace) -> int:
                            seeds=args.seeds)
     folder = _write_report(args.out, "siit_features", result, table, plot)
     print(f"written to {folder}/ (siit_features.json, siit_features.md, siit_features.png) in {result['wall_s']:.0f} s "
-          f"({len(result['networks'])} SIIT networks, trained and verified in this run unless read from their run "
-          "folders)")
+          f"({len(result['networks'])} SIIT networks, {sum(n['cached'] for n in result['networks'])} of them read from "
+          "their run folders, the rest trained in this run; all verified in this run)")
     return 0
