@@ -2,18 +2,24 @@
 channels and seeds, report each step's cost against the SIIT MLP's, and (``--score``) score
 every registered circuit method on them against an untrained tower.
 
-The figures in docs/BENCH.md ("ResTower") were measured with these library calls
-(``siit.train`` + ``siit.verify``; ``siit.score_circuit_methods``) on 4 December 2026.
+The 16-channel figures in docs/BENCH.md ("ResTower") were measured with these library calls
+(``siit.train`` + ``siit.verify``; ``siit.score_circuit_methods``) on 4 December 2026; the
+20-channel ones by this script (``--score``) on 5 December 2026. Towers are trained once into run
+folders under the user cache (``siit.cached_train``) and read back by every later run.
 
     .venv/bin/python benchmarks/siit_restower.py --channels 16 --seeds 0 1 2 3 4 --score
-    .venv/bin/python benchmarks/siit_restower.py --channels 20 --seeds 0 1 2
+    .venv/bin/python benchmarks/siit_restower.py --channels 20 --seeds 3 4 0 1 2 --score
     .venv/bin/python benchmarks/siit_restower.py --step-cost
+    .venv/bin/python benchmarks/siit_restower.py --tables result.json  # a saved --score JSON line
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+import numpy as np
 
 from rljaxinterp.bench import leaderboard, siit
 
@@ -28,13 +34,34 @@ def step_cost(width_mlp: int = 128, channels: int = 16) -> dict[str, float]:
     return out
 
 
+def tables(result: dict) -> str:
+    """The markdown tables of docs/BENCH.md from ``--score``'s JSON: each tower's verify numbers,
+    then each method's node AUROC and precision, mean ± population std over the towers."""
+    lines = [("| channels | seed | behaviour accuracy | IIA | IIA where the output changes | lowest node IIA | "
+             "argmax changed by strict ablation | training (s) |"), "|---|---|---|---|---|---|---|---|"]
+    for n in sorted(result["networks"], key=lambda n: (n["width"], n["seed"])):
+        lines.append(f"| {n['width']} | {n['seed']} | {n['accuracy']:.4f} | {n['iia']:.4f} | {n['iia_changed']:.4f} | "
+                     f"{n['iia_min_node']:.4f} | {n['argmax_changed']:.4f} | {n['train_s']:.0f} |")
+    lines += ["", ("| method | ResTower: node AUROC | ResTower: precision at true size | untrained ResTower: node AUROC "
+              "| untrained: precision |"), "|---|---|---|---|---|"]
+    for name, rows in result["methods"].items():
+        cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for g in ("siit", "untrained") for k in ("auroc", "precision")
+                 for v in [[r[k] for r in rows[g]]]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--channels", type=int, default=siit.RESTOWER_CHANNELS[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--score", action="store_true", help="also score every circuit method on the towers")
     parser.add_argument("--step-cost", action="store_true", help="only measure the cost of a step")
+    parser.add_argument("--tables", metavar="JSON", help="only print the markdown tables of a saved --score result")
     args = parser.parse_args()
+    if args.tables:
+        print(tables(json.loads(Path(args.tables).read_text())))
+        return
     if args.step_cost:
         print(json.dumps(step_cost(channels=args.channels)))
         return
@@ -43,6 +70,7 @@ def main() -> None:
         methods = [n for n, m in leaderboard.METHODS.items() if m.family == "circuit"]
         result = siit.score_circuit_methods(methods, "default", arch="restower", log=lambda s: print(s, flush=True))
         print(json.dumps(result, default=float))
+        print(tables(result))
         return
     for seed in args.seeds:
         trained = siit.cached_train(args.channels, seed, arch="restower")
