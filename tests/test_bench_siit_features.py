@@ -103,9 +103,9 @@ def test_cli_writes_the_report_and_never_overwrites(monkeypatch, tmp_path, capsy
     from rljaxinterp.cli import main
 
     def untrained(width, seed, arch="mlp"):  # stands in for siit.make_trained: the wiring is under test
-        model = siit.make_model(width)
+        model = siit.make_model(width, arch)
         params = model.init(jax.random.key(seed), siit.live_obs()[:1])["params"]
-        return siit.Trained(width, seed, model, params, 0.0), {"iia": 0.5}
+        return siit.Trained(width, seed, model, params, 0.0, arch), {"iia": 0.5}
 
     monkeypatch.setitem(siit.TIERS, "quick", {"seeds": (0,), "widths": (64,)})
     monkeypatch.setattr(siit, "make_trained", untrained)
@@ -123,3 +123,10 @@ def test_cli_writes_the_report_and_never_overwrites(monkeypatch, tmp_path, capsy
     assert set(rows) == {"aligned block", "neurons", "pca", "nmf", "sae topk 2x width, k=4", "das", "random"}
     assert rows["neurons"]["subspace_cosine"]["mean"] == 1.0 and "norm² on free units" in (tmp_path / "r" / "siit_features.md").read_text()
     assert "| aligned block | 1.000 ± 0.000 | 1.000 ± 0.000 |" in capsys.readouterr().out
+    # a ResTower, its widths and seeds given instead of the tier's
+    assert main(["bench", "siit-features", "--out", str(tmp_path / "t"), "--arch", "restower", "--widths", "8",
+                 "--seeds", "3"]) == 0
+    result = json.loads((tmp_path / "t" / "siit_features.json").read_text())
+    assert result["arch"] == "restower" and [(n["width"], n["seed"]) for n in result["networks"]] == [(8, 3)]
+    assert set(result["sites"]) == {"block0.resid_post", "block1.resid_post"}
+    assert "### block1.resid_post (18 nodes)" in (tmp_path / "t" / "siit_features.md").read_text()
