@@ -19,9 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from rljaxinterp.bench import leaderboard, siit
+from rljaxinterp.bench import leaderboard, metrics, siit
 
 
 def step_cost(width_mlp: int = 128, channels: int = 16) -> dict[str, float]:
@@ -45,8 +43,8 @@ def tables(result: dict) -> str:
     lines += ["", ("| method | ResTower: node AUROC | ResTower: precision at true size | untrained ResTower: node AUROC "
               "| untrained: precision |"), "|---|---|---|---|---|"]
     for name, rows in result["methods"].items():
-        cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for g in ("siit", "untrained") for k in ("auroc", "precision")
-                 for v in [[r[k] for r in rows[g]]]]
+        stats = {g: metrics.over_seeds(rows[g]) for g in ("siit", "untrained")}
+        cells = [metrics.mean_std(stats[g][k]) for g in stats for k in ("auroc", "precision")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -191,7 +191,8 @@ def featurisers(trained: siit.Trained, site: str, seed: int) -> dict[str, np.nda
     from rljaxinterp.interp import sae
     from rljaxinterp.interp.factorisation import nmf, pca
 
-    x = np.asarray(_units(interp.run_with_cache(trained.model, trained.params, jnp.asarray(siit.live_obs()), [site])[1][site]))
+    acts = interp.run_with_cache(trained.model, trained.params, jnp.asarray(siit.live_obs()), [site])[1][site]
+    x = np.asarray(_units(acts))
     d, nodes = x.shape[1], len(node_range(site))
     found = {"neurons": np.eye(d), "pca": np.asarray(pca(jnp.asarray(x), d).components),
              "nmf": np.asarray(nmf(jnp.asarray(x), nodes, NMF_ITERATIONS, key=jax.random.key(seed)).components)}
@@ -259,8 +260,8 @@ def siit_features(tier: str = "quick", log=print, arch: str = "mlp", widths=None
             log(f"width {width} seed {seed}: " + "; ".join(
                 f"{site} DAS IIA {runs[-1][site]['das']['iia']:.3f}" for site in siit.sites(arch)))
     sites = {site: {m: metrics.over_seeds([r[site][m] for r in runs]) for m in runs[0][site]} for site in siit.sites(arch)}
-    return {"tier": tier, "arch": arch, "widths": list(widths), "seeds": list(seeds), "networks": networks, "sites": sites, "recovered_at": RECOVERED,
-            "wall_s": time.perf_counter() - t0}
+    return {"tier": tier, "arch": arch, "widths": list(widths), "seeds": list(seeds), "networks": networks,
+            "sites": sites, "recovered_at": RECOVERED, "wall_s": time.perf_counter() - t0}
 
 
 def table(result: dict) -> list[str]:
@@ -289,5 +290,6 @@ def plot(result: dict, path):
             ax.bar(x + (i - 0.5) * 0.4, [r[key]["mean"] for r in rows.values()], 0.4,
                    yerr=[r[key]["std"] for r in rows.values()], label=label)
         ax.set_xticks(x, list(rows), rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"SIIT {ARCH_NAMES[result.get('arch', 'mlp')]}, {site}"), ax.set_ylim(0, 1.25), ax.legend(fontsize=8, loc="upper center", ncol=2)
+        ax.set_title(f"SIIT {ARCH_NAMES[result.get('arch', 'mlp')]}, {site}"), ax.set_ylim(0, 1.25)
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
     return save_figure(fig, path)
